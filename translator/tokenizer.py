@@ -25,6 +25,20 @@ def _train_model(texts: Iterable[str], vocab_size: int, model_type: str, charact
     if not lines:
         raise ValueError("cannot train a tokenizer on an empty corpus (no non-empty lines)")
     model = io.BytesIO()
+    try:
+        _run_trainer(lines, model, vocab_size, model_type, character_coverage, seed_size)
+    except RuntimeError as err:
+        message = str(err)
+        if "Vocabulary size is smaller than required_chars" in message:
+            needed = message.rsplit("vs", 1)[-1].split(".")[0].strip()
+            raise ValueError(f"tokenizer vocab_size={vocab_size} is too small: byte fallback (256 byte pieces), "
+                             f"the special tokens and the corpus characters need at least {needed}") from None
+        raise ValueError(f"SentencePiece training failed: {message.splitlines()[0]}") from None
+    return model.getvalue()
+
+
+def _run_trainer(lines: list[str], model: io.BytesIO, vocab_size: int, model_type: str,
+                 character_coverage: float, seed_size: int) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_writer=model,
@@ -43,7 +57,6 @@ def _train_model(texts: Iterable[str], vocab_size: int, model_type: str, charact
         minloglevel=2,
         num_threads=max(1, min(4, os.cpu_count() or 1)),
     )
-    return model.getvalue()
 
 
 def _load(model_bytes: bytes) -> spm.SentencePieceProcessor:

@@ -1,0 +1,351 @@
+"""Decoders: beam 1 == greedy, batched == one by one, exhaustive search agrees with beam, constraints hold."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from translator.decoding import Hypothesis, beam_search, decode, greedy_decode, sample
+from translator.models.base import DecoderState, Seq2Seq
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+IDS = dict(bos_id=BOS, eos_id=EOS, pad_id=PAD, unk_id=UNK)
+
+
+@dataclasses.dataclass
+class ToyState(DecoderState):
+    hidden: Tensor | None = None  # (B, H)
+
+
+class Toy(Seq2Seq):
+    """GRU encoder, GRU-cell decoder with Luong dot attention; `logit_bias` steers its outputs."""
+
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_id: int = 0, hidden: int = 16,
+                 scale: float = 1.0) -> None:
+        super().__init__()
+        self.src_emb = nn.Embedding(src_vocab_size, hidden, padding_idx=pad_id)
+        self.tgt_emb = nn.Embedding(tgt_vocab_size, hidden)
+        self.encoder = nn.GRU(hidden, hidden, batch_first=True)
+        self.cell = nn.GRUCell(hidden, hidden)
+        self.combine = nn.Linear(2 * hidden, hidden)
+        self.out = nn.Linear(hidden, tgt_vocab_size)
+        self.scale = scale
+        self.register_buffer("logit_bias", torch.zeros(tgt_vocab_size))
+        self.steps = 0
+
+    @property
+    def has_attention(self) -> bool:
+        return True
+
+    def encode(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        return self.encoder(self.src_emb(src))[0]  # (B, S, H); right padding never reaches real positions
+
+    def init_state(self, memory: Tensor, src_mask: Tensor, need_attention: bool = False) -> ToyState:
+        m = src_mask.unsqueeze(-1).float()  # (B, S, 1)
+        hidden = (memory * m).sum(1) / m.sum(1)  # (B, H)
+        return ToyState(memory=memory, src_mask=src_mask, need_attention=need_attention, hidden=hidden)
+
+    def decode_step(self, tokens: Tensor, state: ToyState) -> tuple[Tensor, ToyState]:
+        self.steps += 1
+        h = self.cell(self.tgt_emb(tokens), state.hidden)  # (B, H)
+        scores = (state.memory @ h.unsqueeze(-1)).squeeze(-1).masked_fill(~state.src_mask, -math.inf)  # (B, S)
+        att = scores.softmax(-1)
+        ctx = (att.unsqueeze(1) @ state.memory).squeeze(1)  # (B, H)
+        logits = self.out(torch.tanh(self.combine(torch.cat([h, ctx], -1)))) * self.scale + self.logit_bias
+        return logits, dataclasses.replace(state, hidden=h, attention=att if state.need_attention else None)
+
+
+def toy(vocab: int = 20, seed: int = 0, scale: float = 3.0) -> Toy:
+    torch.manual_seed(seed)
+    return Toy(vocab, vocab, hidden=16, scale=scale).eval()
+
+
+def real(family: str, vocab: int = 20, seed: int = 0, **kw) -> Seq2Seq:
+    """A tiny model of one real family; skipped while its module does not exist yet."""
+    module, cls, config = {
+        "lstm": ("lstm", "LSTMSeq2Seq", dict(emb_size=8, hidden_size=16, num_layers=1)),
+        "attention": ("attention", "AttentionSeq2Seq", dict(emb_size=8, enc_hidden_size=8, dec_hidden_size=16,
+                                                            attention_size=8)),
+        "transformer": ("transformer", "Transformer", dict(d_model=16, num_heads=2, num_encoder_layers=1,
+                                                           num_decoder_layers=2, ff_size=32)),
+    }[family]
+    try:
+        mod = importlib.import_module(f"translator.models.{module}")
+    except ImportError as err:
+        pytest.skip(f"translator.models.{module} not importable yet: {err}")
+    torch.manual_seed(seed)
+    return getattr(mod, cls)(vocab, vocab, pad_id=PAD, dropout=0.0, **config, **kw).eval()
+
+
+def make_model(family: str, **kw) -> Seq2Seq:
+    return toy(**kw) if family == "toy" else real(family, **kw)
+
+
+FAMILIES = ["toy", "lstm", "attention", "transformer"]
+
+
+def batch(n: int = 7, vocab: int = 20, seed: int = 1, min_len: int = 2, max_len: int = 9) -> tuple[Tensor, Tensor]:
+    """n random right-padded sources of different lengths, no special ids inside."""
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(min_len, max_len + 1, (n,), generator=g)
+    src = torch.randint(4, vocab, (n, int(lens.max())), generator=g)
+    mask = torch.arange(src.size(1))[None, :] < lens[:, None]  # (n, S)
+    return src.masked_fill(~mask, PAD), mask
+
+
+def unpad(src: Tensor, mask: Tensor, rows: list[int]) -> tuple[Tensor, Tensor]:
+    """Sub-batch of `rows`, trimmed to its own longest sentence (so padding differs from the full batch)."""
+    s, m = src[rows], mask[rows]
+    width = int(m.sum(1).max())
+    return s[:, :width], m[:, :width]
+
+
+def key(h: Hypothesis) -> tuple:
+    return tuple(h.tokens), h.finished
+
+
+def assert_same(a: list[list[Hypothesis]], b: list[list[Hypothesis]], atol: float = 1e-4) -> None:
+    assert len(a) == len(b)
+    for ha, hb in zip(a, b):
+        assert [key(h) for h in ha] == [key(h) for h in hb]
+        for x, y in zip(ha, hb):
+            assert x.score == pytest.approx(y.score, abs=atol)
+            assert x.normalized == pytest.approx(y.normalized, abs=atol)
+            if x.attention is not None or y.attention is not None:
+                torch.testing.assert_close(x.attention, y.attention, atol=atol, rtol=0)
+
+
+# ---- beam 1 == greedy, batched == one by one, cached == uncached ----------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("opts", [{}, dict(length_penalty=1.0, no_repeat_ngram_size=2, forbid_unk=True)])
+def test_beam_one_equals_greedy(family, opts):
+    model = make_model(family)
+    src, mask = batch()
+    greedy = greedy_decode(model, src, mask, **IDS, max_len_b=6, **opts)
+    beam = beam_search(model, src, mask, **IDS, beam_size=1, max_len_b=6, **opts)
+    assert all(len(h) == 1 for h in greedy)
+    for g, b in zip(greedy, beam):
+        assert g[0].tokens == b[0].tokens and g[0].finished == b[0].finished
+        assert g[0].score == b[0].score  # exactly: the same code computes both
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method,opts", [("greedy", {}), ("beam", dict(beam_size=4, nbest=3, length_penalty=0.6))])
+def test_batched_equals_one_by_one(family, method, opts):
+    model = make_model(family)
+    src, mask = batch(n=7)
+    order = torch.randperm(7, generator=torch.Generator().manual_seed(3)).tolist()
+    run = lambda rows: decode(model, *unpad(src, mask, rows), method=method, **IDS, max_len_b=5,
+                              return_attention=True, **opts)
+    single = [run([i])[0] for i in order]
+    for size in (1, 3, 7):
+        out = [h for start in range(0, 7, size) for h in run(order[start:start + size])]
+        assert_same(out, single)
+
+
+@pytest.mark.parametrize("method,opts", [("greedy", {}), ("beam", dict(beam_size=3, nbest=3)),
+                                         ("sample", dict(num_samples=3, seed=5))])
+def test_transformer_cache_matches_prefix_recompute(method, opts):
+    cached, uncached = real("transformer", decode_cache=True), real("transformer", decode_cache=False)
+    uncached.load_state_dict(cached.state_dict())
+    src, mask = batch(n=4)
+    a = decode(cached, src, mask, method=method, **IDS, return_attention=True, **opts)
+    b = decode(uncached, src, mask, method=method, **IDS, return_attention=True, **opts)
+    assert_same(a, b)
+
+
+# ---- exhaustive search on a tiny vocabulary ------------------------------------------------------
+
+CONTENT = [UNK, 4, 5]  # every token a 6-word model may emit besides eos (pad and bos are never emitted)
+
+
+def enumerate_all(model: Seq2Seq, src: Tensor, mask: Tensor, steps: int) -> dict[tuple, float]:
+    """Exact raw score of every output the decoders can produce in `steps` steps: {(tokens, finished): score}."""
+    out: dict[tuple, float] = {}
+
+    def walk(prefix: list[int], token: int, state, score: float) -> None:
+        logits, state = model.decode_step(torch.tensor([token]), state)
+        lp = logits.float().log_softmax(-1)[0].tolist()
+        out[(tuple(prefix), True)] = score + lp[EOS]
+        for x in CONTENT:
+            if len(prefix) + 1 == steps:
+                out[(tuple(prefix + [x]), False)] = score + lp[x]
+            else:
+                walk(prefix + [x], x, state, score + lp[x])
+
+    with torch.inference_mode():
+        walk([], BOS, model.init_state(model.encode(src, mask), mask), 0.0)
+    return out
+
+
+def penalty(length: int, alpha: float, normalize: bool) -> float:
+    return float(length) if normalize else ((5 + length) / 6) ** alpha
+
+
+@pytest.mark.parametrize("steps", [3, 4])
+@pytest.mark.parametrize("alpha,normalize", [(0.0, False), (0.6, False), (2.0, False), (0.0, True)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wide_beam_finds_the_exact_nbest(steps, alpha, normalize, seed):
+    model = toy(vocab=6, seed=seed, scale=4.0)
+    src, mask = batch(n=1, vocab=6, seed=seed)
+    exact = enumerate_all(model, src, mask, steps)
+    ranked = sorted(exact, key=lambda k: -exact[k] / penalty(len(k[0]) + k[1], alpha, normalize))
+    # Wide enough that every candidate of every step ranks inside the beam: nothing is pruned.
+    wide = 4 * 3 ** (steps - 1)
+    out = beam_search(model, src, mask, **IDS, beam_size=wide, nbest=5, length_penalty=alpha, normalize=normalize,
+                      max_len_a=0, max_len_b=steps)[0]
+    assert [key(h) for h in out] == ranked[:5]
+    for h in out:
+        assert h.score == pytest.approx(exact[key(h)], abs=1e-5)
+        assert h.normalized == pytest.approx(h.score / penalty(len(h.tokens) + h.finished, alpha, normalize))
+    # Narrow beams may miss the best, but every score they report is the exact one.
+    for k in (1, 2, 3):
+        for h in beam_search(model, src, mask, **IDS, beam_size=k, nbest=k, length_penalty=alpha,
+                             normalize=normalize, max_len_a=0, max_len_b=steps)[0]:
+            assert h.score == pytest.approx(exact[key(h)], abs=1e-5)
+
+
+def test_early_stop_when_nothing_live_can_win():
+    model = toy(vocab=20)
+    model.logit_bias[EOS] = 8.0  # eos is by far the best first token
+    src, mask = batch(n=1)
+    for alpha in (0.0, 1.0):
+        model.steps = 0
+        out = beam_search(model, src, mask, **IDS, beam_size=4, nbest=1, length_penalty=alpha, max_len_b=30)[0]
+        assert out[0].tokens == [] and out[0].finished
+        assert model.steps == 1  # one finished < beam_size, but no live hypothesis can catch up
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_nbest_sorted_and_distinct(family):
+    model = make_model(family)
+    src, mask = batch(n=4)
+    for alpha in (0.0, 1.0):
+        for hyps in beam_search(model, src, mask, **IDS, beam_size=6, nbest=6, length_penalty=alpha, max_len_b=6):
+            assert 1 <= len(hyps) <= 6
+            scores = [h.normalized for h in hyps]
+            assert scores == sorted(scores, reverse=True)
+            assert len({key(h) for h in hyps}) == len(hyps)
+
+
+# ---- constraints: repeats, unk, eos, length -----------------------------------------------------
+
+ALL_METHODS = [("greedy", {}), ("beam", dict(beam_size=4, nbest=4)), ("sample", dict(num_samples=4, seed=0))]
+
+
+@pytest.mark.parametrize("method,opts", ALL_METHODS)
+def test_no_repeat_ngram(method, opts):
+    model = toy()
+    model.logit_bias[7] = 6.0  # the model wants to say 7 forever
+    src, mask = batch(n=3)
+    free = decode(model, src, mask, method=method, **IDS, max_len_b=12, **opts)
+    assert any(h.tokens.count(7) > 2 for hyps in free for h in hyps)
+    for n in (1, 2, 3):
+        for hyps in decode(model, src, mask, method=method, **IDS, max_len_b=12, no_repeat_ngram_size=n, **opts):
+            for h in hyps:
+                grams = [tuple(h.tokens[i:i + n]) for i in range(len(h.tokens) - n + 1)]
+                assert len(grams) == len(set(grams)), (n, h.tokens)
+
+
+@pytest.mark.parametrize("method,opts", ALL_METHODS)
+def test_forbid_unk(method, opts):
+    model = toy()
+    model.logit_bias[UNK] = 5.0
+    src, mask = batch(n=3)
+    assert any(UNK in h.tokens for hyps in decode(model, src, mask, method=method, **IDS, **opts) for h in hyps)
+    for hyps in decode(model, src, mask, method=method, **IDS, forbid_unk=True, **opts):
+        assert all(UNK not in h.tokens and PAD not in h.tokens and BOS not in h.tokens for h in hyps)
+
+
+@pytest.mark.parametrize("method,opts", ALL_METHODS)
+def test_eos_first_gives_empty_hypotheses(method, opts):
+    model = toy()
+    model.logit_bias[EOS] = 30.0
+    src, mask = batch(n=3)
+    for hyps in decode(model, src, mask, method=method, **IDS, **opts):
+        assert hyps[0].tokens == [] and hyps[0].finished and hyps[0].score > -1e-6
+        assert all(h.finished for h in hyps)  # the rest of an n-best list: one token, then eos
+
+
+@pytest.mark.parametrize("method,opts", ALL_METHODS)
+def test_max_length_respected(method, opts):
+    model = toy()
+    model.logit_bias[EOS] = -30.0  # never ends by itself
+    src, mask = batch(n=5)
+    lens = mask.sum(1).tolist()
+    out = decode(model, src, mask, method=method, **IDS, max_len_a=0.5, max_len_b=2, **opts)
+    for n, hyps in zip(lens, out):
+        assert all(len(h.tokens) == int(0.5 * n + 2) and not h.finished for h in hyps)
+    for hyps in decode(model, src, mask, method=method, **IDS, max_len_a=3, max_len_b=10, max_len=4, **opts):
+        assert all(len(h.tokens) == 4 for h in hyps)
+
+
+# ---- sampling -------------------------------------------------------------------------------------
+
+def test_sampling_seeded_and_top_k_one_is_greedy():
+    model = toy(scale=1.0)  # a flat-ish model, so samples really vary
+    src, mask = batch(n=4)
+    run = lambda **kw: [[h.tokens for h in hyps] for hyps in sample(model, src, mask, **IDS, num_samples=3, **kw)]
+    assert run(seed=1) == run(seed=1)
+    assert run(seed=1) != run(seed=2)
+    greedy = greedy_decode(model, src, mask, **IDS)
+    for kw in (dict(top_k=1), dict(top_p=1e-6), dict(temperature=1e-4)):
+        for g, s in zip(greedy, sample(model, src, mask, **IDS, num_samples=2, seed=0, **kw)):
+            assert all(h.tokens == g[0].tokens and h.score == pytest.approx(g[0].score, abs=1e-5) for h in s)
+
+
+def test_temperature_and_top_k_shape_the_distribution():
+    model = toy(scale=1.0)
+    src, mask = batch(n=1)
+    first = lambda **kw: {h.tokens[0] for h in sample(model, src, mask, **IDS, num_samples=200, seed=0,
+                                                        max_len_b=1, **kw)[0] if h.tokens}
+    assert len(first(temperature=0.05)) < len(first(temperature=1.0)) < len(first(temperature=5.0)) + 1
+    assert len(first(temperature=5.0, top_k=3)) <= 3
+
+
+# ---- attention and API -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,opts", ALL_METHODS)
+def test_attention_rows_sum_to_one_over_real_source(method, opts):
+    model = toy()
+    src, mask = batch(n=5)
+    out = decode(model, src, mask, method=method, **IDS, return_attention=True, **opts)
+    for n, hyps in zip(mask.sum(1).tolist(), out):
+        for h in hyps:
+            assert h.attention.shape == (len(h.tokens), n)
+            torch.testing.assert_close(h.attention.sum(1), torch.ones(len(h.tokens)))
+    assert all(h.attention is None for hyps in decode(model, src, mask, method=method, **IDS, **opts) for h in hyps)
+
+
+@pytest.mark.parametrize("family", ["lstm", "attention", "transformer"])
+def test_real_attention_shapes(family):
+    model = real(family)
+    src, mask = batch(n=3)
+    out = beam_search(model, src, mask, **IDS, beam_size=3, nbest=2, return_attention=True)
+    for n, hyps in zip(mask.sum(1).tolist(), out):
+        for h in hyps:
+            if model.has_attention:
+                assert h.attention.shape == (len(h.tokens), n)
+                torch.testing.assert_close(h.attention.sum(1), torch.ones(len(h.tokens)), atol=1e-4, rtol=0)
+            else:
+                assert h.attention is None
+
+
+def test_decode_rejects_bad_requests():
+    model = toy()
+    src, mask = batch(n=2)
+    with pytest.raises(ValueError, match="greedy, beam, sample"):
+        decode(model, src, mask, method="nucleus", **IDS)
+    with pytest.raises(ValueError, match="beam_size"):
+        decode(model, src, mask, method="greedy", beam_size=3, **IDS)
+    with pytest.raises(ValueError, match="nbest"):
+        beam_search(model, src, mask, **IDS, beam_size=2, nbest=3)
+    with pytest.raises(ValueError, match="no real tokens"):
+        greedy_decode(model, src, torch.zeros_like(mask), **IDS)
+    with pytest.raises(ValueError, match="temperature"):
+        sample(model, src, mask, **IDS, temperature=0)

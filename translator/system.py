@@ -1,0 +1,234 @@
+"""Seq2SeqSystem: the one LightningModule that trains all three model families.
+
+Teacher forcing is written once (`_shared_step`); the model is any `Seq2Seq`. The checkpoint it
+writes is self-contained: weights, the model's constructor arguments (plain data) and the
+tokenizer's SentencePiece bytes, so `translator.checkpoint.load_bundle` needs no other file.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from translator.models.base import Seq2Seq
+from translator.tokenizer import Tokenizer
+
+BUNDLE_KEY = "translator"  # checkpoint["translator"] = {"model": config, "tokenizer": bytes, ...}
+
+
+def lr_factor(step: int, warmup_steps: int, schedule: str, total_steps: int) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` (0-based)."""
+    step = step + 1
+    warmup = max(1, warmup_steps)
+    if schedule == "constant":
+        return min(1.0, step / warmup)
+    if schedule == "inverse_sqrt":
+        return min(step / warmup, math.sqrt(warmup / step))
+    if schedule == "cosine":
+        if step <= warmup:
+            return step / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown lr schedule {schedule!r}; choose constant, inverse_sqrt or cosine")
+
+
+class Seq2SeqSystem(L.LightningModule):
+    """Teacher forcing, label-smoothed loss, AdamW + warmup schedule, validation BLEU."""
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        label_smoothing: float = 0.1,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0001,
+        adam_beta2: float = 0.98,
+        warmup_steps: int = 1000,
+        lr_schedule: Literal["inverse_sqrt", "cosine", "constant"] = "inverse_sqrt",
+        val_bleu: bool = True,
+        val_bleu_max_sentences: int | None = None,
+        val_max_len_a: float = 1.5,
+        val_max_len_b: int = 10,
+    ):
+        """
+        Args:
+            model: the network (`translator.models.Transformer`, `AttentionSeq2Seq`, `LSTMSeq2Seq`).
+            label_smoothing: epsilon of the label-smoothed cross-entropy (padding is ignored).
+            lr: peak learning rate of AdamW, reached after `warmup_steps`.
+            weight_decay: AdamW decoupled weight decay (not applied to biases and norms).
+            adam_beta2: AdamW's second-moment decay (0.98 as in the Transformer paper).
+            warmup_steps: linear warmup length in optimizer steps.
+            lr_schedule: decay after warmup: inverse square root, cosine to zero, or constant.
+            val_bleu: greedy-decode the validation set each validation epoch and log sacreBLEU.
+            val_bleu_max_sentences: decode only this many validation sentences (None = all).
+            val_max_len_a: decoded length limit is a * source length + b.
+            val_max_len_b: see val_max_len_a.
+        """
+        super().__init__()
+        if not isinstance(model, Seq2Seq):
+            raise TypeError(f"model must be a translator.models Seq2Seq, got {type(model).__name__}")
+        self.save_hyperparameters(ignore=["model"])
+        self.hparams["model"] = model.config()  # plain data: rebuilt by load_bundle, weights_only-safe
+        self.model = model
+        self.tokenizer: Tokenizer | None = None
+        self._val_hyps: list[tuple[int, str, str]] = []
+        self._step_start = 0.0
+
+    # ---- wiring ------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
+            self.tokenizer = datamodule.tokenizer
+        if self.tokenizer is None:
+            raise ValueError("Seq2SeqSystem needs a tokenizer: train with translator.data.Seq2SeqDataModule "
+                             "or set `system.tokenizer` before fitting")
+        self._check_vocab(self.tokenizer, source="the data's tokenizer")
+
+    def _check_vocab(self, tokenizer: Tokenizer, source: str) -> None:
+        init = self.hparams["model"]["init_args"]
+        expected = (init.get("src_vocab_size"), init.get("tgt_vocab_size"))
+        actual = (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+        if expected != actual:
+            raise ValueError(f"model vocabulary sizes (src, tgt) = {expected} do not match {source} {actual}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[BUNDLE_KEY] = {
+            "format": 1,
+            "model": self.hparams["model"],
+            "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
+            "data": _plain(dict(getattr(getattr(self.trainer, "datamodule", None), "hparams", {}) or {})),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bundle = checkpoint.get(BUNDLE_KEY)
+        if bundle is None or bundle.get("tokenizer") is None or self.tokenizer is None:
+            return
+        if bundle["tokenizer"] != self.tokenizer.to_dict():
+            raise ValueError(
+                "the checkpoint's tokenizer differs from the tokenizer of the data it is asked to continue on; "
+                "pass the checkpoint's tokenizer (`translator export-tokenizer CKPT`, then --data.tokenizer_path) "
+                "or start a new run")
+
+    # ---- teacher forcing ---------------------------------------------------------------
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        """One teacher-forced step: logits for tgt_in, label-smoothed loss against tgt_out."""
+        logits = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
+        tgt_out = batch["tgt_out"]  # (B, T)
+        pad_id = self.model._config.get("pad_id", 0)
+        real = tgt_out != pad_id  # (B, T)
+        ntokens = real.sum()
+        log_probs = logits.float().log_softmax(dim=-1)  # (B, T, V)
+        nll = -log_probs.gather(-1, tgt_out.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        eps = self.hparams.label_smoothing
+        # Label smoothing spreads eps uniformly over the vocabulary (as F.cross_entropy does).
+        loss_tokens = (1.0 - eps) * nll - eps * log_probs.mean(dim=-1) if eps > 0 else nll  # (B, T)
+        denom = ntokens.clamp(min=1)
+        loss = (loss_tokens * real).sum() / denom
+        nll_mean = (nll * real).sum() / denom
+        batch_size = batch["src"].size(0)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step,
+                 batch_size=batch_size, sync_dist=not on_step)
+        self.log(f"{stage}/ppl", nll_mean.detach().exp(), on_step=on_step, on_epoch=not on_step,
+                 batch_size=batch_size, sync_dist=not on_step)
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        seconds = time.perf_counter() - self._step_start
+        tokens = int(batch["src_mask"].sum()) + int((batch["tgt_out"] != self.model._config.get("pad_id", 0)).sum())
+        self.log("train/tokens_per_s", tokens / max(seconds, 1e-9), prog_bar=True, on_step=True,
+                 batch_size=batch["src"].size(0))
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True,
+                 batch_size=batch["src"].size(0))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "val")
+        if self.hparams.val_bleu and self.tokenizer is not None:
+            self._decode_for_bleu(batch)
+        return loss
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    # ---- validation BLEU ---------------------------------------------------------------
+    def _decode_for_bleu(self, batch: dict[str, Any]) -> None:
+        from translator.decoding import greedy_decode
+
+        limit = self.hparams.val_bleu_max_sentences
+        index = batch["index"]
+        keep = torch.ones_like(index, dtype=torch.bool) if limit is None else index < limit  # (B,)
+        if not bool(keep.any()):
+            return
+        src, src_mask = batch["src"][keep], batch["src_mask"][keep]
+        tok = self.tokenizer
+        hyps = greedy_decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                             unk_id=tok.unk_id, max_len_a=self.hparams.val_max_len_a,
+                             max_len_b=self.hparams.val_max_len_b)
+        texts = tok.decode_tgt([h[0].tokens for h in hyps])
+        kept = keep.nonzero().squeeze(-1).tolist()
+        for j, text in zip(kept, texts):
+            self._val_hyps.append((int(index[j]), text, batch["tgt_text"][j]))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.hparams.val_bleu or self.tokenizer is None:
+            return
+        pairs = self._val_hyps
+        self._val_hyps = []
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, pairs)
+            pairs = [p for part in gathered for p in part]
+        if not pairs:
+            return
+        import sacrebleu
+
+        unique = dict((i, (h, r)) for i, h, r in pairs)  # DDP may repeat padded samples
+        hyps = [unique[i][0] for i in sorted(unique)]
+        refs = [unique[i][1] for i in sorted(unique)]
+        bleu = sacrebleu.corpus_bleu(hyps, [refs]).score
+        self.log("val/bleu", bleu, prog_bar=True, sync_dist=False, rank_zero_only=False)
+
+    # ---- optimisation ------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr, betas=(0.9, self.hparams.adam_beta2), eps=1e-8,
+        )
+        total = 0
+        if self.hparams.lr_schedule == "cosine":
+            total = int(self.trainer.estimated_stepping_batches)
+        hp = self.hparams
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, hp.warmup_steps, hp.lr_schedule, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _plain(value: Any) -> Any:
+    """Keep only JSON-like data (what weights_only loading accepts)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if _is_plain(v)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value if _is_plain(v)]
+    return value
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, (dict, list, tuple)):
+        return True
+    return value is None or isinstance(value, (str, int, float, bool))
