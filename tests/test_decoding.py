@@ -64,6 +64,24 @@ def toy(vocab: int = 20, seed: int = 0, scale: float = 3.0) -> Toy:
     return Toy(vocab, vocab, hidden=16, scale=scale).eval()
 
 
+class Bigram(Seq2Seq):
+    """Ignores the source: next-token logits are a fixed table row picked by the previous token."""
+
+    def __init__(self, table: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)  # (V, V) logits of the next token given the previous one
+
+    def encode(self, src: Tensor, src_mask: Tensor) -> Tensor:
+        return src_mask.float()  # (B, S)
+
+    def init_state(self, memory: Tensor, src_mask: Tensor, need_attention: bool = False) -> DecoderState:
+        return DecoderState(memory=memory, src_mask=src_mask, need_attention=need_attention)
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        att = state.memory / state.memory.sum(1, keepdim=True) if state.need_attention else None  # (B, S)
+        return self.table[tokens], dataclasses.replace(state, attention=att)
+
+
 def real(family: str, vocab: int = 20, seed: int = 0, **kw) -> Seq2Seq:
     """A tiny model of one real family; skipped while its module does not exist yet."""
     module, cls, config = {
@@ -134,6 +152,33 @@ def test_beam_one_equals_greedy(family, opts):
         assert g[0].score == b[0].score  # exactly: the same code computes both
 
 
+def reference_greedy(model: Seq2Seq, src: Tensor, mask: Tensor, steps: int) -> tuple[list[int], float, bool]:
+    """Plain argmax loop over one sentence: (tokens, raw score, ended with eos)."""
+    with torch.inference_mode():
+        state, token, tokens, score = model.init_state(model.encode(src, mask), mask), BOS, [], 0.0
+        for _ in range(steps):
+            logits, state = model.decode_step(torch.tensor([token]), state)
+            lp = logits[0].float().log_softmax(-1)
+            lp[[PAD, BOS]] = -math.inf
+            token = int(lp.argmax())
+            score += float(lp[token])
+            if token == EOS:
+                return tokens, score, True
+            tokens.append(token)
+    return tokens, score, False
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_matches_a_plain_argmax_loop(family):
+    model = make_model(family)
+    src, mask = batch()
+    for i, hyps in enumerate(greedy_decode(model, src, mask, **IDS, max_len_a=1, max_len_b=3)):
+        s, m = unpad(src, mask, [i])
+        tokens, score, finished = reference_greedy(model, s, m, int(m.sum()) + 3)
+        assert (hyps[0].tokens, hyps[0].finished) == (tokens, finished)
+        assert hyps[0].score == pytest.approx(score, abs=1e-4)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("method,opts", [("greedy", {}), ("beam", dict(beam_size=4, nbest=3, length_penalty=0.6))])
 def test_batched_equals_one_by_one(family, method, opts):
@@ -195,14 +240,17 @@ def test_wide_beam_finds_the_exact_nbest(steps, alpha, normalize, seed):
     src, mask = batch(n=1, vocab=6, seed=seed)
     exact = enumerate_all(model, src, mask, steps)
     ranked = sorted(exact, key=lambda k: -exact[k] / penalty(len(k[0]) + k[1], alpha, normalize))
-    # Wide enough that every candidate of every step ranks inside the beam: nothing is pruned.
-    wide = 4 * 3 ** (steps - 1)
-    out = beam_search(model, src, mask, **IDS, beam_size=wide, nbest=5, length_penalty=alpha, normalize=normalize,
-                      max_len_a=0, max_len_b=steps)[0]
-    assert [key(h) for h in out] == ranked[:5]
-    for h in out:
-        assert h.score == pytest.approx(exact[key(h)], abs=1e-5)
-        assert h.normalized == pytest.approx(h.score / penalty(len(h.tokens) + h.finished, alpha, normalize))
+    # A beam as wide as the number of outputs (> candidates of any step) prunes nothing, so its
+    # n-best must be the exact n-best, whatever early stopping does, down to the full ranking.
+    wide = len(exact)
+    assert wide >= 4 * 3 ** (steps - 1)
+    for nbest in (1, 5, wide):
+        out = beam_search(model, src, mask, **IDS, beam_size=wide, nbest=nbest, length_penalty=alpha,
+                          normalize=normalize, max_len_a=0, max_len_b=steps)[0]
+        assert [key(h) for h in out] == ranked[:nbest]
+        for h in out:
+            assert h.score == pytest.approx(exact[key(h)], abs=1e-5)
+            assert h.normalized == pytest.approx(h.score / penalty(len(h.tokens) + h.finished, alpha, normalize))
     # Narrow beams may miss the best, but every score they report is the exact one.
     for k in (1, 2, 3):
         for h in beam_search(model, src, mask, **IDS, beam_size=k, nbest=k, length_penalty=alpha,
@@ -219,6 +267,22 @@ def test_early_stop_when_nothing_live_can_win():
         out = beam_search(model, src, mask, **IDS, beam_size=4, nbest=1, length_penalty=alpha, max_len_b=30)[0]
         assert out[0].tokens == [] and out[0].finished
         assert model.steps == 1  # one finished < beam_size, but no live hypothesis can catch up
+
+
+@pytest.mark.parametrize("alpha,normalize", [(2.0, False), (0.0, True)])
+def test_early_stop_bound_respects_the_length_penalty(alpha, normalize):
+    # From bos: eos (p=0.6) or 4 (p=0.37); after 4, 4 again almost surely. With a length penalty the
+    # long [4]*10 beats the early eos, though its prefix [4] starts behind: stopping at step 1 is wrong.
+    table = torch.full((6, 6), -30.0)
+    table[BOS, EOS], table[BOS, 4], table[BOS, 5] = math.log(0.6), math.log(0.37), math.log(0.03)
+    table[4, 4] = table[5, 4] = 10.0
+    model = Bigram(table)
+    src, mask = batch(n=1, vocab=6)
+    out = beam_search(model, src, mask, **IDS, beam_size=2, nbest=1, length_penalty=alpha, normalize=normalize,
+                      max_len_a=0, max_len_b=10)[0]
+    assert out[0].tokens == [4] * 10 and not out[0].finished
+    raw = beam_search(model, src, mask, **IDS, beam_size=2, nbest=1, max_len_a=0, max_len_b=10)[0]
+    assert raw[0].tokens == [] and raw[0].finished  # without a penalty the early eos wins
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -60,7 +60,7 @@ def translate(
     checkpoint: str,
     input: str | None = None,
     output: str | None = None,
-    decoder: str = "greedy",
+    decoder: str = "beam",
     beam_size: int = 5,
     length_penalty: float = 0.6,
     nbest: int = 1,
@@ -77,14 +77,18 @@ def translate(
 ) -> None:
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
+    Every input line gives exactly one output line; empty and whitespace-only lines stay empty.
+    With --nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
+    first (`cut -f1` gives the 1-best translations; score = length-normalised log-probability).
+
     Args:
         checkpoint: a .ckpt written by `translator fit`.
-        input: file to read; stdin when omitted.
-        output: file to write; stdout when omitted (a progress bar is shown when writing a file).
-        decoder: greedy, beam or sample.
+        input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
+        output: file to write; stdout when omitted or "-" (a progress bar is shown when writing a file).
+        decoder: greedy, beam or sample (the same default as `translator evaluate`).
         beam_size: beams per sentence (decoder=beam).
         length_penalty: GNMT length-penalty alpha for beam search (0 = none).
-        nbest: hypotheses written per input line, tab-separated as `text<TAB>score` lines when > 1.
+        nbest: hypotheses per input line (beam: at most beam_size; sample: number of samples).
         batch_size: sentences decoded together (sorted by length internally).
         max_len_a: output length limit is a * source tokens + b.
         max_len_b: see max_len_a.
@@ -133,6 +137,11 @@ def _tool_cli(command: str, args: list[str]) -> None:
     from jsonargparse import CLI
 
     components: dict[str, Any]
+    # translate/evaluate take every option as --name (also the required --checkpoint), and a
+    # repeated --checkpoint/--label adds to the list instead of replacing the earlier value.
+    options: dict[str, Any] = {"as_positional": False} if command in ("translate", "evaluate") else {}
+    if command == "evaluate":
+        args = _append_repeated(args, ("--checkpoint", "--label"))
     if command == "translate":
         components = {"translate": translate}
     elif command == "evaluate":
@@ -148,7 +157,21 @@ def _tool_cli(command: str, args: list[str]) -> None:
 
         components = {"data": {"list": data.list_command, "download": data.download_command,
                                "stats": data.stats_command}}
-    CLI(components, args=[command, *args], prog="translator")
+    CLI(components, args=[command, *args], prog="translator", **options)
+
+
+def _append_repeated(args: list[str], flags: tuple[str, ...]) -> list[str]:
+    """Turn the 2nd, 3rd ... `--flag X` into jsonargparse's append form `--flag+ X`."""
+    seen: set[str] = set()
+    out = []
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in flags:
+            if flag in seen:
+                arg = flag + "+" + arg[len(flag):]
+            seen.add(flag)
+        out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ class _Setup:
         lp = logits.float().log_softmax(-1)  # (R, V)
         lp[:, self.banned] = -math.inf
         n = self.no_repeat_ngram_size
-        if n > 0 and hist.size(1) >= n + 1:
+        if n > 0 and hist.size(1) >= n:
             _ban_repeated_ngrams(lp, hist, n)
         return lp
 

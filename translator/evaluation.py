@@ -1,7 +1,9 @@
 """Evaluation: sacreBLEU + chrF with signatures, BLEU by source length, chat diversity, reports, plots.
 
 Pure functions over strings: callers pass hypotheses, references and (for the length breakdown)
-source lengths; nothing here loads a model or decodes.
+source lengths; nothing here loads a model or decodes. The `translator evaluate` command, which
+does (checkpoints -> translations -> reports), is `translator.evaluate_cmd.evaluate`, also
+importable from here.
 
 A report is a plain dict (see `build_report`), written with `write_json` and shown with
 `format_table`. Layout (keys a reader may rely on; absent values are None):
@@ -22,6 +24,8 @@ A report is a plain dict (see `build_report`), written with `write_json` and sho
     tokens_per_second     float | None, generated target (subword) tokens per second
     bleu_by_length        list of {"bucket", "lo", "hi", "n", "bleu", "chrf"} (see bleu_by_length)
     distinct_1, distinct_2, avg_length, top_reply_fraction   chat reports only (see chat_metrics)
+
+`evaluate` adds: src_lang, tgt_lang, architecture, batch_size, device, chat (bool).
 """
 
 from __future__ import annotations
@@ -374,6 +378,11 @@ def read_lines(path: str | os.PathLike) -> list[str]:
         raise FileNotFoundError(f"{path}: no such file") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read file ({e.strerror or e})") from None
+    return split_lines(data, str(path))
+
+
+def split_lines(data: bytes, name: str = "<stdin>") -> list[str]:
+    """UTF-8 bytes -> lines as `read_lines` makes them; `name` labels invalid-UTF-8 errors."""
     if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark written by some editors
         data = data[3:]
     # Split on b"\n" only: str.splitlines would also split on \x0b, \x1c, U+2028 ... and shift line numbers.
@@ -386,7 +395,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
             bad = line[e.start:e.start + 1]
-            raise ValueError(f"{path}:{number}: invalid UTF-8 at byte {e.start} of the line ({bad!r})") from None
+            raise ValueError(f"{name}:{number}: invalid UTF-8 at byte {e.start} of the line ({bad!r})") from None
         lines.append(text[:-1] if text.endswith("\r") else text)
     return lines
 
@@ -400,3 +409,13 @@ def check_parallel(
             f"source and reference are not parallel: {src_path} has {len(src_lines)} lines "
             f"but {ref_path} has {len(ref_lines)} lines"
         )
+
+
+def __getattr__(name: str) -> Any:
+    # `evaluate` (the command: checkpoints -> reports) loads models, so it lives in evaluate_cmd.py and this
+    # module stays pure; importing it lazily keeps `from translator.evaluation import evaluate` working.
+    if name == "evaluate":
+        from translator.evaluate_cmd import evaluate
+
+        return evaluate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +65,20 @@ def decoding_options(decoder: str = "greedy", beam_size: int = 5, length_penalty
             "seed": seed, **common}
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device, or one ValueError when it is misspelt or not available here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device {device!r} is not available here "
+                         f"({torch.cuda.device_count()} CUDA device(s) visible); use --device cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available here; use --device cpu")
+    return dev
+
+
 class Translator:
     """A loaded checkpoint that turns source sentences into target sentences."""
 
@@ -76,6 +91,7 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Translator":
+        device = check_device(device)
         return cls(load_bundle(path, device=device), device=device)
 
     @property
@@ -189,36 +205,100 @@ def _flatten_history(history: Sequence[Any]) -> list[str]:
     return turns
 
 
+#: Inputs at least this long get a progress bar on stderr when the output goes to a file.
+PROGRESS_MIN_LINES = 100
+NBEST_SEPARATOR = "\t"
+# Characters that some reader (str.splitlines, editors, less) treats as a line break; an output
+# containing one would shift every later line, so they become spaces.
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def read_input(input: str | Path | None = None) -> list[str]:
+    """Lines of `input` (a file, or stdin for None / "-"), split on "\\n" only, so line i is segment i."""
+    from translator.evaluation import read_lines, split_lines
+
+    if input is not None and str(input) != "-":
+        return read_lines(input)
+    if sys.stdin is None:
+        raise ValueError("no input: stdin is closed; pass --input FILE")
+    if sys.stdin.isatty():
+        print("reading sentences from stdin, one per line; end with Ctrl-D", file=sys.stderr)
+    # Bytes, not text: text-mode stdin would also turn a lone "\r" into a line break.
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    return split_lines(data, "<stdin>")
+
+
+def format_output(result: Translation, nbest: int = 1) -> str:
+    """One output line for one input line (no newline); with nbest > 1, `text<TAB>score` pairs best first.
+
+    An empty input gives an empty line in both formats, so output and input line counts always match.
+    """
+    if nbest <= 1:
+        return _LINE_BREAKS.sub(" ", result.text)
+    if not result.src_pieces:  # empty or whitespace-only input
+        return ""
+    fields = []
+    for text, score in result.nbest[:nbest]:
+        fields += [_LINE_BREAKS.sub(" ", text).replace("\t", " "), f"{score:.4f}"]
+    return NBEST_SEPARATOR.join(fields)
+
+
+def _check_output(output: str | Path | None) -> Path | None:
+    """The output path (None = stdout), checked before any decoding so a typo does not waste a run."""
+    if output is None or str(output) == "-":
+        return None
+    path = Path(output)
+    if path.is_dir():
+        raise ValueError(f"output {path} is a directory; give a file name")
+    return path
+
+
+def write_output(text: str, path: Path | None) -> None:
+    """Write UTF-8 `text` to `path`, or to stdout (as bytes when possible, whatever the locale)."""
+    if path is None:
+        sys.stdout.flush()
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is not None:
+            stream.write(text.encode("utf-8"))
+            stream.flush()
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8", newline="\n")
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def translate_file(checkpoint: str | Path, input: str | Path | None = None, output: str | Path | None = None,
                    device: str = "cpu", batch_size: int = 64, nbest: int = 1, **options: Any) -> int:
-    """Translate one sentence per line, keeping line alignment; returns the number of lines."""
-    from translator.evaluation import read_lines
+    """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout).
 
+    Output has exactly one line per input line, in input order; empty or whitespace-only input
+    lines give empty output lines. With `nbest` > 1 each line holds the hypotheses best first as
+    tab-separated `text<TAB>score` pairs (`cut -f1` gives the 1-best output); score is the
+    length-normalised log-probability. Decoding is batched by length internally; `options` are
+    those of `decoding_options`. Returns the number of lines.
+    """
+    decoding_options(nbest=nbest, **options)  # a bad option fails before the checkpoint loads
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    path = _check_output(output)
+    lines = read_input(input)
     translator = Translator.from_checkpoint(checkpoint, device=device)
-    if input is None or str(input) == "-":
-        lines = [line.rstrip("\r\n") for line in sys.stdin.read().split("\n")]
-        if lines and lines[-1] == "":
-            lines.pop()  # the text's final newline is not an extra empty line
-    else:
-        lines = read_lines(input)
     bar = None
-    if output is not None and len(lines) > 0:
+    if path is not None and len(lines) >= PROGRESS_MIN_LINES:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(lines), unit="line", desc="translate", file=sys.stderr, disable=len(lines) < 100)
-    outputs = translator.translate(lines, batch_size=batch_size, nbest=nbest,
-                                   progress=bar.update if bar is not None else None, **options)
-    if bar is not None:
-        bar.close()
-    rows = []
-    for result in outputs:
-        rows.append("\n".join(f"{t}\t{s:.4f}" for t, s in result.nbest) if nbest > 1 else result.text)
-    text = "".join(row.replace("\n", "\n") + "\n" for row in rows)
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        bar = tqdm(total=len(lines), unit="line", desc="translate", file=sys.stderr)
+    try:
+        results = translator.translate(lines, batch_size=batch_size, nbest=nbest,
+                                       progress=bar.update if bar is not None else None, **options)
+    finally:
+        if bar is not None:
+            bar.close()
+    write_output("".join(format_output(r, nbest) + "\n" for r in results), path)
     return len(lines)

@@ -5,12 +5,13 @@
     sampler.py     token-budget batches with length bucketing, DDP shards, resume
     datamodule.py  Seq2SeqDataModule and collate()
 """
-from translator.data.datamodule import EncodedSplit, Seq2SeqDataModule, collate
+from translator.data.datamodule import EncodedSplit, Seq2SeqDataModule, collate, stats_command
 from translator.data.readers import (detokenize, dialogue_pairs, read_csv_columns, read_dailydialog, read_lines,
                                      read_parallel, read_tsv)
 from translator.data.registry import (DATASETS, ENV_VAR, SPLIT_SEED, SPLITS, DatasetSpec, DownloadError, Source,
-                                      data_dirs, dataset_path, download, find_dataset, get_spec, heldout_split,
-                                      list_datasets, load_pairs, normalize_split, resolve_languages)
+                                      data_dirs, dataset_path, download, download_command, find_dataset, get_spec,
+                                      heldout_split, list_command, list_datasets, load_pairs, normalize_split,
+                                      resolve_languages)
 from translator.data.sampler import TokenBudgetBatchSampler
 
 __all__ = [
@@ -18,5 +19,5 @@ __all__ = [
     "Seq2SeqDataModule", "Source", "TokenBudgetBatchSampler", "collate", "data_dirs", "dataset_path",
     "detokenize", "dialogue_pairs", "download", "find_dataset", "get_spec", "heldout_split", "list_datasets",
     "load_pairs", "normalize_split", "read_csv_columns", "read_dailydialog", "read_lines", "read_parallel",
-    "read_tsv", "resolve_languages",
+    "read_tsv", "resolve_languages", "download_command", "list_command", "stats_command",
 ]

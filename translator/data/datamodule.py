@@ -350,3 +350,35 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 "max_len": self.max_len, "splits": {s: dict(self.stats[s]) for s in ("train", "val", "test")
                                                     if s in self.stats},
                 "missing_splits": [s for s in ("train", "val", "test") if s not in self.stats]}
+
+
+def stats_command(name: str, src_lang: str | None = None, tgt_lang: str | None = None, data_dir: str | None = None,
+                  tokenizer_path: str | None = None, cache_dir: str = "data/cache", vocab_size: int = 8000,
+                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = 3) -> None:
+    """Pairs, dropped pairs, batches per epoch and padding of every split of dataset NAME.
+
+    Args:
+        name: a registered dataset (see `translator data list`).
+        src_lang: source language (default: the dataset's default pair).
+        tgt_lang: target language.
+        data_dir: folder holding NAME/; default $TRANSLATOR_DATA_DIR, then data/.
+        tokenizer_path: reuse this SentencePiece model instead of training (or loading a cached) one.
+        cache_dir: tokenizer cache.
+        vocab_size: vocabulary size of the tokenizer to train.
+        max_tokens: token budget per batch.
+        max_len: longest train pair kept, in tokens.
+        context_turns: dailydialog: previous turns in the context.
+    """
+    dm = Seq2SeqDataModule(name, src_lang, tgt_lang, data_dir, tokenizer_path, cache_dir, vocab_size,
+                           max_tokens=max_tokens, max_len=max_len, context_turns=context_turns)
+    info = dm.describe()
+    print(f"{info['dataset']} {info['src_lang']}->{info['tgt_lang']} from {info['data_path']}\n"
+          f"tokenizer: {info['tokenizer']} ({info['src_vocab_size']}/{info['tgt_vocab_size']} pieces)")
+    for split, s in info["splits"].items():
+        long_key = "too_long_dropped" if split == "train" else "longer_than_max_len"
+        print(f"  {split:5s} {s['pairs']:7d} pairs  {s['batches']:5d} batches of <= {s['max_tokens']} tokens  "
+              f"padding {100 * s['padding']:4.1f}%  tokens src {s['src_tokens']} tgt {s['tgt_tokens']}  "
+              f"dropped: {s['empty_dropped']} empty, {s['empty_source_dropped']} empty after tokenizing, "
+              f"{s[long_key]} over {info['max_len']} tokens ({'dropped' if split == 'train' else 'kept'})")
+    for split in info["missing_splits"]:
+        print(f"  {split:5s} not available in this copy")

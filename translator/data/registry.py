@@ -363,9 +363,46 @@ def download(name: str, data_dir: str | Path | None = None, force: bool = False,
     root = data_dirs(data_dir)[0][0] / name
     if not force and _has_train(spec, root):
         return root
-    root.mkdir(parents=True, exist_ok=True)
-    for source in spec.sources:
-        _unpack(source, _fetch(source.url, timeout), root)
+    try:
+        payloads = [_fetch(source.url, timeout) for source in spec.sources]  # all first: no half-written folder
+    except DownloadError as err:
+        raise DownloadError(f"{err}\n{name} was not downloaded. Without internet access, copy its files into "
+                            f"{root.resolve()}/ (laid out as in the dataset README), or point --data.data_dir or "
+                            f"${ENV_VAR} at a folder that holds {name}/") from None
+    for source, payload in zip(spec.sources, payloads):
+        _unpack(source, payload, root)
     return root
 
 
+
+
+# ---- `translator data list | download` ----------------------------------------------------
+def list_command(data_dir: str | None = None) -> None:
+    """List the registered datasets: languages, splits, upstream URL, license and where they were found.
+
+    Args:
+        data_dir: folder holding <name>/ folders; default $TRANSLATOR_DATA_DIR, then data/.
+    """
+    for row in list_datasets(data_dir):
+        urls = row["urls"]
+        url = urls[0] if len(urls) == 1 else f"{os.path.commonprefix(urls)}... ({len(urls)} files)"
+        print(f"{row['name']}  [{row['task']}: {' '.join(row['pairs'])}]  "
+              f"{'found: ' + row['found'] if row['found'] else 'not found locally'}\n"
+              f"    {row['description']}\n    splits: {row['split_notes']}\n"
+              f"    source: {url}\n    license: {row['license']}")
+    print("searched: " + "; ".join(f"{base} ({how})" for base, how in data_dirs(data_dir)))
+
+
+def download_command(name: str, data_dir: str | None = None, force: bool = False) -> None:
+    """Download dataset NAME from upstream into DATA_DIR/NAME/, laid out like ../shared/data/NAME/.
+
+    Args:
+        name: a registered dataset (see `translator data list`).
+        data_dir: where to put it; default $TRANSLATOR_DATA_DIR, then data/.
+        force: download again even if the files are already there.
+    """
+    try:
+        root = download(name, data_dir, force=force)
+    except DownloadError as err:
+        raise ValueError(str(err)) from None  # the CLI prints ValueErrors as one line
+    print(f"{name}: ready in {root}")

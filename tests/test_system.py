@@ -1,0 +1,146 @@
+"""The trainer end to end: shipped YAMLs through the CLI, self-contained checkpoints, resume, DDP."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import write_multi30k_like
+from translator.checkpoint import load_bundle, read_checkpoint
+from translator.cli import main
+from translator.system import lr_factor
+
+CONFIGS = sorted((Path(__file__).parents[1] / "translator" / "configs").glob("*.yaml"))
+TRANSLATION_CONFIGS = [c for c in CONFIGS if c.stem in ("lstm", "attention", "transformer")]
+TINY = {  # shrink every family so a CLI run takes seconds
+    "transformer": ["--model.model.init_args.d_model", "32", "--model.model.init_args.num_heads", "2",
+                    "--model.model.init_args.ff_size", "64", "--model.model.init_args.num_encoder_layers", "1",
+                    "--model.model.init_args.num_decoder_layers", "1"],
+    "attention": ["--model.model.init_args.emb_size", "16", "--model.model.init_args.enc_hidden_size", "16",
+                  "--model.model.init_args.dec_hidden_size", "16", "--model.model.init_args.attention_size", "16"],
+    "lstm": ["--model.model.init_args.emb_size", "16", "--model.model.init_args.hidden_size", "16"],
+}
+
+
+def _family(config: Path) -> str:
+    text = config.read_text()
+    return next(name for name, cls in (("transformer", "Transformer"), ("attention", "AttentionSeq2Seq"),
+                                       ("lstm", "LSTMSeq2Seq")) if f"translator.models.{cls}" in text)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_multi30k_like(tmp_path_factory.mktemp("data"), n_train=120, n_val=12, n_test=12)
+
+
+def _fit_args(config: Path, data_dir: Path, root: Path, *extra: str) -> list[str]:
+    family = _family(config)
+    return ["fit", "--config", str(config), "--data.data_dir", str(data_dir), "--data.vocab_size", "300",
+            "--data.cache_dir", str(root / "cache"), "--data.max_tokens", "400",
+            "--trainer.default_root_dir", str(root), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+            f"--trainer.callbacks.dirpath={root / 'ckpt'}", "--trainer.callbacks.save_last=true",
+            *TINY[family], *extra]
+
+
+def test_lr_schedules_warm_up_then_decay():
+    assert lr_factor(0, 10, "inverse_sqrt", 0) == pytest.approx(0.1)
+    assert lr_factor(9, 10, "inverse_sqrt", 0) == pytest.approx(1.0)
+    assert lr_factor(39, 10, "inverse_sqrt", 0) == pytest.approx(0.5)
+    assert lr_factor(99, 10, "cosine", 100) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="unknown lr schedule 'x'"):
+        lr_factor(0, 1, "x", 0)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
+def test_every_yaml_parses(config: Path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "class_path: translator.models." in printed and "dataset:" in printed
+
+
+@pytest.mark.parametrize("config", TRANSLATION_CONFIGS, ids=lambda c: c.stem)
+def test_yaml_fast_dev_run_through_cli(config: Path, data_dir: Path, tmp_path: Path):
+    main(_fit_args(config, data_dir, tmp_path, "--trainer.fast_dev_run", "2"))
+
+
+def test_checkpoint_is_self_contained_and_resumable(data_dir: Path, tmp_path: Path):
+    config = next(c for c in CONFIGS if c.stem == "transformer")
+    main(_fit_args(config, data_dir, tmp_path, "--trainer.max_epochs", "1"))
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert last.is_file()
+    checkpoint = read_checkpoint(last)  # weights_only loading
+    assert set(checkpoint["translator"]) >= {"model", "tokenizer", "data"}
+
+    # Reload with nothing else around: identical logits to the weights in the file.
+    bundle = load_bundle(last)
+    src = torch.tensor([[5, 6, 7, 0]])
+    tgt_in = torch.tensor([[2, 8, 9]])
+    logits = bundle.model(src, src != 0, tgt_in)
+    again = load_bundle(last).model(src, src != 0, tgt_in)
+    torch.testing.assert_close(logits, again, rtol=0, atol=0)
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    assert torch.equal(bundle.model.state_dict()["out.weight"], state["out.weight"])
+
+    # Resume continues from where it stopped: epoch and optimizer step counters advance.
+    steps_before = checkpoint["loops"]["fit_loop"]["epoch_loop.automatic_optimization.optim_progress"][
+        "optimizer"]["step"]["total"]["completed"]
+    main(_fit_args(config, data_dir, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", str(last)))
+    resumed = read_checkpoint(last)
+    assert resumed["epoch"] == 1
+    steps_after = resumed["loops"]["fit_loop"]["epoch_loop.automatic_optimization.optim_progress"][
+        "optimizer"]["step"]["total"]["completed"]
+    assert steps_after == 2 * steps_before
+
+
+def test_resume_with_a_different_tokenizer_fails_clearly(data_dir: Path, tmp_path: Path, capsys):
+    config = next(c for c in CONFIGS if c.stem == "lstm")
+    main(_fit_args(config, data_dir, tmp_path, "--trainer.max_steps", "2"))
+    last = tmp_path / "ckpt" / "last.ckpt"
+    with pytest.raises(SystemExit):
+        main(_fit_args(config, data_dir, tmp_path, "--trainer.max_steps", "4", "--ckpt_path", str(last),
+                       "--data.vocab_size", "320", "--data.tokenizer_type", "bpe"))
+    err = capsys.readouterr().err
+    assert "tokenizer" in err and ("vocabulary" in err or "differs" in err)
+
+
+def test_corrupt_and_foreign_checkpoints_fail_clearly(tmp_path: Path):
+    truncated = tmp_path / "truncated.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated.ckpt is not a readable checkpoint"):
+        load_bundle(truncated)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="foreign.ckpt is not a translator checkpoint"):
+        load_bundle(foreign)
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        load_bundle(tmp_path / "missing.ckpt")
+
+
+def test_unknown_model_option_is_named(capsys):
+    config = next(c for c in CONFIGS if c.stem == "transformer")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--model.model.init_args.d_modle", "64", "--print_config"])
+    assert exit_info.value.code != 0
+    assert "d_modle" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(data_dir: Path, tmp_path: Path):
+    config = next(c for c in CONFIGS if c.stem == "transformer")
+    args = _fit_args(config, data_dir, tmp_path, "--trainer.max_steps", "3", "--trainer.strategy", "ddp",
+                     "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--model.val_bleu", "false",
+                     "--trainer.limit_val_batches", "2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "translator", *args], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ckpt" / "last.ckpt").is_file()

@@ -1,0 +1,247 @@
+"""`translator evaluate`: translate a test set with one or more checkpoints, then score, time and plot.
+
+The scoring itself is in evaluation.py (pure functions over strings); this module adds what
+needs a model: reading the test set, checking each checkpoint fits it, decoding and timing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sacrebleu.metrics import BLEU
+
+from translator import evaluation
+from translator.evaluation import build_report, check_parallel, format_table, read_lines, write_json
+
+#: Registry datasets whose targets are chat replies: their reports add distinct-1/2.
+CHAT_DATASETS = ("chatbot-ko", "dailydialog")
+#: dailydialog context length for checkpoints that do not record theirs.
+DEFAULT_CONTEXT_TURNS = 3
+
+
+@dataclasses.dataclass
+class TestSet:
+    """Parallel source and reference lines plus where they came from (for the report)."""
+
+    sources: list[str]
+    references: list[str]
+    dataset: str | None = None
+    split: str | None = None
+    source_path: str | None = None
+    reference_path: str | None = None
+
+
+def evaluate(
+    checkpoint: list[str] | str,
+    dataset: str | None = None,
+    split: str = "test",
+    source: str | None = None,
+    reference: str | None = None,
+    data_dir: str | None = None,
+    src_lang: str | None = None,
+    tgt_lang: str | None = None,
+    decoder: str = "beam",
+    beam_size: int = 5,
+    length_penalty: float = 0.6,
+    batch_size: int = 64,
+    max_sentences: int | None = None,
+    json: str | None = None,
+    plot: str | None = None,
+    label: list[str] | str | None = None,
+    device: str = "cpu",
+    max_len_a: float = 1.5,
+    max_len_b: int = 10,
+    no_repeat_ngram_size: int = 0,
+    forbid_unk: bool = False,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    tokenize: str | None = None,
+    lowercase: bool = False,
+) -> list[dict[str, Any]]:
+    """Translate a test set with each checkpoint; print sacreBLEU/chrF, speed and BLEU by source length.
+
+    The test set is a registry dataset split (--dataset) or two line-aligned files (--source and
+    --reference). Languages default to the checkpoint's; a checkpoint trained on another language
+    pair is an error. BLEU uses the tokenizer for the target language (char for Korean, see
+    `evaluation.choose_bleu_tokenizer`); chat checkpoints (chatbot-ko, dailydialog) also get
+    distinct-1/2. Returns one report per checkpoint (layout in `translator.evaluation`).
+
+    Args:
+        checkpoint: one or more .ckpt files (repeat --checkpoint to compare several in one table and plot).
+        dataset: registry dataset to evaluate on (multi30k, tatoeba-eng-fra, chatbot-ko, dailydialog).
+        split: dataset split: test, val or train.
+        source: source file, one sentence per line (instead of --dataset; needs --reference).
+        reference: reference file, line-aligned with --source.
+        data_dir: folder holding the datasets (default: $TRANSLATOR_DATA_DIR, then data/).
+        src_lang: source language (default: the checkpoint's).
+        tgt_lang: target language (default: the checkpoint's); also picks the BLEU tokenizer.
+        decoder: greedy, beam or sample.
+        beam_size: beams per sentence (decoder=beam).
+        length_penalty: GNMT length-penalty alpha for beam search (0 = none).
+        batch_size: sentences decoded together (sorted by length internally).
+        max_sentences: evaluate only the first N sentences of the test set.
+        json: write the report(s) here as JSON (one checkpoint: an object; several: a list).
+        plot: write a PNG of BLEU by source length here, one line per checkpoint.
+        label: names for the checkpoints in table, JSON and plot (default: checkpoint file names).
+        device: cpu, cuda, cuda:1, ...
+        max_len_a: output length limit is a * source tokens + b.
+        max_len_b: see max_len_a.
+        no_repeat_ngram_size: forbid repeating any n-gram of this size (0 = off).
+        forbid_unk: never output <unk>.
+        temperature: sampling temperature (decoder=sample).
+        top_k: sample among the k most likely tokens (0 = all).
+        top_p: nucleus sampling mass (1.0 = all).
+        seed: sampling seed.
+        tokenize: sacreBLEU tokenizer to use instead of the target language's default (13a, intl, char, ...).
+        lowercase: case-insensitive BLEU and chrF.
+    """
+    from translator.inference import Translator, check_device, decoding_options
+
+    paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    if not paths:
+        raise ValueError("no checkpoint given; pass --checkpoint CKPT")
+    labels = _labels(paths, label)
+    knobs = dict(beam_size=beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
+                 no_repeat_ngram_size=no_repeat_ngram_size, forbid_unk=forbid_unk, temperature=temperature,
+                 top_k=top_k, top_p=top_p, seed=seed)
+    decoding = decoding_options(decoder, **knobs)  # validated; the report records the options that apply
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_sentences is not None and max_sentences < 1:
+        raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
+    if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
+        raise ValueError(f"unknown BLEU tokenizer {tokenize!r}; choose one of {sorted(BLEU.TOKENIZERS)}")
+    files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
+    check_device(device)
+    metas = [_checkpoint_data(p) for p in paths]
+    pair = _language_pair(paths, metas, src_lang, tgt_lang, dataset)
+
+    reports, cache = [], {}
+    for path, name, meta in zip(paths, labels, metas):
+        context_turns = int(meta.get("context_turns") or DEFAULT_CONTEXT_TURNS)
+        test = files or cache.get(context_turns)
+        if test is None:
+            test = cache[context_turns] = _load_dataset(dataset, split, pair, data_dir, context_turns)
+        if max_sentences is not None:
+            test = dataclasses.replace(test, sources=test.sources[:max_sentences],
+                                       references=test.references[:max_sentences])
+        translator = Translator.from_checkpoint(path, device=device)
+        seconds, results = _timed_translate(translator, test.sources, batch_size, name, decoder, knobs)
+        chat = meta.get("dataset") in CHAT_DATASETS or dataset in CHAT_DATASETS
+        report = build_report(
+            [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
+            tokenize=tokenize, lowercase=lowercase, label=name, checkpoint=str(path), dataset=test.dataset,
+            split=test.split, source_path=test.source_path, reference_path=test.reference_path,
+            decoding=decoding, seconds=seconds, generated_tokens=sum(len(r.tokens) for r in results), chat=chat)
+        report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
+                      batch_size=batch_size, device=str(device), chat=chat)
+        reports.append(report)
+        del translator  # one model in memory at a time
+
+    print(format_table(reports))
+    if json:
+        print(f"wrote {write_json(reports[0] if len(reports) == 1 else reports, json)}", file=sys.stderr)
+    if plot:
+        curves = {r["label"]: r["bleu_by_length"] for r in reports}
+        print(f"wrote {evaluation.plot_bleu_by_length(curves, plot)}", file=sys.stderr)
+    return reports
+
+
+def _labels(paths: Sequence[str | Path], label: Sequence[str] | str | None) -> list[str]:
+    """One distinct label per checkpoint: the given ones, else file stems (with the folder when stems clash)."""
+    if label is not None:
+        labels = [label] if isinstance(label, str) else [str(x) for x in label]
+        if len(labels) != len(paths):
+            raise ValueError(f"{len(labels)} label(s) for {len(paths)} checkpoint(s); give one --label per --checkpoint")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels must differ, got {labels}")
+        return labels
+    labels = [Path(p).stem for p in paths]
+    if len(set(labels)) < len(labels):  # e.g. runs/a/last.ckpt and runs/b/last.ckpt
+        labels = [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i + 1}:{x}" for i, x in enumerate(labels)]
+    return labels
+
+
+def _read_files(dataset: str | None, source: str | None, reference: str | None) -> TestSet | None:
+    """The --source/--reference test set, or None when --dataset is used; exactly one of the two is allowed."""
+    if dataset and (source or reference):
+        raise ValueError("give either --dataset or --source/--reference, not both")
+    if dataset:
+        return None
+    if not source and not reference:
+        raise ValueError("no test set: give --dataset NAME (e.g. multi30k) or --source FILE --reference FILE")
+    if not source or not reference:
+        missing = "--reference" if source else "--source"
+        raise ValueError(f"{missing} is missing: --source and --reference go together")
+    sources, references = read_lines(source), read_lines(reference)
+    check_parallel(sources, references, source, reference)
+    if not sources:
+        raise ValueError(f"empty test set: {source} and {reference} have no lines")
+    return TestSet(sources, references, source_path=str(source), reference_path=str(reference))
+
+
+def _checkpoint_data(path: str | Path) -> dict[str, Any]:
+    """The data options a checkpoint was trained with (dataset, languages, ...), read without building it."""
+    from translator.checkpoint import read_checkpoint
+    from translator.system import BUNDLE_KEY
+
+    return dict(read_checkpoint(path)[BUNDLE_KEY].get("data") or {})
+
+
+def _language_pair(paths: Sequence[str | Path], metas: Sequence[dict[str, Any]], src_lang: str | None,
+                   tgt_lang: str | None, dataset: str | None) -> tuple[str | None, str | None]:
+    """The (src, tgt) to evaluate: asked for, else the first checkpoint's; every checkpoint must translate it."""
+    known = [(Path(p), (m["src_lang"], m["tgt_lang"])) for p, m in zip(paths, metas)
+             if m.get("src_lang") and m.get("tgt_lang")]
+    first = known[0][1] if known else (None, None)
+    pair = (src_lang or first[0], tgt_lang or first[1])
+    if dataset:
+        from translator.data import resolve_languages
+
+        pair = resolve_languages(dataset, *pair)  # fills a missing side; rejects pairs the dataset lacks
+    asked = "--src_lang/--tgt_lang" if src_lang or tgt_lang else f"the first checkpoint {known[0][0]}" if known else ""
+    for path, trained in known:
+        if pair[0] and pair[1] and trained != pair:
+            raise ValueError(f"{path} translates {trained[0]}->{trained[1]}, but {pair[0]}->{pair[1]} is being "
+                             f"evaluated (from {asked or 'the dataset default'}); evaluate each pair separately")
+    return pair
+
+
+def _load_dataset(dataset: str, split: str, pair: tuple[str | None, str | None], data_dir: str | None,
+                  context_turns: int) -> TestSet:
+    """One registry split as a TestSet (pairs with an empty side are dropped by the readers)."""
+    from translator.data import load_pairs, normalize_split
+
+    pairs = load_pairs(dataset, split, pair[0], pair[1], data_dir=data_dir, context_turns=context_turns)
+    if not pairs:
+        raise ValueError(f"empty test set: dataset {dataset!r} split {split!r} has no sentence pairs")
+    return TestSet([s for s, _ in pairs], [t for _, t in pairs], dataset=dataset, split=normalize_split(split))
+
+
+def _timed_translate(translator: Any, sources: list[str], batch_size: int, name: str, decoder: str,
+                     options: dict[str, Any]) -> tuple[float, list[Any]]:
+    """Decode `sources` and return (seconds, results); a one-sentence warm-up run is not timed."""
+    bar = None
+    if len(sources) >= 100:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(sources), unit="sent", desc=name, file=sys.stderr, leave=False)
+    # Warm-up: the first call pays one-off costs (allocator, CUDA context, kernel choice).
+    translator.translate(sources[:1], batch_size=1, decoder=decoder, **options)
+    try:
+        start = time.perf_counter()
+        results = translator.translate(sources, batch_size=batch_size, decoder=decoder,
+                                       progress=bar.update if bar is not None else None, **options)
+        seconds = time.perf_counter() - start
+    finally:
+        if bar is not None:
+            bar.close()
+    return seconds, results
