@@ -66,10 +66,12 @@ class CheckpointInfo:
     def is_chat(self) -> bool:
         return self.dataset in CHAT_DATASETS
 
-    def describe(self) -> str:
-        """Markdown that says what this model is and what its heatmap means."""
+    def describe(self, chat: bool = False) -> str:
+        """Markdown that says what this model is and (for translation) what its heatmap means."""
         if self.error:
             return f"⚠️ {self.error}"
+        if chat:
+            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {self.dataset or 'unknown data'}."
         pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
         note = ARCH_NOTES.get(self.architecture or "", "")
         return f"**{self.path.name}**: {self.architecture}, {self.dataset or 'unknown data'} {pair}. {note}"
@@ -320,7 +322,9 @@ class TranslatorApp:
                    "no_repeat_ngram_size": _int_in(no_repeat_ngram_size, "no-repeat n-gram size", 0, 10)}
         bot = self.registry.chatbot()
         turns = [t[-self.max_input_chars:] for t in _flatten_history(history or [])][-MAX_HISTORY_TURNS:]
-        return bot.reply(turns, message, decoder=decoder, **options)
+        reply = bot.reply(turns, message, decoder=decoder, **options)
+        # Sampled byte-fallback pieces can form invalid UTF-8; drop the replacement marks it decodes to.
+        return " ".join(reply.replace("\ufffd", "").split())
 
     def chat_respond(self, message: str, history: list[dict] | None, decoder: str = "sample",
                      temperature: float = 0.8, top_k: float = 0, top_p: float = 0.9, beam_size: float = 5,
@@ -460,7 +464,7 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
                     f"    {CHAT_TRAIN_HINT}\n\nthen start the app with "
                     "`translator app --checkpoint CKPT --chat_checkpoint CHAT_CKPT`.", elem_id="chat-missing")
         return
-    gr.Markdown(chat.describe() if chat.error is None else f"⚠️ {chat.error}")
+    gr.Markdown(chat.describe(chat=True))
     chatbot = gr.Chatbot(label="Conversation", height=360, elem_id="chatbot")
     with gr.Row():
         message = gr.Textbox(placeholder="Say something…", show_label=False, lines=1, scale=4, elem_id="message")
@@ -480,14 +484,15 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
     clear.click(lambda: ([], "", ""), None, [chatbot, message, status], queue=False, **private)
 
 
-def launch(checkpoint: list[str] | None = None, chat_checkpoint: str | None = None,
+def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | None = None,
            checkpoints_dir: str | None = "checkpoints", host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, max_input_chars: int = 2000, concurrency_limit: int = 2,
            device: str = "cpu") -> None:
     """Serve the translator web app: a Translate tab with attention heatmaps and a Chat tab.
 
     Args:
-        checkpoint: Translation checkpoint file(s) to offer; every *.ckpt under checkpoints_dir is offered too.
+        checkpoint: Translation checkpoint to offer, or a list "[a.ckpt, b.ckpt]"; every *.ckpt under
+            checkpoints_dir is offered too.
         chat_checkpoint: Checkpoint trained on a chat dataset (e.g. dailydialog) for the Chat tab; default: the
             first chat checkpoint found under checkpoints_dir.
         checkpoints_dir: Folder searched recursively for *.ckpt files (best/last first); null to search nowhere.

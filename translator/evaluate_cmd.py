@@ -220,7 +220,10 @@ def _load_dataset(dataset: str, split: str, pair: tuple[str | None, str | None],
     """One registry split as a TestSet (pairs with an empty side are dropped by the readers)."""
     from translator.data import load_pairs, normalize_split
 
-    pairs = load_pairs(dataset, split, pair[0], pair[1], data_dir=data_dir, context_turns=context_turns)
+    try:
+        pairs = load_pairs(dataset, split, pair[0], pair[1], data_dir=data_dir, context_turns=context_turns)
+    except FileNotFoundError as err:  # the registry names the training option; this command spells it --data_dir
+        raise FileNotFoundError(str(err).replace("--data.data_dir", "--data_dir")) from None
     if not pairs:
         raise ValueError(f"empty test set: dataset {dataset!r} split {split!r} has no sentence pairs")
     return TestSet([s for s, _ in pairs], [t for _, t in pairs], dataset=dataset, split=normalize_split(split))

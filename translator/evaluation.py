@@ -330,6 +330,18 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+# Decoding options the summary table leaves out (they stay in the JSON): limits and seeds rarely differ
+# between the rows being compared, and without them the table fits a terminal.
+_TABLE_HIDES = ("max_len_a", "max_len_b", "seed", "nbest", "num_samples")
+
+
+def _decoding_cell(decoding: Mapping[str, Any]) -> str:
+    """"method=beam beam_size=5 length_penalty=0.6": shown options, switched-off ones left out."""
+    shown = [f"{k}={v}" for k, v in decoding.items()
+             if k not in _TABLE_HIDES and not (k in ("no_repeat_ngram_size", "forbid_unk") and not v)]
+    return " ".join(shown) or "-"
+
+
 def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
     """Terminal tables: one summary row per report, then BLEU by source length for each report."""
     chat = any("distinct_1" in r for r in reports)
@@ -338,7 +350,7 @@ def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for i, r in enumerate(reports):
         label = r.get("label") or (Path(r["checkpoint"]).stem if r.get("checkpoint") else f"report {i}")
-        decoding = " ".join(f"{k}={v}" for k, v in (r.get("decoding") or {}).items()) or "-"
+        decoding = _decoding_cell(r.get("decoding") or {})
         row = [label, _fmt(r.get("bleu")), _fmt(r.get("chrf")), _fmt(r.get("tokenize")), decoding,
                _fmt(r.get("sentences_per_second"), 1), _fmt(r.get("tokens_per_second"), 1)]
         row += [_fmt(r.get("distinct_1"), 3), _fmt(r.get("distinct_2"), 3)] if chat else []
@@ -358,6 +370,8 @@ def write_json(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], path: str 
     text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"  # serialise first: a bad value leaves no file
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); a report should be as readable as any file we write.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from translator.models.base import Seq2Seq
@@ -77,6 +78,7 @@ class Seq2SeqSystem(L.LightningModule):
         self.tokenizer: Tokenizer | None = None
         self._val_hyps: list[tuple[int, str, str]] = []
         self._step_start = 0.0
+        self._warned_truncation = False
 
     # ---- wiring ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -114,11 +116,26 @@ class Seq2SeqSystem(L.LightningModule):
                 "or start a new run")
 
     # ---- teacher forcing ---------------------------------------------------------------
+    def _fit_to_model(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Truncate sources/targets longer than the model's position limit (warn once, never crash)."""
+        limit = getattr(self.model, "max_src_len", None)
+        if not limit or (batch["src"].size(1) <= limit and batch["tgt_in"].size(1) <= limit):
+            return batch
+        if not self._warned_truncation:
+            rank_zero_warn(f"a batch has sequences longer than the model's limit of {limit} positions; "
+                           "they are truncated (raise --model.model.init_args.max_len or lower --data.max_len)")
+            self._warned_truncation = True
+        batch = dict(batch)
+        for key in ("src", "src_mask", "tgt_in", "tgt_out"):
+            batch[key] = batch[key][:, :limit]
+        return batch
+
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         """One teacher-forced step: logits for tgt_in, label-smoothed loss against tgt_out."""
+        batch = self._fit_to_model(batch)
         logits = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
         tgt_out = batch["tgt_out"]  # (B, T)
-        pad_id = self.model._config.get("pad_id", 0)
+        pad_id = self.model.pad_id
         real = tgt_out != pad_id  # (B, T)
         ntokens = real.sum()
         log_probs = logits.float().log_softmax(dim=-1)  # (B, T, V)
@@ -145,7 +162,7 @@ class Seq2SeqSystem(L.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         seconds = time.perf_counter() - self._step_start
-        tokens = int(batch["src_mask"].sum()) + int((batch["tgt_out"] != self.model._config.get("pad_id", 0)).sum())
+        tokens = int(batch["src_mask"].sum()) + int((batch["tgt_out"] != self.model.pad_id).sum())
         self.log("train/tokens_per_s", tokens / max(seconds, 1e-9), prog_bar=True, on_step=True,
                  batch_size=batch["src"].size(0))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True,
@@ -169,6 +186,7 @@ class Seq2SeqSystem(L.LightningModule):
         keep = torch.ones_like(index, dtype=torch.bool) if limit is None else index < limit  # (B,)
         if not bool(keep.any()):
             return
+        batch = self._fit_to_model(batch)
         src, src_mask = batch["src"][keep], batch["src_mask"][keep]
         tok = self.tokenizer
         hyps = greedy_decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,

@@ -152,7 +152,8 @@ def resolve_languages(name: str, src_lang: str | None = None, tgt_lang: str | No
     pair = (src_lang or default_src, tgt_lang or default_tgt)
     if pair not in spec.pairs:
         supported = ", ".join(f"{s}->{t}" for s, t in spec.pairs)
-        raise ValueError(f"dataset {name!r} does not support {pair[0]}->{pair[1]}; supported: {supported}")
+        raise ValueError(f"dataset {name!r} does not support {pair[0]}->{pair[1]}; supported: {supported} "
+                         f"(leave src_lang and tgt_lang unset for {default_src}->{default_tgt})")
     return pair
 
 
@@ -161,10 +162,10 @@ def data_dirs(data_dir: str | Path | None = None) -> list[tuple[Path, str]]:
     """The data directories to search, in order, each with how it was configured."""
     places = []
     if data_dir is not None:
-        places.append((Path(data_dir), "the data_dir argument (--data.data_dir)"))
+        places.append((Path(data_dir), "from data_dir / --data.data_dir"))
     if os.environ.get(ENV_VAR):
-        places.append((Path(os.environ[ENV_VAR]), f"${ENV_VAR}"))
-    places.append((Path("data"), "the default data/ in the current directory"))
+        places.append((Path(os.environ[ENV_VAR]), f"from ${ENV_VAR}"))
+    places.append((Path("data"), "default: data/ in the current directory"))
     return places
 
 
@@ -184,7 +185,8 @@ def find_dataset(name: str, split: str = "train", src_lang: str | None = None, t
         if all((root / f).is_file() for f in needed):
             return root
         looked.append(f"  {root.resolve()}  ({how})")
-    if name == "dailydialog" and split == "test" and any((b / name / "train").is_dir() for b, _ in data_dirs(data_dir)):
+    has_train = any((base / name / "train").is_dir() for base, _ in data_dirs(data_dir))
+    if name == "dailydialog" and split == "test" and has_train:
         raise FileNotFoundError(
             f"dailydialog has no test split here: {needed[0]} is missing (the shared copy withholds the official "
             "test dialogues). Evaluate on the val split instead, or download the full corpus with "

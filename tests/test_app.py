@@ -1,0 +1,275 @@
+"""The Gradio app: its functions without a server (bad input never raises), then its API over HTTP."""
+from __future__ import annotations
+
+import shutil
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from helpers import make_tiny_checkpoint
+from matplotlib.figure import Figure
+
+from translator.app import (CHAT_TRAIN_HINT, TRAIN_HINT, ModelRegistry, TranslatorApp, UserError, build_app,
+                            discover_checkpoints, launch)
+from translator.inference import Translator
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")  # gr.Warning outside a server
+KINDS = {"transformer": {"kind": "transformer"}, "attention": {"kind": "attention"}, "lstm": {"kind": "lstm"},
+         "chat": {"kind": "lstm", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en", "context_turns": 2}}
+
+
+def tiny_checkpoint(tmp_path_factory, name: str) -> Path:
+    """One tiny checkpoint per session, shared by the test files that ask for the same name."""
+    path = tmp_path_factory.getbasetemp() / "app-checkpoints" / f"{name}.ckpt"
+    if not path.exists():
+        make_tiny_checkpoint(path, steps=20, **KINDS[name])
+    return path
+
+
+@pytest.fixture(scope="session")
+def ckpts(tmp_path_factory) -> dict[str, Path]:
+    return {name: tiny_checkpoint(tmp_path_factory, name) for name in KINDS}
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad")
+    (root / "notes.ckpt").write_text("not a checkpoint\n", encoding="utf-8")
+    (root / "folder.ckpt").mkdir()
+    return {"missing": root / "missing.ckpt", "text": root / "notes.ckpt", "dir": root / "folder.ckpt"}
+
+
+@pytest.fixture(scope="module")
+def app(ckpts, bad_files) -> TranslatorApp:
+    registry = ModelRegistry([ckpts["transformer"], ckpts["attention"], ckpts["lstm"], *bad_files.values()],
+                             chat_checkpoint=ckpts["chat"])
+    return TranslatorApp(registry, max_input_chars=2000)
+
+
+def label(app: TranslatorApp, path: Path) -> str:
+    return next(i.label for i in app.registry.translation if i.path == path)
+
+
+# ---- translate ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [("", "empty"), ("   \n\t  ", "empty"), (None, "empty"),
+                                            ("x" * 50_000, "50,000 characters")])
+def test_translate_rejects_empty_and_huge_input_with_a_message(app, text, expected):
+    result = app.translate_text(text)
+    assert result.error and expected in result.error
+    assert result.text == "" and result.figure is None and result.info.startswith("⚠️")
+
+
+@pytest.mark.parametrize("text", ["😀🎉🚀", "Ein Mann 男人 رجل мужчина 😀", "a\x00man\x07runs\u200b", "a man\n\nthe dog"])
+def test_translate_handles_unusual_text(app, text):
+    result = app.translate_text(text)
+    assert result.error is None, result.info
+    assert isinstance(result.text, str)
+    assert len(result.text.split("\n")) == len(text.splitlines())  # one output line per input line
+
+
+@pytest.mark.parametrize("name, message", [("missing", "not found"), ("text", "not a readable checkpoint"),
+                                           ("dir", "directory")])
+def test_bad_checkpoint_gives_a_message_and_the_app_keeps_serving(app, bad_files, name, message):
+    assert label(app, bad_files[name]).endswith("unreadable")
+    result = app.translate_text("a man runs", label(app, bad_files[name]))
+    assert result.error and message in result.error and result.info.startswith("⚠️")
+    assert app.translate_text("a man runs").error is None  # the default checkpoint still works
+
+
+def test_unlisted_checkpoint_path_is_refused_not_loaded(app, tmp_path):
+    for choice in ("/etc/passwd", str(tmp_path / "other.ckpt")):
+        result = app.translate_text("a man runs", choice)
+        assert result.error and "Unknown checkpoint" in result.error
+
+
+def test_checkpoint_can_be_named_by_label_or_path(app, ckpts):
+    for choice in (label(app, ckpts["lstm"]), str(ckpts["lstm"])):
+        result = app.translate_text("a man runs", choice)
+        assert result.error is None and "LSTMSeq2Seq" in result.info
+
+
+@pytest.mark.parametrize("decoder, beam_size, expected", [("sample", 5, "Unknown decoder"), ("beam", 0, "between"),
+                                                          ("beam", 99, "between"), ("beam", "many", "number")])
+def test_bad_decoding_knobs_give_a_message(app, decoder, beam_size, expected):
+    result = app.translate_text("a man runs", decoder=decoder, beam_size=beam_size)
+    assert result.error and expected in result.error
+
+
+@pytest.mark.parametrize("name", ["transformer", "attention"])
+def test_attention_models_get_a_heatmap(ckpts, name):
+    app = TranslatorApp(ModelRegistry([ckpts[name]]))
+    translator = app.registry.translator(app.registry.default)
+    never_stop(translator)  # a 20-step model often stops at once; the heatmap needs output rows
+    result = app.translate_text("a man runs in the park", decoder="beam", beam_size=2)
+    assert result.error is None and isinstance(result.figure, Figure)
+    axes = result.figure.axes[0]
+    rows, cols = axes.images[0].get_array().shape
+    assert cols == len(axes.get_xticklabels()) == 6  # ▁a ▁man ▁runs ▁in ▁the ▁park
+    assert rows == len(axes.get_yticklabels()) == len(result.text.split()) > 0
+    assert "heatmap" in result.info
+
+
+def never_stop(translator: Translator) -> None:
+    """Forbid eos in this loaded model, so decoding runs to the length limit."""
+    step, eos = translator.model.decode_step, translator.tokenizer.eos_id
+
+    def decode_step(tokens, state):
+        logits, state = step(tokens, state)
+        logits = logits.clone()
+        logits[:, eos] = -1e4
+        return logits, state
+
+    translator.model.decode_step = decode_step
+
+
+def test_lstm_says_it_has_no_attention(app, ckpts):
+    result = app.translate_text("a man runs in the park", label(app, ckpts["lstm"]))
+    assert result.error is None and result.figure is None
+    assert "no attention" in result.info and "context vector" in result.info
+    assert "no attention" in app.describe_checkpoint(label(app, ckpts["lstm"]))
+
+
+def test_translate_ui_returns_three_outputs_and_never_raises(app):
+    text, figure, info = app.translate_ui("", None, "greedy", 5)
+    assert text == "" and figure is None and "empty" in info
+    text, figure, info = app.translate_ui("a man runs", None, "greedy", 5.0)  # sliders send floats
+    assert isinstance(text, str) and "Transformer" in info
+
+
+# ---- chat ---------------------------------------------------------------------------------------
+
+def test_chat_respond_appends_user_and_bot_turns(app):
+    history = [{"role": "user", "content": [{"type": "text", "text": "a man"}]},  # gradio's content parts
+               {"role": "assistant", "content": [{"type": "text", "text": "the dog"}]}]
+    new, box, status = app.chat_respond("hello there 😀", history, "sample", 0.8, 0, 0.9, 5, 3)
+    assert box == "" and status == ""
+    assert [m["role"] for m in new] == ["user", "assistant", "user", "assistant"]
+    assert new[0]["content"] == "a man" and new[2]["content"] == "hello there 😀" and new[3]["content"]
+    new, _, _ = app.chat_respond("hello", [], "beam", 1.0, 0, 1.0, 3, 0)
+    assert len(new) == 2
+
+
+@pytest.mark.parametrize("message, knobs, expected", [
+    ("", {}, "empty"), ("   ", {}, "empty"), ("y" * 50_000, {}, "50,000"),
+    ("hi", {"temperature": 0}, "temperature"), ("hi", {"top_p": 2}, "top-p"), ("hi", {"decoder": "x"}, "decoder")])
+def test_chat_bad_input_keeps_history_and_shows_a_message(app, message, knobs, expected):
+    history = [{"role": "user", "content": "a man"}, {"role": "assistant", "content": "the dog"}]
+    args = {"decoder": "sample", "temperature": 0.8, "top_k": 0, "top_p": 0.9, "beam_size": 5,
+            "no_repeat_ngram_size": 3, **knobs}
+    new, _, status = app.chat_respond(message, history, **args)
+    assert new == history and status.startswith("⚠️") and expected in status
+
+
+def test_chat_without_checkpoint_says_how_to_train(ckpts):
+    app = TranslatorApp(ModelRegistry([ckpts["lstm"]]))
+    with pytest.raises(UserError, match="chat_dailydialog.yaml"):
+        app.chat_reply("hello")
+    _, _, status = app.chat_respond("hello", [])
+    assert CHAT_TRAIN_HINT in status
+
+
+# ---- registry and launch ------------------------------------------------------------------------
+
+def test_discovery_prefers_best_and_last_and_routes_chat_checkpoints(ckpts, tmp_path):
+    for name in ("run1/epoch=3.ckpt", "run1/last.ckpt", "run2/best-bleu.ckpt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ckpts["lstm"], tmp_path / name)
+    shutil.copy(ckpts["chat"], tmp_path / "chat.ckpt")
+    names = [p.name for p in discover_checkpoints(tmp_path)]
+    assert names[0] == "best-bleu.ckpt" and names[1] == "last.ckpt"
+    registry = ModelRegistry(None, checkpoints_dir=tmp_path)
+    assert registry.labels[0] == "run2/best-bleu.ckpt · LSTMSeq2Seq · de→en"
+    assert len(registry.labels) == 3  # the chat checkpoint goes to the Chat tab, not the dropdown
+    assert registry.chat is not None and registry.chat.path.name == "chat.ckpt"
+
+
+def test_models_load_once_when_many_requests_arrive(ckpts, monkeypatch):
+    registry = ModelRegistry([ckpts["lstm"]])
+    loads = []
+    original = Translator.from_checkpoint.__func__
+
+    def counting(cls, path, device="cpu"):
+        loads.append(path)
+        return original(cls, path, device)
+
+    monkeypatch.setattr(Translator, "from_checkpoint", classmethod(counting))
+    info = registry.resolve(None)
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: registry.translator(info), range(8)))
+    assert len(loads) == 1 and all(m is models[0] for m in models)
+
+
+def test_launch_without_checkpoints_says_how_to_train(tmp_path):
+    with pytest.raises(ValueError, match="translator/configs/transformer.yaml"):
+        launch(checkpoints_dir=str(tmp_path))
+
+
+def test_cli_app_without_checkpoints_exits_with_a_message(tmp_path, capsys):
+    from translator.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["app", "--checkpoint", str(tmp_path / "nope.ckpt"), "--checkpoints_dir", str(tmp_path)])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "checkpoint not found" in err and TRAIN_HINT in err and "Traceback" not in err
+
+
+# ---- the API over HTTP --------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(ckpts, bad_files):
+    demo = build_app([ckpts["transformer"], ckpts["lstm"], bad_files["text"]], chat_checkpoint=ckpts["chat"],
+                     checkpoints_dir=None, concurrency_limit=2)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    gradio_client = pytest.importorskip("gradio_client")
+    return gradio_client.Client(server, verbose=False)
+
+
+def test_api_lists_only_translate_and_chat(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/translate", "/chat"}
+
+
+def test_api_translate_and_chat(client, ckpts):
+    assert isinstance(client.predict("Ein Mann.", api_name="/translate"), str)
+    lstm = client.predict("a man runs", str(ckpts["lstm"]), "beam", 2, api_name="/translate")
+    assert isinstance(lstm, str)
+    reply = client.predict("hello", api_name="/chat")
+    assert isinstance(reply, str) and reply
+    reply = client.predict("hello", ["a man", {"role": "assistant", "content": "the dog"}], "beam", api_name="/chat")
+    assert isinstance(reply, str)
+
+
+@pytest.mark.parametrize("args, expected", [(("",), "empty"), (("z" * 50_000,), "50,000 characters"),
+                                            (("hi", "/etc/passwd"), "Unknown checkpoint"),
+                                            (("hi", "notes.ckpt · unreadable"), "not a readable checkpoint")])
+def test_api_errors_are_friendly(client, args, expected):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=expected):
+        client.predict(*args, api_name="/translate")
+    assert isinstance(client.predict("a man", api_name="/translate"), str)  # still serving
+
+
+def test_api_concurrent_calls(client):
+    def call(i: int) -> str:
+        if i % 2:
+            return client.predict(f"hello {i}", api_name="/chat")
+        return client.predict(f"a man runs {i}", api_name="/translate")
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(call, range(8)))  # re-raises the first failure
+    assert len(results) == 8 and all(isinstance(r, str) for r in results)
