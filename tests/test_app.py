@@ -6,6 +6,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from helpers import make_tiny_checkpoint
 from matplotlib.figure import Figure
@@ -14,7 +15,8 @@ from translator.app import (CHAT_TRAIN_HINT, TRAIN_HINT, ModelRegistry, Translat
                             discover_checkpoints, launch)
 from translator.inference import Translator
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")  # gr.Warning outside a server
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers"),  # gr.Warning outside a server
+              pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]  # gradio's own pandas deprecations
 KINDS = {"transformer": {"kind": "transformer"}, "attention": {"kind": "attention"}, "lstm": {"kind": "lstm"},
          "chat": {"kind": "lstm", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en", "context_turns": 2}}
 
@@ -61,7 +63,8 @@ def test_translate_rejects_empty_and_huge_input_with_a_message(app, text, expect
     assert result.text == "" and result.figure is None and result.info.startswith("⚠️")
 
 
-@pytest.mark.parametrize("text", ["😀🎉🚀", "Ein Mann 男人 رجل мужчина 😀", "a\x00man\x07runs\u200b", "a man\n\nthe dog"])
+@pytest.mark.parametrize("text", ["😀🎉🚀", "Ein Mann 男人 رجل мужчина 😀", "a\x00man\x07runs\u200b",
+                                  "a man\n\nthe dog"])
 def test_translate_handles_unusual_text(app, text):
     result = app.translate_text(text)
     assert result.error is None, result.info
@@ -168,6 +171,9 @@ def test_chat_without_checkpoint_says_how_to_train(ckpts):
         app.chat_reply("hello")
     _, _, status = app.chat_respond("hello", [])
     assert CHAT_TRAIN_HINT in status
+    demo = build_app([ckpts["lstm"]])  # the Chat tab itself says how to train one
+    texts = [str(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    assert any(CHAT_TRAIN_HINT in text for text in texts)
 
 
 # ---- registry and launch ------------------------------------------------------------------------

@@ -169,10 +169,11 @@ def reference_greedy(model: Seq2Seq, src: Tensor, mask: Tensor, steps: int) -> t
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_greedy_matches_a_plain_argmax_loop(family):
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_greedy_matches_a_plain_argmax_loop(family, alpha):
     model = make_model(family)
     src, mask = batch()
-    for i, hyps in enumerate(greedy_decode(model, src, mask, **IDS, max_len_a=1, max_len_b=3)):
+    for i, hyps in enumerate(greedy_decode(model, src, mask, **IDS, max_len_a=1, max_len_b=3, length_penalty=alpha)):
         s, m = unpad(src, mask, [i])
         tokens, score, finished = reference_greedy(model, s, m, int(m.sum()) + 3)
         assert (hyps[0].tokens, hyps[0].finished) == (tokens, finished)
@@ -206,18 +207,16 @@ def test_transformer_cache_matches_prefix_recompute(method, opts):
 
 # ---- exhaustive search on a tiny vocabulary ------------------------------------------------------
 
-CONTENT = [UNK, 4, 5]  # every token a 6-word model may emit besides eos (pad and bos are never emitted)
-
-
-def enumerate_all(model: Seq2Seq, src: Tensor, mask: Tensor, steps: int) -> dict[tuple, float]:
+def enumerate_all(model: Seq2Seq, src: Tensor, mask: Tensor, steps: int, forbid_unk: bool) -> dict[tuple, float]:
     """Exact raw score of every output the decoders can produce in `steps` steps: {(tokens, finished): score}."""
     out: dict[tuple, float] = {}
+    content = [4, 5] if forbid_unk else [UNK, 4, 5]  # what a 6-word model may emit besides eos
 
     def walk(prefix: list[int], token: int, state, score: float) -> None:
         logits, state = model.decode_step(torch.tensor([token]), state)
         lp = logits.float().log_softmax(-1)[0].tolist()
         out[(tuple(prefix), True)] = score + lp[EOS]
-        for x in CONTENT:
+        for x in content:
             if len(prefix) + 1 == steps:
                 out[(tuple(prefix + [x]), False)] = score + lp[x]
             else:
@@ -234,19 +233,20 @@ def penalty(length: int, alpha: float, normalize: bool) -> float:
 
 @pytest.mark.parametrize("steps", [3, 4])
 @pytest.mark.parametrize("alpha,normalize", [(0.0, False), (0.6, False), (2.0, False), (0.0, True)])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_wide_beam_finds_the_exact_nbest(steps, alpha, normalize, seed):
+@pytest.mark.parametrize("seed,forbid_unk", [(0, False), (1, False), (2, True)])
+def test_wide_beam_finds_the_exact_nbest(steps, alpha, normalize, seed, forbid_unk):
     model = toy(vocab=6, seed=seed, scale=4.0)
     src, mask = batch(n=1, vocab=6, seed=seed)
-    exact = enumerate_all(model, src, mask, steps)
+    exact = enumerate_all(model, src, mask, steps, forbid_unk)
     ranked = sorted(exact, key=lambda k: -exact[k] / penalty(len(k[0]) + k[1], alpha, normalize))
     # A beam as wide as the number of outputs (> candidates of any step) prunes nothing, so its
     # n-best must be the exact n-best, whatever early stopping does, down to the full ranking.
-    wide = len(exact)
+    # With forbid_unk there are fewer outputs than beams: the list must hold exactly those.
+    wide = sum(3 ** j for j in range(steps)) + 3 ** steps
     assert wide >= 4 * 3 ** (steps - 1)
     for nbest in (1, 5, wide):
         out = beam_search(model, src, mask, **IDS, beam_size=wide, nbest=nbest, length_penalty=alpha,
-                          normalize=normalize, max_len_a=0, max_len_b=steps)[0]
+                          normalize=normalize, max_len_a=0, max_len_b=steps, forbid_unk=forbid_unk)[0]
         assert [key(h) for h in out] == ranked[:nbest]
         for h in out:
             assert h.score == pytest.approx(exact[key(h)], abs=1e-5)
@@ -254,7 +254,7 @@ def test_wide_beam_finds_the_exact_nbest(steps, alpha, normalize, seed):
     # Narrow beams may miss the best, but every score they report is the exact one.
     for k in (1, 2, 3):
         for h in beam_search(model, src, mask, **IDS, beam_size=k, nbest=k, length_penalty=alpha,
-                             normalize=normalize, max_len_a=0, max_len_b=steps)[0]:
+                             normalize=normalize, max_len_a=0, max_len_b=steps, forbid_unk=forbid_unk)[0]:
             assert h.score == pytest.approx(exact[key(h)], abs=1e-5)
 
 

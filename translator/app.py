@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import sys
 import threading
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,12 @@ class CheckpointInfo:
         """Markdown that says what this model is and (for translation) what its heatmap means."""
         if self.error:
             return f"⚠️ {self.error}"
+        data = self.dataset or "unknown data"
         if chat:
-            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {self.dataset or 'unknown data'}."
+            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}."
         pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
         note = ARCH_NOTES.get(self.architecture or "", "")
-        return f"**{self.path.name}**: {self.architecture}, {self.dataset or 'unknown data'} {pair}. {note}"
+        return f"**{self.path.name}**: {self.architecture}, {data} {pair}. {note}"
 
 
 def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
@@ -290,7 +292,7 @@ class TranslatorApp:
         if any(r.truncated for r in results):
             notes.append(f"A line was longer than the model's limit of {translator.max_src_tokens} tokens; "
                          "only its beginning was translated.")
-        output = "\n".join(r.text for r in results)
+        output = "\n".join(_printable(r.text) for r in results)
         if not output.strip():
             notes.append("The model produced an empty translation for this input.")
         return TranslateResult(output, figure, "\n\n".join(notes))
@@ -304,6 +306,7 @@ class TranslatorApp:
         return result.text, result.figure, result.info
 
     def describe_checkpoint(self, checkpoint: str | None) -> str:
+        """The note shown when a checkpoint is picked: what it is, and whether it has attention."""
         try:
             return self.registry.resolve(checkpoint).describe()
         except UserError as err:
@@ -322,9 +325,7 @@ class TranslatorApp:
                    "no_repeat_ngram_size": _int_in(no_repeat_ngram_size, "no-repeat n-gram size", 0, 10)}
         bot = self.registry.chatbot()
         turns = [t[-self.max_input_chars:] for t in _flatten_history(history or [])][-MAX_HISTORY_TURNS:]
-        reply = bot.reply(turns, message, decoder=decoder, **options)
-        # Sampled byte-fallback pieces can form invalid UTF-8; drop the replacement marks it decodes to.
-        return " ".join(reply.replace("\ufffd", "").split())
+        return _printable(bot.reply(turns, message, decoder=decoder, **options))
 
     def chat_respond(self, message: str, history: list[dict] | None, decoder: str = "sample",
                      temperature: float = 0.8, top_k: float = 0, top_p: float = 0.9, beam_size: float = 5,
@@ -368,6 +369,12 @@ class TranslatorApp:
             log.exception("chat reply failed")
             raise gr.Error("Something went wrong while replying; the server log has the details.",
                            print_exception=False) from None
+
+
+def _printable(text: str) -> str:
+    """Model output without control characters or U+FFFD (undertrained models emit stray byte pieces)."""
+    return "".join(c for c in text if c != "\ufffd" and unicodedata.category(c) not in ("Cc", "Cs", "Co", "Cn")
+                   ).strip()
 
 
 def _int_in(value: Any, name: str, low: int, high: int) -> int:

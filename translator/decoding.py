@@ -263,7 +263,7 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
             att = torch.zeros(lp.size(0), 0, state.attention.size(1), device=dev)
         probs = _filter_logits(lp / temperature, top_k, top_p).softmax(-1)  # (R, V)
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (R,)
-        scores = scores + (lp/temperature).gather(1, tokens[:, None]).squeeze(1)  # the model's log-prob, not the tempered one
+        scores = scores + lp.gather(1, tokens[:, None]).squeeze(1)  # the model's log-prob, not the tempered one
         hist, att = _append(hist, att, None, tokens, None if att is None else state.attention)
         is_eos = tokens == setup.eos_id
         ended = (is_eos | (row_limit <= t + 1)).nonzero().squeeze(1)
