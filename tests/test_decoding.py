@@ -283,6 +283,10 @@ def test_early_stop_bound_respects_the_length_penalty(alpha, normalize):
     assert out[0].tokens == [4] * 10 and not out[0].finished
     raw = beam_search(model, src, mask, **IDS, beam_size=2, nbest=1, max_len_a=0, max_len_b=10)[0]
     assert raw[0].tokens == [] and raw[0].finished  # without a penalty the early eos wins
+    # Width 1 is done once one hypothesis finished (the K-finished rule): it stays greedy.
+    one = beam_search(model, src, mask, **IDS, beam_size=1, length_penalty=alpha, normalize=normalize,
+                      max_len_a=0, max_len_b=10)[0]
+    assert one[0].tokens == [] and one[0].finished
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -363,13 +367,24 @@ def test_sampling_seeded_and_top_k_one_is_greedy():
             assert all(h.tokens == g[0].tokens and h.score == pytest.approx(g[0].score, abs=1e-5) for h in s)
 
 
-def test_temperature_and_top_k_shape_the_distribution():
-    model = toy(scale=1.0)
+def test_temperature_top_k_top_p_shape_the_distribution():
+    model = toy(scale=3.0)
     src, mask = batch(n=1)
-    first = lambda **kw: {h.tokens[0] for h in sample(model, src, mask, **IDS, num_samples=200, seed=0,
-                                                        max_len_b=1, **kw)[0] if h.tokens}
-    assert len(first(temperature=0.05)) < len(first(temperature=1.0)) < len(first(temperature=5.0)) + 1
-    assert len(first(temperature=5.0, top_k=3)) <= 3
+    with torch.inference_mode():
+        logits, _ = model.decode_step(torch.tensor([BOS]), model.init_state(model.encode(src, mask), mask))
+    lp = logits[0].log_softmax(-1)
+    lp[[PAD, BOS]] = -math.inf
+    ranked = lp.argsort(descending=True).tolist()
+    nucleus = ranked[:int((lp.exp()[ranked].cumsum(0) < 0.5).sum()) + 1]  # smallest set with mass >= 0.5
+
+    def first(**kw) -> list[int]:
+        out = sample(model, src, mask, **IDS, num_samples=300, seed=0, max_len=1, **kw)[0]
+        return [h.tokens[0] if h.tokens else EOS for h in out]
+
+    share_of_best = {t: first(temperature=t).count(ranked[0]) / 300 for t in (0.01, 1.0, 5.0)}
+    assert share_of_best[0.01] > 0.95 and share_of_best[0.01] > share_of_best[1.0] > share_of_best[5.0]
+    assert set(first(temperature=5.0, top_k=3)) <= set(ranked[:3])
+    assert set(first(top_p=0.5)) <= set(nucleus)  # (the nucleus is taken after temperature)
 
 
 # ---- attention and API -------------------------------------------------------------------------

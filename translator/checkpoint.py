@@ -55,7 +55,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} holds objects that safe (weights_only) loading refuses to unpickle; it was not "
+                         "written by translator's trainer, and loading it unsafely could run arbitrary code") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
                          f"{first[:200]}") from None

@@ -111,7 +111,9 @@ def translate(
 def main(argv: list[str] | None = None) -> None:
     """Dispatch to LightningCLI (fit/validate/test) or to the tool commands."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from translator.runtime import tune_malloc
+
+    tune_malloc()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return

@@ -11,12 +11,16 @@ Shared rules:
   Banned tokens (pad and bos always, unk with `forbid_unk`, repeated n-grams with
   `no_repeat_ngram_size`) get -inf without renormalising the others.
 - A sentence with `n` real source tokens is decoded for at most
-  `min(max_len, max(1, int(max_len_a * n + max_len_b)))` steps, one token (possibly eos) per
-  step. A hypothesis still open after the last step is returned as is with `finished=False`.
+  `min(max_len, max(1, int(max_len_a * n + max_len_b)))` steps (defaults 1.5, 10, 256), one
+  token (possibly eos) per step. A hypothesis still open after the last step is returned as
+  is with `finished=False`.
 - Length for the penalty = scored steps = `len(tokens) + finished`. `normalized` is
   `score / ((5 + length) / 6) ** length_penalty` (GNMT), or `score / length` with `normalize`.
 - Rows of finished sentences (and finished samples) are removed from the batch with
-  `DecoderState.select`, so they stop costing compute.
+  `DecoderState.select`, so they stop costing compute. The hot path has no Python loop over
+  rows and one or two host syncs per step; loops run only over hypotheses that just ended.
+- `return_attention=True` gives each hypothesis its attention rows, reordered along with the
+  beams; models whose states carry no attention (`state.attention` None) give None.
 """
 from __future__ import annotations
 
@@ -138,6 +142,25 @@ def _append(hist: Tensor, att: Tensor | None, rows: Tensor | None, tok: Tensor,
     return hist, att
 
 
+def _cannot_improve(setup: _Setup, finished: list[Hypothesis], best_live: float, t: int, limit: int,
+                    nbest: int) -> bool:
+    """Whether no descendant of a live hypothesis (best raw score best_live after step t) can enter the n-best.
+
+    Log-probs are <= 0, so a live raw score s <= 0 only falls, and a descendant finishes with a
+    length between t + 2 and limit; s / penalty(length) is therefore at most s / max(penalty) over
+    that range (penalty is monotonic: check both ends). Exact for raw scores, conservative otherwise.
+    """
+    if not finished:
+        return False
+    if best_live == -math.inf:
+        return True  # every beam is dead (all continuations banned)
+    if len(finished) < nbest:
+        return False
+    bound = best_live / max(setup.penalty(t + 2), setup.penalty(limit))
+    worst = sorted(h.normalized for h in finished)[-nbest]  # the n-best's last entry
+    return bound < worst
+
+
 def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, beam_size: int, nbest: int,
                max_len_a: float, max_len_b: float, max_len: int) -> list[list[Hypothesis]]:
     """Beam search over all sentences at once; rows are (active sentence, beam), B_active * K."""
@@ -170,10 +193,12 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
         order = (is_eos.long() * 2 * K + rank).topk(K, dim=1, largest=False).indices  # (Ba, K)
         live_s, live_row, live_tok = top_s.gather(1, order), top_row.gather(1, order), top_tok.gather(1, order)
 
-        fin_idx = fin.nonzero().tolist()  # the one host sync every step
+        fin_nz = fin.nonzero()  # (F, 2) (sentence, rank) of hypotheses ending now
+        fin_idx = fin_nz.tolist()  # the one host sync every step (plus best_live below)
         if fin_idx:
-            rows = top_row[fin]
-            fin_tokens, fin_scores = hist.index_select(0, rows).tolist(), top_s[fin].tolist()
+            rows = top_row[fin_nz[:, 0], fin_nz[:, 1]]  # (F,)
+            fin_tokens = hist.index_select(0, rows).tolist()
+            fin_scores = top_s[fin_nz[:, 0], fin_nz[:, 1]].tolist()
             fin_att = None if att is None else att.index_select(0, rows)
             for n, (i, _) in enumerate(fin_idx):
                 s = sent[i]
@@ -185,32 +210,23 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
         hist, att = _append(hist, att, flat_rows if K > 1 else None, live_tok.view(-1),
                             step_att)  # (Ba*K, t+1)
 
-        # Which sentences are done: K finished (standard beam rule), last step, or nothing live can win.
-        n_fin = [len(results[s]) for s in sent]
-        best_live = live_s.max(1).values.tolist() if any(n_fin) else None
+        # Done: K hypotheses finished (the usual beam rule, which keeps width 1 greedy), no live one
+        # can still enter the n-best, or the last step (then open beams are returned unfinished).
+        best_live = live_s.max(1).values.tolist() if any(results[s] for s in sent) else None
         done = set()
         for i, s in enumerate(sent):
-            if n_fin[i] >= K:
+            if len(results[s]) >= K:
                 done.add(i)
             elif t + 1 >= limits[s]:
                 done.add(i)
-                live_scores = live_s[i].tolist()
-                rows_i = hist[i * K:(i + 1) * K].tolist()
+                live_scores, rows_i = live_s[i].tolist(), hist[i * K:(i + 1) * K].tolist()
                 for j in range(K):
-                    if math.isfinite(live_scores[j]):
+                    if math.isfinite(live_scores[j]):  # -inf rows are dead beams, not hypotheses
                         a = None if att is None else att[i * K + j]
                         results[s].append(_hyp(setup, rows_i[j], live_scores[j], False, a,
                                                masks[s] if masks else None))
-            elif best_live is not None and n_fin[i] > 0:
-                if best_live[i] == -math.inf:
-                    done.add(i)
-                elif n_fin[i] >= nbest:
-                    # Live raw score s <= 0 only falls; s / penalty(L) is largest at the largest
-                    # penalty over the lengths still reachable, t+2 .. limit (penalty is monotonic).
-                    bound = best_live[i] / max(setup.penalty(t + 2), setup.penalty(limits[s]))
-                    worst = sorted(h.normalized for h in results[s])[-nbest]
-                    if bound < worst:
-                        done.add(i)
+            elif best_live is not None and _cannot_improve(setup, results[s], best_live[i], t, limits[s], nbest):
+                done.add(i)
         scores, tokens = live_s, live_tok.view(-1)
         if done:
             keep = [i for i in range(len(sent)) if i not in done]

@@ -48,7 +48,7 @@ class Attention(nn.Module):
         if self.kind == "bahdanau":
             scores = self.v(torch.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)  # (B, S)
         else:
-            scores = torch.bmm(keys, query.unsqueeze(-1).to(keys.dtype)).squeeze(-1)  # (B, S)
+            scores = torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
         # finfo.min rather than -inf: a fully padded row gives uniform weights instead of NaN.
         scores = scores.masked_fill(~src_mask, torch.finfo(scores.dtype).min)
         return scores.softmax(-1)
@@ -132,7 +132,7 @@ class AttentionSeq2Seq(Seq2Seq):
     def _step(self, emb: Tensor, feed: Tensor, h: list[Tensor], c: list[Tensor] | None, keys: Tensor,
               values: Tensor, src_mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
         """One decoder step: emb (B, E), feed (B, Hd), h/c per layer (B, Hd) -> feed, h, c, weights (B, S)."""
-        x = torch.cat([emb, feed.to(emb.dtype)], -1)  # (B, E + Hd) input feeding
+        x = torch.cat([emb, feed], -1)  # (B, E + Hd) input feeding
         new_h, new_c = [], []
         for i, cell in enumerate(self.cells):
             if i:
@@ -144,15 +144,16 @@ class AttentionSeq2Seq(Seq2Seq):
                 new_c.append(ci)
             new_h.append(x)
         weights = self.attention(x, keys, src_mask)  # (B, S)
-        context = torch.bmm(weights.unsqueeze(1).to(values.dtype), values).squeeze(1)  # (B, 2He)
-        feed = torch.tanh(self.combine(torch.cat([context, x.to(context.dtype)], -1)))  # (B, Hd)
+        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, 2He)
+        feed = torch.tanh(self.combine(torch.cat([context, x], -1)))  # (B, Hd)
         return feed, new_h, None if c is None else new_c, weights
 
     def decode_step(self, tokens: Tensor, state: AttentionState) -> tuple[Tensor, AttentionState]:
         """tokens (B,) -> logits (B, V) and the next state (with attention (B, S) if requested)."""
         c = None if state.c is None else list(state.c.unbind(1))
-        feed, h, c, weights = self._step(self.dropout(self.tgt_emb(tokens)), state.feed, list(state.h.unbind(1)), c,
-                                         state.keys, state.memory, state.src_mask)
+        emb = self.dropout(self.tgt_emb(tokens))  # (B, E)
+        feed, h, c, weights = self._step(emb, state.feed, list(state.h.unbind(1)), c, state.keys, state.memory,
+                                         state.src_mask)
         logits = self.out(self.dropout(feed))  # (B, V)
         return logits, dataclasses.replace(
             state, h=torch.stack(h, 1), c=None if c is None else torch.stack(c, 1), feed=feed,  # (B, L, Hd)

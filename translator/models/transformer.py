@@ -70,8 +70,8 @@ class SelfAttention(nn.Module):
         """
         q, k, v = split_heads(self.qkv(x), 3, self.heads)  # (B, H, T, Dh) each
         if cache is not None:
-            k = torch.cat([cache[0], k.to(cache[0].dtype)], 2)  # (B, H, T'+T, Dh)
-            v = torch.cat([cache[1], v.to(cache[1].dtype)], 2)
+            k = torch.cat([cache[0], k], 2)  # (B, H, T'+T, Dh)
+            v = torch.cat([cache[1], v], 2)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out(merge_heads(y)), k, v  # (B, T, D)
@@ -100,28 +100,29 @@ class CrossAttention(nn.Module):
             p = self.dropout if self.training else 0.0
             return self.out(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p))), None
         # Explicit softmax only when asked (plots): SDPA never materialises the weights.
-        scores = (q @ k.transpose(-2, -1).to(q.dtype)) / math.sqrt(q.size(-1))  # (B, H, T, S)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, H, T, S)
         weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-        y = weights @ v.to(weights.dtype)  # (B, H, T, Dh)
+        y = weights @ v  # (B, H, T, Dh)
         return self.out(merge_heads(y)), weights.mean(1)  # (B, T, D), (B, T, S) averaged over heads
 
 
 class FeedForward(nn.Sequential):
     """Position-wise D -> F -> D."""
 
-    def __init__(self, d_model: int, ff_size: int, dropout: float, activation: str) -> None:
+    def __init__(self, d_model: int, ff_size: int, activation_dropout: float, activation: str) -> None:
         act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        super().__init__(nn.Linear(d_model, ff_size), act, nn.Dropout(dropout), nn.Linear(ff_size, d_model))
+        super().__init__(nn.Linear(d_model, ff_size), act, nn.Dropout(activation_dropout), nn.Linear(ff_size, d_model))
 
 
 class EncoderLayer(nn.Module):
     """x + SelfAttn(LN(x)); x + FF(LN(x))."""
 
-    def __init__(self, d_model: int, num_heads: int, ff_size: int, dropout: float, activation: str) -> None:
+    def __init__(self, d_model: int, num_heads: int, ff_size: int, dropout: float, attention_dropout: float,
+                 activation_dropout: float, activation: str) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, num_heads, dropout)
-        self.ff = FeedForward(d_model, ff_size, dropout, activation)
+        self.attn = SelfAttention(d_model, num_heads, attention_dropout)
+        self.ff = FeedForward(d_model, ff_size, activation_dropout, activation)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -133,12 +134,13 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """x + causal SelfAttn(LN(x)); x + CrossAttn(LN(x), memory); x + FF(LN(x))."""
 
-    def __init__(self, d_model: int, num_heads: int, ff_size: int, dropout: float, activation: str) -> None:
+    def __init__(self, d_model: int, num_heads: int, ff_size: int, dropout: float, attention_dropout: float,
+                 activation_dropout: float, activation: str) -> None:
         super().__init__()
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.self_attn = SelfAttention(d_model, num_heads, dropout)
-        self.cross_attn = CrossAttention(d_model, num_heads, dropout)
-        self.ff = FeedForward(d_model, ff_size, dropout, activation)
+        self.self_attn = SelfAttention(d_model, num_heads, attention_dropout)
+        self.cross_attn = CrossAttention(d_model, num_heads, attention_dropout)
+        self.ff = FeedForward(d_model, ff_size, activation_dropout, activation)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, cross_kv: tuple[Tensor, Tensor], src_mask: Tensor,
@@ -182,13 +184,18 @@ class Transformer(Seq2Seq):
         num_decoder_layers: int = 3,
         ff_size: int = 1024,
         dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
         activation: Literal["relu", "gelu"] = "relu",
         positions: Literal["sinusoidal", "learned"] = "sinusoidal",
         max_len: int = 256,
         tie_embeddings: Literal["none", "decoder", "all"] = "decoder",
         decode_cache: bool = True,
     ) -> None:
-        """tie_embeddings: decoder = target input/output share weights; all = source too (joint vocabulary).
+        """dropout: embeddings and residual branches (as in the paper); attention_dropout (on the weights; > 0
+        leaves SDPA's fused CPU kernel) and activation_dropout (inside the feed-forward) cost CPU time.
+
+        tie_embeddings: decoder = target input/output share weights; all = source too (joint vocabulary).
 
         max_len bounds learned positions (and is `max_src_len`); decode_cache=False re-runs the prefix.
         """
@@ -212,7 +219,7 @@ class Transformer(Seq2Seq):
             self.pos_emb = nn.Embedding(max_len, d_model)
         else:
             self.register_buffer("pos_table", sinusoids(max_len, d_model), persistent=False)
-        layer_args = (d_model, num_heads, ff_size, dropout, activation)
+        layer_args = (d_model, num_heads, ff_size, dropout, attention_dropout, activation_dropout, activation)
         self.encoder_layers = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(num_encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(num_decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
