@@ -11,7 +11,7 @@ bash scripts/setup.sh
 export TRANSLATOR_DATA_DIR=${TRANSLATOR_DATA_DIR:-$(cd .. && pwd)/shared/data}
 CONFIG=${CONFIG:-translator/configs/transformer.yaml}
 NAME=$(basename "$CONFIG" .yaml)
-RUN=${RUN_DIR:-runs/$NAME-$(date +%Y%m%d-%H%M%S)}
+RUN=${RUN_DIR:-checkpoints/$NAME-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RUN"
 translator fit --config "$CONFIG" --trainer.logger.init_args.save_dir "$RUN" "$@" 2>&1 | tee "$RUN/train.log"
 BEST=$(ls -t "$RUN"/*/version_*/checkpoints/best.ckpt | head -1)

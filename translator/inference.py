@@ -104,6 +104,8 @@ class Translator:
                   progress: Callable[[int], None] | None = None, **options: Any) -> list[Translation]:
         """Translate `texts` (any length, in order); options as in `decoding_options`."""
         decode_kw = decoding_options(**options)
+        if getattr(self.model, "max_src_len", None):
+            decode_kw["max_len"] = int(self.model.max_src_len)  # learned positions stop there
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         tok = self.tokenizer

@@ -190,7 +190,8 @@ class Seq2SeqSystem(L.LightningModule):
         tok = self.tokenizer
         hyps = greedy_decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                              unk_id=tok.unk_id, max_len_a=self.hparams.val_max_len_a,
-                             max_len_b=self.hparams.val_max_len_b)
+                             max_len_b=self.hparams.val_max_len_b,
+                             max_len=getattr(self.model, "max_src_len", None) or 256)
         texts = tok.decode_tgt([h[0].tokens for h in hyps])
         kept = keep.nonzero().squeeze(-1).tolist()
         for j, text in zip(kept, texts):
