@@ -47,12 +47,13 @@ def test_build_context_uses_the_last_turns(chatbot):
     assert chatbot.build_context([], "hello") == "hello"
     assert chatbot.build_context(["a man"], "hello") == sep.join(["a man", "hello"])
     many = ["one", "two", "three", "four"]
-    assert chatbot.build_context(many, "hello") == sep.join(["three", "four", "hello"])
+    # context_turns counts the message itself, as in the DailyDialog reader's pairs
+    assert chatbot.build_context(many, "hello") == sep.join(["four", "hello"])
     pairs = [("one", "two"), ("three", "four")]
     dicts = [{"role": "user", "content": "three"}, {"role": "assistant", "content": [{"type": "text", "text": "four"}]}]
     assert chatbot.build_context(pairs, "hello") == chatbot.build_context(dicts, "hello") == \
         chatbot.build_context(many, "hello")
-    assert chatbot.build_context(["three", "  ", "four"], "hello") == sep.join(["three", "four", "hello"])
+    assert chatbot.build_context(["three", "four", "  "], "hello") == sep.join(["four", "hello"])
 
 
 def test_build_context_drops_the_oldest_turn_first(chatbot):

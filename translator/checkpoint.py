@@ -99,5 +99,14 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         raise ValueError(f"{path}: model vocabulary sizes {init.get('src_vocab_size')}/{init.get('tgt_vocab_size')} "
                          f"do not match its tokenizer {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}")
     model.to(device).eval()
-    return Bundle(model=model, tokenizer=tokenizer, path=path, data=dict(bundle.get("data") or {}),
+    data = dict(bundle.get("data") or {})
+    if data.get("dataset") and not (data.get("src_lang") and data.get("tgt_lang")):
+        try:  # older checkpoints stored the defaults (None): use the dataset's own pair
+            from translator.data.registry import resolve_languages
+
+            data["src_lang"], data["tgt_lang"] = resolve_languages(data["dataset"], data.get("src_lang"),
+                                                                   data.get("tgt_lang"))
+        except (KeyError, ValueError):
+            pass
+    return Bundle(model=model, tokenizer=tokenizer, path=path, data=data,
                   hparams=dict(checkpoint.get("hyper_parameters") or {}))

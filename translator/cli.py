@@ -48,12 +48,13 @@ def _lightning_cli(args: list[str]) -> None:
             for name in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
                 parser.link_arguments(f"data.{name}", f"model.model.init_args.{name}", apply_on="instantiate")
 
-    TranslatorCLI(
-        Seq2SeqSystem,
-        Seq2SeqDataModule,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-    )
+    # LightningCLI reads sys.argv itself; handing it `args` as well only makes it warn.
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else "translator", *args]
+    try:
+        TranslatorCLI(Seq2SeqSystem, Seq2SeqDataModule, save_config_kwargs={"overwrite": True})
+    finally:
+        sys.argv = saved_argv
 
 
 def translate(

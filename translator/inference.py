@@ -163,13 +163,14 @@ class Chatbot(Translator):
             self.context_turns = 0  # trained on single-turn Q -> A pairs
 
     def build_context(self, history: Sequence[Any], message: str) -> str:
-        """The source text the model was trained with: up to `context_turns` previous turns + message,
-        joined by the tokenizer's <sep>, dropping the oldest turns first to fit the length limit.
+        """The source text the model was trained with: the last `context_turns` turns of the
+        conversation, the message included (as the DailyDialog reader builds pairs), joined by the
+        tokenizer's <sep>; the oldest turns are dropped first to fit the length limit.
 
         `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts.
         """
         turns = [t for t in _flatten_history(history) if t.strip()]
-        turns = turns[-self.context_turns:] if self.context_turns > 0 else []
+        turns = turns[-(self.context_turns - 1):] if self.context_turns > 1 else []
         sep = f" {self.tokenizer.sep_token} "
         while turns:
             context = sep.join([*turns, message])

@@ -102,8 +102,17 @@ class Seq2SeqSystem(L.LightningModule):
             "format": 1,
             "model": self.hparams["model"],
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
-            "data": _plain(dict(getattr(getattr(self.trainer, "datamodule", None), "hparams", {}) or {})),
+            "data": self._data_options(),
         }
+
+    def _data_options(self) -> dict[str, Any]:
+        """The DataModule's options with the language pair it resolved (defaults are None)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        options = _plain(dict(getattr(datamodule, "hparams", {}) or {}))
+        for key in ("src_lang", "tgt_lang"):
+            if getattr(datamodule, key, None):
+                options[key] = getattr(datamodule, key)
+        return options
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         bundle = checkpoint.get(BUNDLE_KEY)

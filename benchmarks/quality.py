@@ -1,0 +1,269 @@
+"""Quality benchmark: train each model family with its shipped config, then score it on Multi30k test_2016_flickr.
+
+    python benchmarks/quality.py                                   # all three families, shipped epochs
+    python benchmarks/quality.py --time_budget_min 20              # each family trains for at most 20 minutes
+    python benchmarks/quality.py --families transformer --epochs 3
+    python benchmarks/quality.py --families transformer --checkpoint transformer=runs/x/best.ckpt   # evaluate only
+    python benchmarks/quality.py --families lstm -- --trainer.limit_train_batches 10   # extra `translator fit` args
+
+Training is `python -m translator fit --config translator/configs/<family>.yaml` in a subprocess
+(logs, metrics and checkpoints under OUT/runs/); the checkpoint with the best validation BLEU
+(else the last one) is scored with `translator evaluate` with greedy search and beam search,
+all families in one call per decoder so that the BLEU-by-length plot compares them. Writes
+OUT/quality.json and OUT/quality.md: BLEU and chrF with sacreBLEU signatures, parameters,
+epochs, wall time, hardware and every command run. Run from the repository root.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (DATASET, FAMILIES, ROOT, TEST_SPLIT_NAME, BenchmarkError, check_checkpoint, check_data,
+                     config_path, duration, fmt, hardware, hardware_line, load_config, parse_checkpoint_specs,
+                     positive, run_main, shell, table)
+
+PROG = "quality.py"
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Options before `--`, and the extra `translator fit` arguments after it."""
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                epilog="Arguments after `--` are appended to every `translator fit` command.")
+    p.add_argument("--families", nargs="+", choices=FAMILIES, default=None,
+                   help="families to benchmark (default: all three, or those given with --checkpoint)")
+    p.add_argument("--src_lang", default="de", help="source language (default de)")
+    p.add_argument("--tgt_lang", default="en", help="target language (default en)")
+    p.add_argument("--time_budget_min", type=float, default=None,
+                   help="stop each training after this many minutes (Lightning --trainer.max_time); the shipped "
+                        "max_epochs (and so the LR schedule) stays unless --epochs is also given")
+    p.add_argument("--epochs", type=int, default=None, help="train this many epochs (--trainer.max_epochs)")
+    p.add_argument("--out", default="benchmarks/results/quality", help="output folder (default %(default)s)")
+    p.add_argument("--data_dir", default=None, help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
+    p.add_argument("--checkpoint", action="append", default=None, metavar="FAMILY=PATH",
+                   help="evaluate this checkpoint instead of training FAMILY (repeatable)")
+    p.add_argument("--beam_size", type=int, default=5, help="beam size of the beam-search evaluation (default 5)")
+    p.add_argument("--batch_size", type=int, default=64, help="sentences decoded together (default 64)")
+    p.add_argument("--max_sentences", type=int, default=None, help="score only the first N test sentences (quick checks)")
+    p.add_argument("--device", default=None, help="evaluation device (default: cuda when available, else cpu)")
+    return p.parse_args(argv), extra
+
+
+def display_path(path: Path) -> str:
+    """path relative to the working directory when it is inside it (shorter, copy-pasteable commands)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def max_time(minutes: float) -> str:
+    """Minutes -> Lightning's max_time "DD:HH:MM:SS"."""
+    seconds = round(minutes * 60)
+    if seconds < 1:
+        raise BenchmarkError(f"--time_budget_min must be at least 1 second, got {minutes:g} minutes")
+    minutes_total, s = divmod(seconds, 60)
+    hours, m = divmod(minutes_total, 60)
+    days, h = divmod(hours, 24)
+    return f"{days:02d}:{h:02d}:{m:02d}:{s:02d}"
+
+
+def run_logged(cmd: list[str], log_path: Path) -> float:
+    """Run cmd, echoing its output to the console and to log_path; return wall seconds, raise on failure."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"\n$ {shell(cmd)}", flush=True)
+    start = time.perf_counter()
+    with open(log_path, "wb") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            log.write(chunk)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        print(f"{PROG}: error: command failed with exit code {proc.returncode} (output in {log_path}):\n  "
+              f"{shell(cmd)}", file=sys.stderr)
+        raise SystemExit(1)
+    return seconds
+
+
+def fit_command(family: str, args: argparse.Namespace, run_dir: Path, name: str, version: str,
+                extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "translator", "fit", "--config", display_path(config_path(family)),
+           "--data.src_lang", args.src_lang, "--data.tgt_lang", args.tgt_lang,
+           "--trainer.logger.init_args.save_dir", str(run_dir),
+           "--trainer.logger.init_args.name", name, "--trainer.logger.init_args.version", version]
+    if args.data_dir:
+        cmd += ["--data.data_dir", args.data_dir]
+    if args.epochs is not None:
+        cmd += ["--trainer.max_epochs", str(args.epochs)]
+    if args.time_budget_min is not None:
+        cmd += ["--trainer.max_time", max_time(args.time_budget_min)]
+    return cmd + extra
+
+
+def evaluate_command(checkpoints: dict[str, Path], args: argparse.Namespace, decoder: str, json_path: Path,
+                     plot_path: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "translator", "evaluate", "--dataset", DATASET, "--split", "test",
+           "--src_lang", args.src_lang, "--tgt_lang", args.tgt_lang]
+    for family, path in checkpoints.items():
+        cmd += ["--checkpoint", str(path), "--label", family]
+    cmd += ["--decoder", decoder, "--batch_size", str(args.batch_size), "--device", args.device,
+            "--json", str(json_path), "--plot", str(plot_path)]
+    if decoder == "beam":
+        cmd += ["--beam_size", str(args.beam_size)]
+    if args.data_dir:
+        cmd += ["--data_dir", args.data_dir]
+    if args.max_sentences:
+        cmd += ["--max_sentences", str(args.max_sentences)]
+    return cmd
+
+
+def preflight(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dict[str, dict[str, Any]]]:
+    """Check every option, the data and the given checkpoints before any work starts."""
+    positive("--time_budget_min", args.time_budget_min)
+    positive("--epochs", args.epochs)
+    positive("--beam_size", args.beam_size)
+    positive("--batch_size", args.batch_size)
+    positive("--max_sentences", args.max_sentences)
+    given: dict[str, Path] = {}
+    for family, path in parse_checkpoint_specs(args.checkpoint, bare_allowed=False):
+        if family in given:
+            raise BenchmarkError(f"two --checkpoint values for {family}: {given[family]} and {path}")
+        given[family] = path
+    families = list(dict.fromkeys(args.families or (list(given) if given else FAMILIES)))
+    stray = [f for f in given if f not in families]
+    if stray:
+        raise BenchmarkError(f"--checkpoint given for {', '.join(stray)}, which is not in --families {' '.join(families)}")
+    train = [f for f in families if f not in given]
+    check_data(args.src_lang, args.tgt_lang, args.data_dir, ["test"] + (["train", "val"] if train else []))
+    facts = {f: check_checkpoint(p, args.src_lang, args.tgt_lang, family=f) for f, p in given.items()}
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return families, given, facts
+
+
+def find_trained(run_dir: Path) -> Path:
+    """best.ckpt (best validation BLEU) when written, else last.ckpt."""
+    for name in ("best.ckpt", "last.ckpt"):
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    raise BenchmarkError(f"training wrote no checkpoint under {run_dir / 'checkpoints'}")
+
+
+def scores(report: dict[str, Any]) -> dict[str, Any]:
+    keys = ("bleu", "chrf", "signature", "tokenize", "decoding", "n_sentences", "seconds", "sentences_per_second",
+            "tokens_per_second")
+    return {k: report.get(k) for k in keys}
+
+
+def main(argv: list[str]) -> int:
+    args, extra = parse_args(argv)
+    families, checkpoints, facts = preflight(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    result: dict[str, Any] = {
+        "benchmark": "quality", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "dataset": DATASET,
+        "split": TEST_SPLIT_NAME, "src_lang": args.src_lang, "tgt_lang": args.tgt_lang,
+        "data_path": str(check_data(args.src_lang, args.tgt_lang, args.data_dir, ["test"]).resolve()),
+        "budget": {"time_budget_min": args.time_budget_min, "epochs": args.epochs, "extra_fit_args": extra},
+        "hardware": hardware(), "families": {}, "commands": [],
+    }
+    for family in families:
+        entry = result["families"][family] = {"config": str(config_path(family).relative_to(ROOT)),
+                                              "trained_here": family not in checkpoints}
+        if family in checkpoints:
+            entry.update(checkpoint=str(checkpoints[family]), train_seconds=None, **facts[family])
+            continue
+        name = f"{family}-{DATASET}-{args.src_lang}-{args.tgt_lang}"
+        cmd = fit_command(family, args, out / "runs", name, stamp, extra)
+        result["commands"].append(shell(cmd))
+        write_json(out / "quality.json", result)  # partial results survive an interrupted run
+        seconds = run_logged(cmd, out / "logs" / f"{family}-fit.log")
+        run = out / "runs" / name / stamp
+        checkpoints[family] = find_trained(run)
+        scored = check_checkpoint(checkpoints[family], args.src_lang, args.tgt_lang, family)
+        last = run / "checkpoints" / "last.ckpt"
+        facts[family] = check_checkpoint(last, args.src_lang, args.tgt_lang, family) if last.is_file() else scored
+        entry.update(checkpoint=str(checkpoints[family]), train_seconds=round(seconds, 1), **facts[family],
+                     max_epochs=args.epochs or load_config(family)["trainer"].get("max_epochs"),
+                     scored_epoch=scored["epochs"], scored_step=scored["steps"])
+        write_json(out / "quality.json", result)
+
+    decoders = {"greedy": ("greedy", "bleu_by_length_greedy.png"),
+                f"beam{args.beam_size}": ("beam", "bleu_by_length.png")}
+    for key, (decoder, plot) in decoders.items():
+        json_path = out / f"eval-{key}.json"
+        cmd = evaluate_command(checkpoints, args, decoder, json_path, out / plot)
+        result["commands"].append(shell(cmd))
+        run_logged(cmd, out / "logs" / f"evaluate-{key}.log")
+        reports = json.loads(json_path.read_text(encoding="utf-8"))
+        for report in reports if isinstance(reports, list) else [reports]:
+            result["families"][report["label"]][key] = scores(report)
+        result[f"plot_{key}"] = str(out / plot)
+    result["signatures"] = sorted({s for e in result["families"].values() for k in decoders
+                                   for s in e[k]["signature"].values()})
+    write_json(out / "quality.json", result)
+    markdown = to_markdown(result, list(decoders))
+    (out / "quality.md").write_text(markdown, encoding="utf-8")
+    print("\n" + markdown)
+    print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}", file=sys.stderr)
+    return 0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def to_markdown(result: dict[str, Any], decoders: list[str]) -> str:
+    """The result as a Markdown report: one table, signatures, budget, hardware and the commands."""
+    header = ["family", "parameters", "epochs", "steps", "training wall time"]
+    for key in decoders:
+        header += [f"{key} BLEU", f"{key} chrF"]
+    header += [f"{decoders[-1]} sent/s"]
+    rows = []
+    for family, e in result["families"].items():
+        epochs = e.get("epochs")
+        if e.get("scored_epoch") is not None and e["scored_epoch"] != epochs:
+            epochs = f"{epochs} (scored: {e['scored_epoch']})"
+        row = [family, f"{e['parameters'] / 1e6:.2f}M", epochs, e.get("steps"),
+               duration(e.get("train_seconds")) if e["trained_here"] else "(given checkpoint)"]
+        for key in decoders:
+            row += [fmt(e[key]["bleu"], 2), fmt(e[key]["chrf"], 2)]
+        rows.append(row + [fmt(e[decoders[-1]]["sentences_per_second"], 1)])
+    n = next(iter(result["families"].values()))[decoders[0]]["n_sentences"]
+    budget = result["budget"]
+    limits = [f"at most {budget['time_budget_min']:g} min" if budget["time_budget_min"] else None,
+              f"max_epochs {budget['epochs']}" if budget["epochs"] else None]
+    lines = [
+        f"# Quality: {result['dataset']} {result['src_lang']}→{result['tgt_lang']}, {result['split']} "
+        f"({n} sentences)", "",
+        f"Run {result['created']}. Training: shipped configs, "
+        + (", ".join(x for x in limits if x) or "shipped max_epochs")
+        + (f", extra fit args `{' '.join(budget['extra_fit_args'])}`" if budget["extra_fit_args"] else "")
+        + "; the checkpoint with the best validation BLEU is scored (else the last one).", "",
+        table(header, rows, markdown=True), "",
+        "sacreBLEU signatures:", "",
+        *[f"- `{s}`" for s in result["signatures"]], "",
+        f"Hardware: {hardware_line(result['hardware'])}", "",
+        f"![BLEU by source length, {decoders[-1]}]({Path(result[f'plot_{decoders[-1]}']).name})", "",
+        "Commands:", "", "```", *result["commands"], "```", "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run_main(PROG, main)
