@@ -47,12 +47,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         "max_epochs (and so the LR schedule) stays unless --epochs is also given")
     p.add_argument("--epochs", type=int, default=None, help="train this many epochs (--trainer.max_epochs)")
     p.add_argument("--out", default="benchmarks/results/quality", help="output folder (default %(default)s)")
-    p.add_argument("--data_dir", default=None, help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
+    p.add_argument("--data_dir", default=None,
+                   help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
     p.add_argument("--checkpoint", action="append", default=None, metavar="FAMILY=PATH",
                    help="evaluate this checkpoint instead of training FAMILY (repeatable)")
     p.add_argument("--beam_size", type=int, default=5, help="beam size of the beam-search evaluation (default 5)")
     p.add_argument("--batch_size", type=int, default=64, help="sentences decoded together (default 64)")
-    p.add_argument("--max_sentences", type=int, default=None, help="score only the first N test sentences (quick checks)")
+    p.add_argument("--max_sentences", type=int, default=None,
+                   help="score only the first N test sentences (quick checks)")
     p.add_argument("--device", default=None, help="evaluation device (default: cuda when available, else cpu)")
     return p.parse_args(argv), extra
 
@@ -130,6 +132,8 @@ def evaluate_command(checkpoints: dict[str, Path], args: argparse.Namespace, dec
 def preflight(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dict[str, dict[str, Any]]]:
     """Check every option, the data and the given checkpoints before any work starts."""
     positive("--time_budget_min", args.time_budget_min)
+    if args.time_budget_min is not None:
+        max_time(args.time_budget_min)  # rejects budgets under one second
     positive("--epochs", args.epochs)
     positive("--beam_size", args.beam_size)
     positive("--batch_size", args.batch_size)
@@ -142,7 +146,8 @@ def preflight(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dic
     families = list(dict.fromkeys(args.families or (list(given) if given else FAMILIES)))
     stray = [f for f in given if f not in families]
     if stray:
-        raise BenchmarkError(f"--checkpoint given for {', '.join(stray)}, which is not in --families {' '.join(families)}")
+        raise BenchmarkError(f"--checkpoint given for {', '.join(stray)}, which is not in "
+                             f"--families {' '.join(families)}")
     train = [f for f in families if f not in given]
     check_data(args.src_lang, args.tgt_lang, args.data_dir, ["test"] + (["train", "val"] if train else []))
     facts = {f: check_checkpoint(p, args.src_lang, args.tgt_lang, family=f) for f, p in given.items()}
@@ -158,7 +163,8 @@ def find_trained(run_dir: Path) -> Path:
     for name in ("best.ckpt", "last.ckpt"):
         if (run_dir / "checkpoints" / name).is_file():
             return run_dir / "checkpoints" / name
-    raise BenchmarkError(f"training wrote no checkpoint under {run_dir / 'checkpoints'}")
+    print(f"{PROG}: error: training wrote no checkpoint under {run_dir / 'checkpoints'}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 def scores(report: dict[str, Any]) -> dict[str, Any]:

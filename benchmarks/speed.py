@@ -48,7 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="families to train (and to decode when no --checkpoint is given); default all")
     p.add_argument("--src_lang", default=None, help="source language (default: the shipped configs', de)")
     p.add_argument("--tgt_lang", default=None, help="target language (default: the shipped configs', en)")
-    p.add_argument("--data_dir", default=None, help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
+    p.add_argument("--data_dir", default=None,
+                   help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
     p.add_argument("--steps", type=int, default=10, help="timed training steps per family and precision (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed training steps before them (default 2)")
     p.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS),
@@ -237,7 +238,7 @@ def measure_peak(args: argparse.Namespace, device: Any) -> dict[str, Any]:
                 torch.matmul(a, b, out=c)
                 synchronize(device)
                 best = min(best, time.perf_counter() - start)
-            by_size[n] = round(2 * n**3 / best / 1e9, 1)
+            by_size[n] = round(2 * n**3 / best / 1e9, 3)
             del a, b, c
         peak[precision] = {"gflops": max(by_size.values()), "by_size": by_size}
         print(f"matmul peak {precision}: {peak[precision]['gflops']:,.1f} GFLOP/s {by_size}", file=sys.stderr)
@@ -295,8 +296,9 @@ def decode_targets(args: argparse.Namespace, checkpoints: list[tuple[str, Path, 
     out = []
     for name in args.families:
         family = Family(name, args)
-        bundle = Bundle(model=family.model().eval(), tokenizer=family.datamodule.tokenizer, path=Path(f"untrained-{name}"),
-                        data={"dataset": DATASET, "src_lang": args.src_lang, "tgt_lang": args.tgt_lang}, hparams={})
+        bundle = Bundle(model=family.model().eval(), tokenizer=family.datamodule.tokenizer,
+                        path=Path(f"untrained-{name}"), hparams={},
+                        data={"dataset": DATASET, "src_lang": args.src_lang, "tgt_lang": args.tgt_lang})
         out.append((f"{name} (untrained)", Translator(bundle, device=device)))
     return out
 

@@ -1,0 +1,199 @@
+"""benchmarks/quality.py and benchmarks/speed.py: their smallest modes run end to end on a tiny corpus, and
+user errors (missing data, a checkpoint for another language pair, a zero budget) give one line and exit 2.
+"""
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import make_tiny_checkpoint, write_multi30k_like
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def run(script: str, *args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a benchmark script as a user would, without $TRANSLATOR_DATA_DIR (data come from --data_dir)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRANSLATOR_DATA_DIR"}
+    return subprocess.run([sys.executable, str(BENCH / script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def bench_module(name: str):
+    """Import benchmarks/<name>.py (the scripts import their sibling _common.py)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A multi30k-like de/en corpus small enough for one short training step."""
+    return write_multi30k_like(tmp_path_factory.mktemp("data"), n_train=24, n_val=4, n_test=4)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", kind="transformer", steps=20)
+
+
+@pytest.fixture(scope="module")
+def en_fr_ckpt(tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "enfr.ckpt", kind="lstm", steps=1,
+                                src_lang="en", tgt_lang="fr")
+
+
+# ---- smallest modes -----------------------------------------------------------------------------
+def test_quality_scores_a_given_checkpoint(corpus, ckpt, tmp_path):
+    out = tmp_path / "out"
+    r = run("quality.py", "--checkpoint", f"transformer={ckpt}", "--max_sentences", 3, "--data_dir", corpus,
+            "--out", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads((out / "quality.json").read_text())
+    entry = result["families"]["transformer"]
+    assert list(result["families"]) == ["transformer"] and not entry["trained_here"]
+    assert entry["parameters"] > 0 and entry["checkpoint"] == str(ckpt)
+    for key in ("greedy", "beam5"):
+        assert 0 <= entry[key]["bleu"] <= 100 and entry[key]["n_sentences"] == 3
+        assert entry[key]["signature"]["bleu"].startswith("nrefs:1")
+    assert result["hardware"]["torch_threads"] >= 1 and result["hardware"]["versions"]["torch"]
+    assert len(result["commands"]) == 2 and all("translator evaluate" in c for c in result["commands"])
+    assert (out / "bleu_by_length.png").stat().st_size > 0 and (out / "bleu_by_length_greedy.png").is_file()
+    markdown = (out / "quality.md").read_text()
+    assert "| transformer |" in markdown and "nrefs:1" in markdown and "--decoder beam" in markdown
+
+
+@pytest.mark.slow
+def test_quality_trains_one_epoch_then_scores(corpus, tmp_path):
+    out = tmp_path / "out"
+    r = run("quality.py", "--families", "lstm", "--epochs", 1, "--max_sentences", 2, "--data_dir", corpus,
+            "--out", out, "--", "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    entry = json.loads((out / "quality.json").read_text())["families"]["lstm"]
+    assert entry["trained_here"] and entry["epochs"] == 1 and entry["steps"] >= 1 and entry["train_seconds"] > 0
+    assert Path(entry["checkpoint"]).is_file() and (out / "logs" / "lstm-fit.log").stat().st_size > 0
+    assert "--trainer.max_epochs 1 --trainer.enable_progress_bar false" in (out / "quality.md").read_text()
+
+
+def test_speed_smallest_mode_with_profile(corpus, ckpt, tmp_path):
+    out = tmp_path / "speed.json"
+    r = run("speed.py", "--families", "lstm", "--steps", 1, "--warmup", 0, "--peak_sizes", 128, "--peak_repeats", 2,
+            "--checkpoint", ckpt, "--decode_sentences", 3, "--batch1_sentences", 2, "--profile",
+            "--profile_steps", 1, "--profile_rows", 5, "--data_dir", corpus, "--out", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["peak"]) == {"fp32", "bf16"} and all(p["gflops"] > 0 for p in result["peak"].values())
+    assert [(t["family"], t["precision"]) for t in result["train"]] == [("lstm", "fp32"), ("lstm", "bf16-mixed")]
+    for row in result["train"]:
+        assert row["steps"] == 1 and row["tokens_per_s"] > 0 and row["peak_fraction"] > 0
+        assert row["flop_parameters"]["per_source_token"] > 0 and row["flop_parameters"]["per_target_token"] > 0
+    rows = result["decode"]["rows"]
+    assert result["decode"]["trained"] and not result["notes"]
+    # greedy/beam x batch 64/1 x Transformer cache on/off; batch 1 limited to --batch1_sentences
+    assert len(rows) == 8 and {r_["cache"] for r_ in rows} == {True, False}
+    assert {(r_["batch_size"], r_["sentences"]) for r_ in rows} == {(64, 3), (1, 2)}
+    assert all(r_["sentences_per_s"] > 0 for r_ in rows)
+    assert result["profile"]["top_ops"] and "aten::" in r.stdout
+    assert "matmul peak" in r.stdout and "6 x parameters" in r.stdout
+
+
+def test_speed_says_when_decoding_is_untrained(corpus, tmp_path):
+    out = tmp_path / "speed.json"
+    r = run("speed.py", "--families", "lstm", "--parts", "decode", "--decode_sentences", 1, "--batch1_sentences", 1,
+            "--data_dir", corpus, "--out", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "UNTRAINED" in r.stdout and not json.loads(out.read_text())["decode"]["trained"]
+
+
+def test_flop_parameters_cover_every_non_embedding_weight():
+    from helpers import TINY_MODELS
+
+    speed = bench_module("speed")
+    for kind, build in TINY_MODELS.items():
+        model = build(50, 0)
+        counts = speed.flop_parameters(model)
+        emb = sum(p.numel() for n, p in model.named_parameters(remove_duplicate=False) if "emb" in n.split(".")[0])
+        every = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
+        assert counts["embedding"] == emb and sum(counts.values()) == every, kind
+        assert counts["per_source_token"] > 0 and counts["per_target_token"] > model.out.weight.numel(), kind
+
+
+def test_time_budget_becomes_lightning_max_time():
+    quality = bench_module("quality")
+    assert quality.max_time(1.5) == "00:00:01:30"
+    assert quality.max_time(24 * 60 + 61) == "01:01:01:00"
+
+
+# ---- bad input: one line on stderr, exit 2, no traceback ----------------------------------------
+def call(name: str, argv: list[str], capsys) -> str:
+    module = bench_module(name)
+    with pytest.raises(SystemExit) as exit_info:
+        module.run_main(module.PROG, module.main, argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert err.startswith(f"{module.PROG}: error: ") and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--time_budget_min", "0"], "--time_budget_min must be greater than 0"),
+    (["--time_budget_min", "-5"], "--time_budget_min must be greater than 0"),
+    (["--time_budget_min", "0.001"], "at least 1 second"),
+    (["--epochs", "0"], "--epochs must be greater than 0"),
+    (["--checkpoint", "gru=x.ckpt"], "unknown family 'gru'"),
+    (["--checkpoint", "x.ckpt"], "FAMILY=PATH"),
+])
+def test_quality_rejects_bad_options(argv, message, capsys):
+    assert message in call("quality", argv, capsys)
+
+
+def test_quality_missing_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TRANSLATOR_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    err = call("quality", ["--families", "lstm", "--data_dir", str(tmp_path / "nowhere")], capsys)
+    assert "'multi30k'" in err and "not found" in err and "--data_dir" in err
+
+
+def test_quality_checkpoint_for_another_language_pair(corpus, en_fr_ckpt, capsys):
+    err = call("quality", ["--checkpoint", f"lstm={en_fr_ckpt}", "--data_dir", str(corpus)], capsys)
+    assert "translates en->fr, but de->en was asked for" in err
+    err = call("quality", ["--checkpoint", f"transformer={en_fr_ckpt}", "--src_lang", "en", "--tgt_lang", "fr",
+                           "--data_dir", str(corpus)], capsys)
+    assert "is a lstm checkpoint" in err
+
+
+def test_quality_missing_checkpoint(corpus, tmp_path, capsys):
+    err = call("quality", ["--checkpoint", f"lstm={tmp_path / 'none.ckpt'}", "--data_dir", str(corpus)], capsys)
+    assert "checkpoint not found" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps must be greater than 0"),
+    (["--steps", "-3"], "--steps must be greater than 0"),
+    (["--warmup", "-1"], "--warmup must be 0 or more"),
+    (["--batch1_sentences", "0"], "--batch1_sentences must be greater than 0"),
+])
+def test_speed_rejects_bad_options(argv, message, capsys):
+    assert message in call("speed", argv, capsys)
+
+
+def test_speed_missing_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TRANSLATOR_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    err = call("speed", ["--data_dir", str(tmp_path / "nowhere")], capsys)
+    assert "'multi30k'" in err and "not found" in err
+
+
+def test_speed_checkpoint_for_another_language_pair(corpus, en_fr_ckpt, capsys):
+    err = call("speed", ["--parts", "decode", "--checkpoint", str(en_fr_ckpt), "--data_dir", str(corpus)], capsys)
+    assert "translates en->fr, but de->en was asked for" in err
+
+
+def test_bad_input_from_the_command_line_is_one_line(tmp_path):
+    r = run("speed.py", "--steps", 0, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == "speed.py: error: --steps must be greater than 0, got 0"
