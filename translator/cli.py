@@ -63,7 +63,7 @@ def translate(
     output: str | None = None,
     decoder: str = "beam",
     beam_size: int = 5,
-    length_penalty: float = 0.6,
+    length_penalty: float = 1.0,
     nbest: int = 1,
     batch_size: int = 64,
     max_len_a: float = 1.5,

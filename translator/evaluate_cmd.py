@@ -46,7 +46,7 @@ def evaluate(
     tgt_lang: str | None = None,
     decoder: str = "beam",
     beam_size: int = 5,
-    length_penalty: float = 0.6,
+    length_penalty: float = 1.0,
     batch_size: int = 64,
     max_sentences: int | None = None,
     json: str | None = None,

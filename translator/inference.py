@@ -40,7 +40,7 @@ class Translation:
     tokens: list[int] = dataclasses.field(default_factory=list)
 
 
-def decoding_options(decoder: str = "greedy", beam_size: int = 5, length_penalty: float = 0.6, nbest: int = 1,
+def decoding_options(decoder: str = "greedy", beam_size: int = 5, length_penalty: float = 1.0, nbest: int = 1,
                      max_len_a: float = 1.5, max_len_b: int = 10, no_repeat_ngram_size: int = 0,
                      forbid_unk: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                      seed: int | None = 0) -> dict[str, Any]:
