@@ -26,6 +26,10 @@ TINY = {  # shrink every family so a CLI run takes seconds
 }
 
 
+class _Opaque:
+    """An arbitrary class: weights_only loading must refuse to unpickle it."""
+
+
 def _family(config: Path) -> str:
     text = config.read_text()
     return next(name for name, cls in (("transformer", "Transformer"), ("attention", "AttentionSeq2Seq"),
@@ -121,6 +125,10 @@ def test_corrupt_and_foreign_checkpoints_fail_clearly(tmp_path: Path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(ValueError, match="foreign.ckpt is not a translator checkpoint"):
         load_bundle(foreign)
+    unsafe = tmp_path / "unsafe.ckpt"
+    torch.save({"state_dict": {}, "translator": _Opaque()}, unsafe)
+    with pytest.raises(ValueError, match="unsafe.ckpt holds objects that safe .weights_only. loading refuses"):
+        load_bundle(unsafe)
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         load_bundle(tmp_path / "missing.ckpt")
 

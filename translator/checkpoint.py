@@ -55,13 +55,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(f"{path} holds objects that safe (weights_only) loading refuses to unpickle; it was not "
-                         "written by translator's trainer, and loading it unsafely could run arbitrary code") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # torch raises many types for bad files (KeyError, EOFError, RuntimeError...)
+        if isinstance(err, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+            raise ValueError(f"{path} holds objects that safe (weights_only) loading refuses to unpickle; it was "
+                             "not written by translator's trainer, and loading it unsafely could run arbitrary "
+                             "code") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
-                         f"{first[:200]}") from None
+                         f"{first[:120]}") from None
     if not isinstance(checkpoint, dict) or BUNDLE_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a translator checkpoint (no '{BUNDLE_KEY}' bundle or no weights); "
                          "train one with `translator fit --config translator/configs/transformer.yaml`")
