@@ -17,10 +17,11 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0]
 fi
 if [[ $DEV == 1 ]]; then
     pip install -q -e ".[dev]"
-    # Browser tests drive Debian's Chromium (a browser download does not work offline).
+    # Browser tests drive Debian's Chromium (a browser download does not work offline); Nanum fonts
+    # render Korean in the app's screenshots.
     if ! command -v chromium >/dev/null 2>&1; then
         if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
-            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null) \
                 || echo "setup: could not install chromium; browser tests will be skipped" >&2
         else
             echo "setup: chromium not found and apt-get unavailable (not root); browser tests will be skipped" >&2
