@@ -14,10 +14,21 @@ NAME=$(basename "$CONFIG" .yaml)
 RUN=${RUN_DIR:-checkpoints/$NAME-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RUN"
 translator fit --config "$CONFIG" --trainer.logger.init_args.save_dir "$RUN" "$@" 2>&1 | tee "$RUN/train.log"
-BEST=$(ls -t "$RUN"/*/version_*/checkpoints/best.ckpt | head -1)
-translator evaluate --checkpoint "$BEST" --dataset multi30k --split test --decoder beam --beam_size 5 \
+CKPTS=$(dirname "$(ls -t "$RUN"/*/version_*/checkpoints/best.ckpt | head -1)")
+# Average the last epochs (kept as epochNN.ckpt) and keep whichever of best.ckpt and the average
+# scores higher on the validation set (greedy): model selection never looks at the test set.
+translator average "$CKPTS"/epoch*.ckpt --output "$CKPTS/average.ckpt"
+score() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['bleu'])" "$1"; }
+for WHICH in best average; do
+    translator evaluate --checkpoint "$CKPTS/$WHICH.ckpt" --dataset multi30k --split val --decoder greedy \
+        --json "$RUN/val-$WHICH.json" > /dev/null
+    echo "validation BLEU (greedy) of $WHICH.ckpt: $(score "$RUN/val-$WHICH.json")"
+done
+FINAL=$(python -c "import sys; print(sys.argv[1] if float(sys.argv[3]) >= float(sys.argv[4]) else sys.argv[2])" \
+    "$CKPTS/average.ckpt" "$CKPTS/best.ckpt" "$(score "$RUN/val-average.json")" "$(score "$RUN/val-best.json")")
+translator evaluate --checkpoint "$FINAL" --dataset multi30k --split test --decoder beam --beam_size 5 \
     --json "$RUN/eval.json" --plot "$RUN/bleu_by_length.png" | tee "$RUN/eval.txt"
 echo
-echo "checkpoint: $BEST"
+echo "checkpoint: $FINAL"
 echo "report:     $RUN/eval.json, plot: $RUN/bleu_by_length.png"
-echo "try it:     translator app --checkpoint $BEST    (then open http://127.0.0.1:7860)"
+echo "try it:     translator app --checkpoint $FINAL    (then open http://127.0.0.1:7860)"

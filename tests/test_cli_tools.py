@@ -218,3 +218,36 @@ def test_chat_checkpoint_gets_distinct_and_korean_tokenizer(ckpts, tmp_path, cap
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert report["chat"] is True and report["tokenize"] == "char" and report["tgt_lang"] == "ko"
     assert {"distinct_1", "distinct_2", "top_reply_fraction"} <= report.keys() and "dist-1" in out
+
+
+def test_average_is_the_mean_of_the_weights(tmp_path, capsys):
+    import torch
+
+    from translator.checkpoint import load_bundle
+
+    a = make_tiny_checkpoint(tmp_path / "a.ckpt", kind="transformer", steps=3)
+    b = make_tiny_checkpoint(tmp_path / "b.ckpt", kind="transformer", steps=8)
+    out = tmp_path / "avg" / "avg.ckpt"
+    code, stdout, _ = run_cli(capsys, "average", a, b, "--output", out)
+    assert code == 0 and "averaged 2 checkpoints" in stdout
+    wa, wb = load_bundle(a).model.state_dict(), load_bundle(b).model.state_dict()
+    averaged = load_bundle(out)  # a loadable, self-contained checkpoint
+    for key, value in averaged.model.state_dict().items():
+        torch.testing.assert_close(value, (wa[key] + wb[key]) / 2)
+
+    # averaging one checkpoint with itself changes nothing
+    code, _, _ = run_cli(capsys, "average", a, a, "--output", tmp_path / "same.ckpt")
+    src = torch.tensor([[5, 6, 7, 3]])
+    tgt_in = torch.tensor([[2, 5, 6]])
+    expected = load_bundle(a).model(src, src != 0, tgt_in)
+    torch.testing.assert_close(load_bundle(tmp_path / "same.ckpt").model(src, src != 0, tgt_in), expected)
+
+
+def test_average_refuses_checkpoints_of_different_models(tmp_path, capsys):
+    a = make_tiny_checkpoint(tmp_path / "a.ckpt", kind="transformer", steps=2)
+    b = make_tiny_checkpoint(tmp_path / "b.ckpt", kind="lstm", steps=2)
+    code, _, err = run_cli(capsys, "average", a, b, "--output", tmp_path / "avg.ckpt")
+    assert code == 1 and "b.ckpt has a different model config" in err and err.count("\n") == 1
+    assert not (tmp_path / "avg.ckpt").exists()
+    code, _, err = run_cli(capsys, "average", tmp_path / "missing.ckpt", a, "--output", tmp_path / "avg.ckpt")
+    assert code == 1 and "checkpoint not found" in err and "missing.ckpt" in err

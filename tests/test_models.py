@@ -137,6 +137,25 @@ def test_select_commutes_with_step(name):
         torch.testing.assert_close(next_b, next_a[index], atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", TINY)
+def test_select_within_one_source_keeps_source_fields(name):
+    """Beam reordering (rows move among copies of one sentence) may keep the source fields as they
+    are, and must then decode exactly like a full select."""
+    model = make(name)
+    src, src_mask, tgt_in = sample_batch()
+    K = 3
+    repeat = torch.arange(src.size(0)).repeat_interleave(K)  # (B*K,) K copies of each sentence
+    index = (repeat * K + torch.tensor([2, 0, 0] * src.size(0))).long()  # reorder within each group
+    with torch.no_grad():
+        state = model.init_state(model.encode(src, src_mask), src_mask).select(repeat)
+        _, state = model.decode_step(tgt_in[repeat, 0], state)
+        fast, full = state.select(index, same_source=True), state.select(index)
+        for field in state.source_fields:
+            assert getattr(fast, field) is getattr(state, field)  # not copied
+        tokens = tgt_in[repeat, 1][index]
+        torch.testing.assert_close(model.decode_step(tokens, fast)[0], model.decode_step(tokens, full)[0])
+
+
 @pytest.mark.parametrize("name", ATTENTIVE)
 def test_attention_weights_cover_real_source_only(name):
     model = make(name)

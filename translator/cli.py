@@ -3,6 +3,7 @@
     translator fit|validate|test --config translator/configs/transformer.yaml   (LightningCLI)
     translator translate --checkpoint CKPT [--input FILE] [--output FILE] [--decoder beam] ...
     translator evaluate --checkpoint CKPT [--checkpoint CKPT2 ...] (--dataset NAME | --source F --reference F)
+    translator average CKPT CKPT ... --output AVG.ckpt
     translator app --checkpoint CKPT [--chat_checkpoint CKPT] [--port 7860]
     translator data list | download NAME | stats NAME
 
@@ -15,7 +16,7 @@ import sys
 from typing import Any
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-TOOL_COMMANDS = ("translate", "evaluate", "app", "data")
+TOOL_COMMANDS = ("translate", "evaluate", "average", "app", "data")
 
 USAGE = """usage: translator COMMAND [options]
 
@@ -27,6 +28,7 @@ Training (LightningCLI; every option overridable, `--print_config` shows the ful
 Using checkpoints:
   translate  translate lines of a file or stdin      translator translate --checkpoint CKPT < in.txt
   evaluate   sacreBLEU / chrF report, BLEU by length  translator evaluate --checkpoint CKPT --dataset multi30k
+  average    average the weights of several epochs    translator average RUN/epoch*.ckpt --output avg.ckpt
   app        Gradio app: Translate and Chat tabs      translator app --checkpoint CKPT
 
 Data:
@@ -136,8 +138,29 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
 
 
+def average(args: list[str]) -> None:
+    """`translator average CKPT CKPT ... --output AVG`: one checkpoint with the mean weights."""
+    import argparse
+
+    from translator.checkpoint import average_checkpoints
+
+    parser = argparse.ArgumentParser(
+        prog="translator average",
+        description="Average the weights of checkpoints from one run (e.g. the last epochs that "
+                    "`translator fit` keeps as epochNN.ckpt) into one inference checkpoint.")
+    parser.add_argument("checkpoints", nargs="+", help="checkpoint files of the same model and tokenizer")
+    parser.add_argument("--output", "-o", required=True, help="where to write the averaged checkpoint")
+    options = parser.parse_args(args)
+    path = average_checkpoints(options.checkpoints, options.output)
+    print(f"averaged {len(options.checkpoints)} checkpoints -> {path}")
+
+
 def _tool_cli(command: str, args: list[str]) -> None:
     from jsonargparse import CLI
+
+    if command == "average":
+        average(args)
+        return
 
     components: dict[str, Any]
     # translate/evaluate take every option as --name (also the required --checkpoint), and a

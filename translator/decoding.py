@@ -240,7 +240,7 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
             att = None if att is None else att.index_select(0, keep_rows)
             state = state.select(flat_rows.index_select(0, keep_rows))
         elif K > 1:
-            state = state.select(flat_rows)
+            state = state.select(flat_rows, same_source=True)  # beams move within their sentence
     return [sorted(r, key=lambda h: -h.normalized)[:nbest] for r in results]
 
 

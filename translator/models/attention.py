@@ -58,6 +58,8 @@ class Attention(nn.Module):
 class AttentionState(DecoderState):
     """memory (B, S, 2He); keys (B, S, A) projected once; h, c (B, L, Hd); feed (B, Hd)."""
 
+    source_fields = ("memory", "src_mask", "keys")
+
     keys: Tensor | None = None
     h: Tensor | None = None
     c: Tensor | None = None

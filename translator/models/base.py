@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -40,14 +40,24 @@ class DecoderState:
     `need_attention=True`; otherwise None.
     """
 
+    #: Fields computed from the source alone (rows of one sentence's beams are identical there).
+    source_fields: ClassVar[tuple[str, ...]] = ("memory", "src_mask")
+
     memory: Any
     src_mask: Tensor  # (B, S) True = real token
     attention: Tensor | None = None
     need_attention: bool = False
 
-    def select(self, indices: Tensor) -> "DecoderState":
-        """Reorder / repeat / prune rows: row i of the result is row indices[i] of self."""
-        changes = {f.name: _select(getattr(self, f.name), indices) for f in dataclasses.fields(self)}
+    def select(self, indices: Tensor, same_source: bool = False) -> "DecoderState":
+        """Reorder / repeat / prune rows: row i of the result is row indices[i] of self.
+
+        same_source=True promises that row i and row indices[i] hold the same source sentence
+        (beam search reordering one sentence's beams): the source fields then stay as they are,
+        which saves copying the encoder memory (and cross-attention keys/values) every step.
+        """
+        skip = self.source_fields if same_source else ()
+        changes = {f.name: _select(getattr(self, f.name), indices)
+                   for f in dataclasses.fields(self) if f.name not in skip}
         return dataclasses.replace(self, **changes)
 
 

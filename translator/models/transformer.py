@@ -185,6 +185,8 @@ class TransformerState(DecoderState):
     With `decode_cache=False` the caches are empty and `prefix` (B, t) holds the tokens read so far.
     """
 
+    source_fields = ("memory", "src_mask", "cross_kv")
+
     cross_kv: list[tuple[Tensor, Tensor]] = dataclasses.field(default_factory=list)
     self_kv: list[tuple[Tensor, Tensor]] = dataclasses.field(default_factory=list)
     prefix: Tensor | None = None
