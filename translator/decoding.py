@@ -71,12 +71,28 @@ class _Setup:
 
     def log_probs(self, logits: Tensor, hist: Tensor) -> Tensor:
         """logits (R, V), hist (R, t) tokens so far -> log-probs (R, V) with banned tokens at -inf."""
-        lp = logits.float().log_softmax(-1)  # (R, V)
-        lp[:, self.banned] = -math.inf
+        return self.ban(logits.float().log_softmax(-1), hist)  # (R, V)
+
+    def top_log_probs(self, logits: Tensor, hist: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """The k best allowed tokens of each row: log-probs and ids, (R, k) each.
+
+        Equal to `log_probs(...).topk(k)` without writing the (R, V) log-probs: log-softmax is
+        monotonic within a row, so the top k of the banned logits minus the row's log-sum-exp
+        (over all tokens, as log_probs normalises before banning) are the top k log-probs.
+        """
+        x = logits.float()  # (R, V)
+        lse = x.logsumexp(-1, keepdim=True)  # (R, 1)
+        x = self.ban(x.clone() if x is logits else x, hist)  # never write into the caller's logits
+        top, ids = x.topk(min(k, x.size(1)), dim=1)  # (R, k)
+        return top - lse, ids
+
+    def ban(self, scores: Tensor, hist: Tensor) -> Tensor:
+        """Set banned tokens (and, with no_repeat_ngram_size, repeated n-grams) to -inf in place."""
+        scores[:, self.banned] = -math.inf
         n = self.no_repeat_ngram_size
         if n > 0 and hist.size(1) >= n:
-            _ban_repeated_ngrams(lp, hist, n)
-        return lp
+            _ban_repeated_ngrams(scores, hist, n)
+        return scores
 
 
 def _ban_repeated_ngrams(lp: Tensor, hist: Tensor, n: int) -> None:
@@ -179,14 +195,16 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
     rank = torch.arange(2 * K, device=dev)
     for t in range(max(limits)):
         logits, state = model.decode_step(tokens, state)
-        lp = setup.log_probs(logits, hist)  # (Ba*K, V)
-        Ba, V = len(sent), lp.size(1)
+        Ba = len(sent)
         if t == 0 and setup.return_attention and state.attention is not None:
             att = torch.zeros(Ba * K, 0, state.attention.size(1), device=dev)
-        cand = (scores.view(-1, 1) + lp).view(Ba, K * V)  # (Ba, K*V)
+        # The 2K best of all K*V continuations are among the 2K best of each beam: rank only those.
+        row_lp, row_tok = setup.top_log_probs(logits, hist, 2 * K)  # (Ba*K, 2K) each
+        W = row_lp.size(1)
+        cand = (scores.view(-1, 1) + row_lp).view(Ba, K * W)  # (Ba, K*W)
         top_s, top_i = cand.topk(2 * K, dim=1)  # (Ba, 2K): at most K are eos, so >= K continue
-        top_row = top_i // V + torch.arange(Ba, device=dev)[:, None] * K  # (Ba, 2K) flat parent row
-        top_tok = top_i % V
+        top_row = top_i // W + torch.arange(Ba, device=dev)[:, None] * K  # (Ba, 2K) flat parent row
+        top_tok = row_tok.view(Ba, K * W).gather(1, top_i)
         is_eos = top_tok == setup.eos_id
         # An eos ranked among the first K ends a hypothesis; the first K non-eos stay live.
         fin = is_eos & (rank < K) & top_s.isfinite()
