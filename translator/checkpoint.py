@@ -120,26 +120,22 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     (model config, tokenizer, data options) of the last input, and no optimizer state. Averaging
     the last few epochs of a run usually scores a little higher than any one of them.
     """
-    if len(paths) < 1:
-        raise ValueError("give at least one --checkpoint")
+    if not paths:
+        raise ValueError("give at least one checkpoint to average")
     output = Path(output)
-    first = read_checkpoint(paths[0])
-    reference = first[BUNDLE_KEY]
+    first = last = read_checkpoint(paths[0])
     total = {k: v.double() if v.is_floating_point() else v for k, v in first["state_dict"].items()}
     for path in paths[1:]:
-        checkpoint = read_checkpoint(path)
-        bundle = checkpoint[BUNDLE_KEY]
+        last = read_checkpoint(path)
         for key, what in (("model", "model config"), ("tokenizer", "tokenizer")):
-            if bundle.get(key) != reference.get(key):
+            if last[BUNDLE_KEY].get(key) != first[BUNDLE_KEY].get(key):
                 raise ValueError(f"{path} has a different {what} than {paths[0]}; "
                                  "only checkpoints of the same run can be averaged")
-        state = checkpoint["state_dict"]
-        if state.keys() != total.keys():
+        if last["state_dict"].keys() != total.keys():
             raise ValueError(f"{path} holds other weights than {paths[0]}")
-        for key, value in state.items():
+        for key, value in last["state_dict"].items():
             if value.is_floating_point():
                 total[key] += value.double()
-    last = checkpoint if len(paths) > 1 else first
     averaged = {k: (v / len(paths)).to(first["state_dict"][k].dtype) if v.is_floating_point() else v
                 for k, v in total.items()}
     result = {"state_dict": averaged, "hyper_parameters": last.get("hyper_parameters", {}),

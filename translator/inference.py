@@ -79,14 +79,13 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = ("fp32", "bf16")
 
 
-def check_precision(precision: str) -> torch.dtype | None:
-    """The autocast dtype for `precision` (None = float32), or one ValueError naming the choices."""
+def check_precision(precision: str) -> None:
+    """One ValueError naming the choices when `precision` is not fp32 or bf16."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
 
 
 class Translator:
@@ -99,8 +98,8 @@ class Translator:
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
         self.bundle = bundle
         self.device = torch.device(device)
+        check_precision(precision)
         self.precision = precision
-        self._autocast_dtype = check_precision(precision)
         self.model = bundle.model.to(self.device).eval()
         self.tokenizer = bundle.tokenizer
         self.max_src_tokens = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
@@ -109,7 +108,7 @@ class Translator:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         precision: str = "fp32") -> "Translator":
         device = check_device(device)
-        check_precision(precision)
+        check_precision(precision)  # before the (slow) load
         return cls(load_bundle(path, device=device), device=device, precision=precision)
 
     @property
@@ -146,8 +145,7 @@ class Translator:
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start:start + batch_size]
             src, src_mask = self._pad([ids for _, ids, _ in chunk])
-            with torch.autocast(self.device.type, dtype=self._autocast_dtype or torch.float32,
-                                enabled=self._autocast_dtype is not None):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 hyps = decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                               unk_id=tok.unk_id, return_attention=return_attention, **decode_kw)
             texts_out = [tok.decode_tgt([h.tokens for h in sentence]) for sentence in hyps]
