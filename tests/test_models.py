@@ -293,3 +293,38 @@ def test_learns_to_copy_and_reverse(name):
     correct = torch.tensor([p == y for p, y in zip(predictions, targets)])
     assert correct[~reverse].float().mean() >= 0.95, "copy"
     assert correct[reverse].float().mean() >= 0.95, "reverse"
+
+
+# ---- dropout with byte masks (translator.models.dropout) ------------------------------------------
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_byte_dropout_rate_scale_and_gradient(p):
+    from translator.models.dropout import LEVELS, dropout
+
+    torch.manual_seed(0)
+    x = torch.rand(200_000, dtype=torch.float64) + 1.0  # strictly positive, so zeros are drops
+    x.requires_grad_(True)
+    y = dropout(x, p, training=True)
+    dropped = (y == 0).double().mean().item()
+    p_used = round(p * LEVELS) / LEVELS
+    assert abs(dropped - p_used) < 0.005  # 200k draws: the standard error is ~0.001
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p_used))  # unbiased: kept values are rescaled
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (y / x).detach())  # the gradient is the same mask and scale
+
+
+def test_byte_dropout_is_identity_in_eval_reproducible_and_keeps_dtype():
+    from translator.models.dropout import Dropout
+
+    layer = Dropout(0.2)
+    x = torch.randn(64, 32).bfloat16()
+    assert layer.eval()(x) is x
+    layer.train()
+    torch.manual_seed(3)
+    a = layer(x)
+    torch.manual_seed(3)
+    b = layer(x)
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b)
+    assert not torch.equal(a, layer(x))  # a fresh mask each call
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))

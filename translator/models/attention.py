@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from translator.models.base import DecoderState, Seq2Seq
+from translator.models.dropout import Dropout
 from translator.models.lstm import RNN_CELLS, run_packed, source_lengths
 
 ATTENTIONS = ("bahdanau", "dot", "general")
@@ -107,7 +108,7 @@ class AttentionSeq2Seq(Seq2Seq):
         self.attention = Attention(attention, dec_hidden_size, memory_size, attention_size)
         self.combine = nn.Linear(memory_size + dec_hidden_size, dec_hidden_size, bias=False)
         self.out = nn.Linear(dec_hidden_size, tgt_vocab_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @property
     def has_attention(self) -> bool:

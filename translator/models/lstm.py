@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from translator.models.base import DecoderState, Seq2Seq
+from translator.models.dropout import Dropout
 
 RNN_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -89,7 +90,7 @@ class LSTMSeq2Seq(Seq2Seq):
         # Output layer sees decoder state, context and previous word, then projects through emb_size.
         self.readout = nn.Linear(2 * hidden_size + emb_size, emb_size)
         self.out = nn.Linear(emb_size, tgt_vocab_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """src, src_mask (B, S) -> final encoder state (h, c), each (B, L, H) (c None for a GRU)."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from translator.models.base import DecoderState, Seq2Seq
+from translator.models.dropout import Dropout, dropout as drop
 
 TIES = ("none", "decoder", "all")
 
@@ -57,7 +58,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = scores.softmax(-1)
     if dropout > 0:
-        weights = F.dropout(weights, dropout)
+        weights = drop(weights, dropout, True)
     return weights @ v  # (B, H, T, Dh)
 
 
@@ -132,7 +133,7 @@ class FeedForward(nn.Sequential):
 
     def __init__(self, d_model: int, ff_size: int, activation_dropout: float, activation: str) -> None:
         act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        super().__init__(nn.Linear(d_model, ff_size), act, nn.Dropout(activation_dropout), nn.Linear(ff_size, d_model))
+        super().__init__(nn.Linear(d_model, ff_size), act, Dropout(activation_dropout), nn.Linear(ff_size, d_model))
 
 
 class EncoderLayer(nn.Module):
@@ -144,7 +145,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = SelfAttention(d_model, num_heads, attention_dropout)
         self.ff = FeedForward(d_model, ff_size, activation_dropout, activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
@@ -162,7 +163,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = SelfAttention(d_model, num_heads, attention_dropout)
         self.cross_attn = CrossAttention(d_model, num_heads, attention_dropout)
         self.ff = FeedForward(d_model, ff_size, activation_dropout, activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, cross_kv: tuple[Tensor, Tensor], src_mask: Tensor,
                 cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
@@ -247,7 +248,7 @@ class Transformer(Seq2Seq):
         self.decoder_layers = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(num_decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, tgt_vocab_size, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self._init_weights()
         if tie_embeddings != "none":
             self.out.weight = self.tgt_emb.weight
