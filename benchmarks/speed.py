@@ -198,17 +198,18 @@ def synchronize(device: Any) -> None:
 
 
 def train_step(model: Any, optimizer: Any, batch: dict[str, Any], family: Family, precision: str) -> Any:
-    """One step as Seq2SeqSystem + Lightning do it: (autocast) forward + loss, backward, clip, AdamW."""
+    """One step as Seq2SeqSystem + Lightning do it: (autocast) forward + the same loss, backward, clip, AdamW."""
     import torch
-    import torch.nn.functional as F
+
+    from translator.loss import label_smoothed_loss
 
     device_type = batch["src"].device.type
     autocast = (torch.autocast(device_type, dtype=getattr(torch, PRECISIONS[precision])) if PRECISIONS[precision]
                 else contextlib.nullcontext())
     with autocast:
         logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=model.pad_id,
-                               label_smoothing=family.hparams["label_smoothing"])
+        loss, _ = label_smoothed_loss(logits.flatten(0, 1), batch["tgt_out"].flatten(),
+                                      family.hparams["label_smoothing"], model.pad_id, fused=family.hparams["compile_loss"])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if family.clip:

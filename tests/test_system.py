@@ -152,3 +152,29 @@ def test_two_process_ddp_on_cpu(data_dir: Path, tmp_path: Path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_loss_matches_torch_cross_entropy(fused: bool, dtype: torch.dtype):
+    """The (compiled) label-smoothed loss, its gradient, and the plain NLL equal F.cross_entropy's, pads ignored."""
+    import torch.nn.functional as F
+
+    from translator.loss import label_smoothed_loss
+
+    torch.manual_seed(0)
+    pad, eps = 1, 0.1
+    target = torch.randint(0, 50, (37,))
+    target[::5] = pad
+    x = (3 * torch.randn(37, 50)).to(dtype)
+    ours = x.clone().requires_grad_(True)
+    theirs = x.float().clone().requires_grad_(True)
+    loss, nll = label_smoothed_loss(ours, target, eps, pad, fused=fused)
+    expected = F.cross_entropy(theirs, target, ignore_index=pad, label_smoothing=eps)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(nll, F.cross_entropy(x.float(), target, ignore_index=pad))
+    tol = {"atol": 1e-2, "rtol": 1e-2} if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(ours.grad.float(), theirs.grad, **tol)
+    assert ours.grad.dtype == dtype and not ours.grad[target == pad].any()  # pads get no gradient
