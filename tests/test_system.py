@@ -178,3 +178,21 @@ def test_loss_matches_torch_cross_entropy(fused: bool, dtype: torch.dtype):
     tol = {"atol": 1e-2, "rtol": 1e-2} if dtype == torch.bfloat16 else {}
     torch.testing.assert_close(ours.grad.float(), theirs.grad, **tol)
     assert ours.grad.dtype == dtype and not ours.grad[target == pad].any()  # pads get no gradient
+
+
+def test_loss_falls_back_to_eager_when_compiling_fails(monkeypatch):
+    """No C++ compiler (or any compile error): one warning, then the eager formula with the same values."""
+    import torch.nn.functional as F
+
+    from translator import loss as loss_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(loss_module, "_compiled", broken)
+    monkeypatch.setattr(loss_module, "_compile_failed", False)
+    x, target = torch.randn(6, 9), torch.tensor([1, 2, 0, 4, 0, 8])
+    with pytest.warns(UserWarning, match="InvalidCxxCompiler"):
+        loss, _ = loss_module.label_smoothed_loss(x, target, 0.1, 0)
+    torch.testing.assert_close(loss, F.cross_entropy(x, target, ignore_index=0, label_smoothing=0.1))
+    assert loss_module._compile_failed  # later calls go straight to eager, without warning again
