@@ -63,6 +63,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="test sentences decoded at batch 64 (default: all of test_2016_flickr)")
     p.add_argument("--batch1_sentences", type=int, default=100,
                    help="test sentences decoded one at a time (default 100: batch 1 is slow)")
+    p.add_argument("--decode_precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+                   help="decoding precisions (translate/evaluate --precision; default fp32)")
     p.add_argument("--beam_size", type=int, default=5, help="beam size of the beam rows (default 5)")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=["peak", "train", "decode"],
                    help="what to measure (default: peak train decode)")
@@ -322,11 +324,12 @@ def measure_decode(label: str, translator: Any, sources: list[str], args: argpar
                 results = translator.translate(texts, batch_size=batch_size, **options)
                 seconds = time.perf_counter() - start
                 tokens = sum(len(r.tokens) for r in results)
-                rows.append({"model": label, "decoder": decoder, "batch_size": batch_size, "cache": cache,
+                rows.append({"model": label, "precision": translator.precision, "decoder": decoder,
+                             "batch_size": batch_size, "cache": cache,
                              "sentences": len(texts), "generated_tokens": tokens, "seconds": round(seconds, 3),
                              "sentences_per_s": round(len(texts) / seconds, 2),
                              "tokens_per_s": round(tokens / seconds, 1)})
-                print(f"decode {label} {decoder} batch {batch_size}"
+                print(f"decode {label} {translator.precision} {decoder} batch {batch_size}"
                       f"{'' if cache is None else ' cache ' + ('on' if cache else 'off')}: "
                       f"{rows[-1]['sentences_per_s']:,.1f} sent/s", file=sys.stderr)
     if caches[0] is not None:
@@ -373,7 +376,7 @@ def summary_table(result: dict[str, Any]) -> str:
                      None, fmt(r["gflops"]), pct])
     for r in result.get("decode", {}).get("rows", []):
         cache = "" if r["cache"] is None else (" cache" if r["cache"] else " no cache")
-        rows.append(["decode", r["model"], r["decoder"] + cache, r["batch_size"], r["sentences"],
+        rows.append(["decode", r["model"], f"{r.get('precision', 'fp32')} {r['decoder']}{cache}", r["batch_size"], r["sentences"],
                      fmt(r["tokens_per_s"], 0), fmt(r["sentences_per_s"], 2), None, None])
     return table(header, rows)
 
@@ -404,8 +407,10 @@ def main(argv: list[str]) -> int:
         sources = [s for s, _ in load_pairs(DATASET, "test", args.src_lang, args.tgt_lang, args.data_dir)]
         rows = []
         for label, translator in decode_targets(args, checkpoints, device):
-            rows += measure_decode(label, translator, sources, args)
-        result["decode"] = {"split": TEST_SPLIT_NAME, "trained": bool(checkpoints), "precision": "fp32",
+            for precision in args.decode_precisions:
+                translator.precision = precision
+                rows += measure_decode(label, translator, sources, args)
+        result["decode"] = {"split": TEST_SPLIT_NAME, "trained": bool(checkpoints), "precisions": args.decode_precisions,
                             "checkpoints": [str(p) for _, p, _ in checkpoints], "rows": rows}
         if not checkpoints:
             result["notes"].append(UNTRAINED_NOTE)

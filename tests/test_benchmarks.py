@@ -82,7 +82,8 @@ def test_quality_trains_one_epoch_then_scores(corpus, tmp_path):
 def test_speed_smallest_mode_with_profile(corpus, ckpt, tmp_path):
     out = tmp_path / "speed.json"
     r = run("speed.py", "--families", "lstm", "--steps", 1, "--warmup", 0, "--peak_sizes", 128, "--peak_repeats", 2,
-            "--checkpoint", ckpt, "--decode_sentences", 3, "--batch1_sentences", 2, "--profile",
+            "--checkpoint", ckpt, "--decode_sentences", 3, "--batch1_sentences", 2, "--decode_precisions", "fp32", "bf16",
+            "--profile",
             "--profile_steps", 1, "--profile_rows", 5, "--data_dir", corpus, "--out", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -93,8 +94,9 @@ def test_speed_smallest_mode_with_profile(corpus, ckpt, tmp_path):
         assert row["flop_parameters"]["per_source_token"] > 0 and row["flop_parameters"]["per_target_token"] > 0
     rows = result["decode"]["rows"]
     assert result["decode"]["trained"] and not result["notes"]
-    # greedy/beam x batch 64/1 x Transformer cache on/off; batch 1 limited to --batch1_sentences
-    assert len(rows) == 8 and {r_["cache"] for r_ in rows} == {True, False}
+    # fp32/bf16 x greedy/beam x batch 64/1 x Transformer cache on/off; batch 1 limited to --batch1_sentences
+    assert len(rows) == 16 and {r_["cache"] for r_ in rows} == {True, False}
+    assert [r_["precision"] for r_ in rows] == ["fp32"] * 8 + ["bf16"] * 8
     assert {(r_["batch_size"], r_["sentences"]) for r_ in rows} == {(64, 3), (1, 2)}
     assert all(r_["sentences_per_s"] > 0 for r_ in rows)
     assert result["profile"]["top_ops"] and "aten::" in r.stdout
