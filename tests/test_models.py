@@ -328,3 +328,36 @@ def test_byte_dropout_is_identity_in_eval_reproducible_and_keeps_dtype():
     assert a.dtype == torch.bfloat16 and torch.equal(a, b)
     assert not torch.equal(a, layer(x))  # a fresh mask each call
     assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_expanded_state_decodes_like_repeated_rows(name):
+    """expand(K) (beam search: K rows per source, the source fields not copied) decodes exactly like
+    K real copies of each row, before and after selects that keep or break the groups."""
+    model = make(name)
+    src, src_mask, tgt_in = sample_batch()
+    B, K = src.size(0), 3
+    repeat = torch.arange(B).repeat_interleave(K)  # (B*K,)
+    with torch.no_grad():
+        state = model.init_state(model.encode(src, src_mask), src_mask, need_attention=model.has_attention)
+        grouped, copied = state.expand(K), state.select(repeat)
+        assert grouped.group == K and copied.group == 1
+        for field in state.source_fields:
+            assert getattr(grouped, field) is getattr(state, field)  # shared, not repeated
+        logits_g, grouped = model.decode_step(tgt_in[repeat, 0], grouped)
+        logits_c, copied = model.decode_step(tgt_in[repeat, 0], copied)
+        torch.testing.assert_close(logits_g, logits_c, atol=1e-5, rtol=1e-5)
+        if model.has_attention:
+            torch.testing.assert_close(grouped.attention, copied.attention, atol=1e-6, rtol=1e-6)
+        # drop sentence 1 and reorder beams within the others: whole groups, so the grouping stays
+        keep = torch.tensor([0 * K + 2, 0 * K + 2, 0 * K + 1] + [s * K + j for s in range(2, B) for j in (1, 0, 0)])
+        kept_g, kept_c = grouped.select(keep), copied.select(keep)
+        assert kept_g.group == K and kept_g.src_mask.size(0) == B - 1
+        # rows of different sentences mixed in one group of K: falls back to one source row per row
+        mixed = torch.tensor([0, K, 2 * K, 1, K + 1, 2 * K + 1])
+        mixed_g, mixed_c = grouped.select(mixed), copied.select(mixed)
+        assert mixed_g.group == 1 and mixed_g.src_mask.size(0) == mixed.numel()
+        for (sg, sc), idx in (((kept_g, kept_c), keep), ((mixed_g, mixed_c), mixed)):
+            tokens = tgt_in[repeat, 1][idx]
+            torch.testing.assert_close(model.decode_step(tokens, sg)[0], model.decode_step(tokens, sc)[0],
+                                       atol=1e-5, rtol=1e-5)

@@ -184,7 +184,7 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
     state, limits, masks = _start(model, src, src_mask, setup, max_len_a, max_len_b, max_len)
     B, dev = src.size(0), src.device
     if K > 1:
-        state = state.select(torch.arange(B, device=dev).repeat_interleave(K))  # B*K rows
+        state = state.expand(K)  # B*K rows; each sentence's K beams share its source fields, uncopied
     sent = list(range(B))  # original index of each active sentence
     results: list[list[Hypothesis]] = [[] for _ in range(B)]
     tokens = torch.full((B * K,), setup.bos_id, dtype=torch.long, device=dev)

@@ -45,19 +45,23 @@ class Attention(nn.Module):
         return memory if self.kind == "dot" else self.key_proj(memory)
 
     def forward(self, query: Tensor, keys: Tensor, src_mask: Tensor) -> Tensor:
-        """query (B, Q), keys (B, S, A), src_mask (B, S) True = real -> weights (B, S), 0 on padding."""
+        """query (B, G, Q): G queries per source row; keys (B, S, A), src_mask (B, S) True = real
+        -> weights (B, G, S), 0 on padding."""
         if self.kind == "bahdanau":
-            scores = self.v(torch.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)  # (B, S)
+            q = self.query_proj(query).unsqueeze(2)  # (B, G, 1, A)
+            scores = self.v(torch.tanh(keys.unsqueeze(1) + q)).squeeze(-1)  # (B, G, S)
         else:
-            scores = torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
+            scores = torch.bmm(query, keys.transpose(1, 2))  # (B, G, S)
         # finfo.min rather than -inf: a fully padded row gives uniform weights instead of NaN.
-        scores = scores.masked_fill(~src_mask, torch.finfo(scores.dtype).min)
+        scores = scores.masked_fill(~src_mask.unsqueeze(1), torch.finfo(scores.dtype).min)
         return scores.softmax(-1)
 
 
 @dataclasses.dataclass
 class AttentionState(DecoderState):
     """memory (B, S, 2He); keys (B, S, A) projected once; h, c (B, L, Hd); feed (B, Hd)."""
+
+    supports_groups = True
 
     source_fields = ("memory", "src_mask", "keys")
 
@@ -133,8 +137,12 @@ class AttentionSeq2Seq(Seq2Seq):
                               keys=self.attention.project_keys(values), h=h, c=c, feed=feed)
 
     def _step(self, emb: Tensor, feed: Tensor, h: list[Tensor], c: list[Tensor] | None, keys: Tensor,
-              values: Tensor, src_mask: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
-        """One decoder step: emb (B, E), feed (B, Hd), h/c per layer (B, Hd) -> feed, h, c, weights (B, S)."""
+              values: Tensor, src_mask: Tensor, group: int = 1
+              ) -> tuple[Tensor, list[Tensor], list[Tensor] | None, Tensor]:
+        """One decoder step: emb (B, E), feed (B, Hd), h/c per layer (B, Hd) -> feed, h, c, weights (B, S).
+
+        keys, values, src_mask have one row per `group` rows (beam hypotheses of one source).
+        """
         x = torch.cat([emb, feed], -1)  # (B, E + Hd) input feeding
         new_h, new_c = [], []
         for i, cell in enumerate(self.cells):
@@ -146,8 +154,10 @@ class AttentionSeq2Seq(Seq2Seq):
                 x, ci = cell(x, (h[i], c[i]))  # (B, Hd)
                 new_c.append(ci)
             new_h.append(x)
-        weights = self.attention(x, keys, src_mask)  # (B, S)
-        context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, 2He)
+        B = x.size(0)
+        weights = self.attention(x.view(B // group, group, -1), keys, src_mask)  # (B/group, group, S)
+        context = torch.bmm(weights, values).view(B, -1)  # (B, 2He)
+        weights = weights.view(B, -1)  # (B, S)
         feed = torch.tanh(self.combine(torch.cat([context, x], -1)))  # (B, Hd)
         return feed, new_h, None if c is None else new_c, weights
 
@@ -156,7 +166,7 @@ class AttentionSeq2Seq(Seq2Seq):
         c = None if state.c is None else list(state.c.unbind(1))
         emb = self.dropout(self.tgt_emb(tokens))  # (B, E)
         feed, h, c, weights = self._step(emb, state.feed, list(state.h.unbind(1)), c, state.keys, state.memory,
-                                         state.src_mask)
+                                         state.src_mask, state.group)
         logits = self.out(self.dropout(feed))  # (B, V)
         return logits, dataclasses.replace(
             state, h=torch.stack(h, 1), c=None if c is None else torch.stack(c, 1), feed=feed,  # (B, L, Hd)

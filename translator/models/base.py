@@ -47,6 +47,25 @@ class DecoderState:
     src_mask: Tensor  # (B, S) True = real token
     attention: Tensor | None = None
     need_attention: bool = False
+    #: Whether the model's decode_step handles `group` > 1. A state class that leaves this False
+    #: (a model written without it) always has group 1: `expand` then copies the source fields.
+    supports_groups: ClassVar[bool] = False
+
+    #: Rows per source row: row r reads row r // group of the source fields (beam search keeps its
+    #: K hypotheses of a sentence as K consecutive rows over one uncopied source). The Transformer
+    #: and the attention model attend with a group's rows together instead of repeating the memory.
+    group: int = 1
+
+    def expand(self, k: int) -> "DecoderState":
+        """Each row becomes k consecutive rows with its source; shared, not copied, with supports_groups."""
+        rows = torch.arange(self.src_mask.size(0) * self.group, device=self.src_mask.device)
+        indices = rows.repeat_interleave(k)  # (R*k,)
+        if not self.supports_groups:
+            return self.select(indices)
+        changes = {f.name: _select(getattr(self, f.name), indices)
+                   for f in dataclasses.fields(self) if f.name not in self.source_fields}
+        changes["group"] = self.group * k
+        return dataclasses.replace(self, **changes)
 
     def select(self, indices: Tensor, same_source: bool = False) -> "DecoderState":
         """Reorder / repeat / prune rows: row i of the result is row indices[i] of self.
@@ -54,10 +73,22 @@ class DecoderState:
         same_source=True promises that row i and row indices[i] hold the same source sentence
         (beam search reordering one sentence's beams): the source fields then stay as they are,
         which saves copying the encoder memory (and cross-attention keys/values) every step.
+        With group > 1, indices that keep whole groups together (each run of `group` results
+        coming from one source row, as when beam search drops finished sentences) keep the
+        grouping; any other indices give one source row per row (group 1).
         """
-        skip = self.source_fields if same_source else ()
         changes = {f.name: _select(getattr(self, f.name), indices)
-                   for f in dataclasses.fields(self) if f.name not in skip}
+                   for f in dataclasses.fields(self) if f.name not in self.source_fields}
+        if same_source:
+            return dataclasses.replace(self, **changes)
+        source_rows, group = indices // self.group, self.group  # (R',)
+        if group > 1:
+            blocks = source_rows.view(-1, group) if source_rows.numel() % group == 0 else None
+            if blocks is not None and bool((blocks == blocks[:, :1]).all()):
+                source_rows = blocks[:, 0]  # (R'/group,) whole groups stay together
+            else:
+                group = 1
+        changes.update({name: _select(getattr(self, name), source_rows) for name in self.source_fields}, group=group)
         return dataclasses.replace(self, **changes)
 
 

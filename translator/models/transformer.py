@@ -114,18 +114,28 @@ class CrossAttention(nn.Module):
         k, v = split_heads(self.kv(memory), 2, self.heads)
         return k, v
 
-    def forward(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor, need_weights: bool = False
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor, need_weights: bool = False, group: int = 1
                 ) -> tuple[Tensor, Tensor | None]:
-        """x (B, T, D), k/v (B, H, S, Dh), mask (B, 1, 1, S) -> y (B, T, D), weights (B, T, S) or None."""
+        """x (B, T, D), k/v (B/group, H, S, Dh), mask (B/group, 1, 1, S) -> y (B, T, D), weights (B, T, S) or None.
+
+        With group > 1 each run of `group` rows of x shares one source row (beam hypotheses): their
+        queries attend to it together as group*T query positions, so k/v are never repeated.
+        """
         (q,) = split_heads(self.q(x), 1, self.heads)  # (B, H, T, Dh)
+        B, H, T, Dh = q.shape
+        if group > 1:  # (B/group, H, group*T, Dh)
+            q = q.view(B // group, group, H, T, Dh).transpose(1, 2).reshape(B // group, H, group * T, Dh)
         if not need_weights:
             p = self.dropout if self.training else 0.0
-            return self.out(merge_heads(attention(q, k, v, mask, False, p))), None
-        # Explicit softmax only when asked (plots): SDPA never materialises the weights.
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, H, T, S)
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-        y = weights @ v  # (B, H, T, Dh)
-        return self.out(merge_heads(y)), weights.mean(1)  # (B, T, D), (B, T, S) averaged over heads
+            y, weights = attention(q, k, v, mask, False, p), None
+        else:  # explicit softmax only when asked (plots): SDPA never materialises the weights
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(Dh)  # (B/group, H, group*T, S)
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+            y = weights @ v  # (B/group, H, group*T, Dh)
+            weights = weights.mean(1).reshape(B, T, -1)  # (B, T, S) averaged over heads
+        if group > 1:
+            y = y.view(B // group, H, group, T, Dh).transpose(1, 2).reshape(B, H, T, Dh)
+        return self.out(merge_heads(y)), weights  # (B, T, D)
 
 
 class FeedForward(nn.Sequential):
@@ -166,15 +176,16 @@ class DecoderLayer(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, cross_kv: tuple[Tensor, Tensor], src_mask: Tensor,
-                cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False
+                cache: tuple[Tensor, Tensor] | None = None, need_weights: bool = False, group: int = 1
                 ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
         """x (B, T, D) -> x (B, T, D), self-attention (keys, values) incl. cache, cross weights or None.
 
         Without `cache` x is the whole prefix (causal mask); with it, x is the new position(s).
+        cross_kv and src_mask have one row per `group` rows of x (see CrossAttention).
         """
         a, k, v = self.self_attn(self.norm1(x), causal=cache is None, cache=cache)
         x = x + self.dropout(a)
-        a, weights = self.cross_attn(self.norm2(x), *cross_kv, src_mask, need_weights)
+        a, weights = self.cross_attn(self.norm2(x), *cross_kv, src_mask, need_weights, group)
         x = x + self.dropout(a)
         return x + self.dropout(self.ff(self.norm3(x))), (k, v), weights
 
@@ -185,6 +196,8 @@ class TransformerState(DecoderState):
 
     With `decode_cache=False` the caches are empty and `prefix` (B, t) holds the tokens read so far.
     """
+
+    supports_groups = True
 
     source_fields = ("memory", "src_mask", "cross_kv")
 
@@ -319,7 +332,10 @@ class Transformer(Seq2Seq):
         """tokens (B,) -> logits (B, V); the cache grows by one position per layer."""
         if state.prefix is not None:
             prefix = torch.cat([state.prefix, tokens.unsqueeze(1)], 1)  # (B, t+1)
-            logits, weights = self._decode(prefix, state.memory, state.src_mask, state.need_attention)
+            memory, src_mask = state.memory, state.src_mask
+            if state.group > 1:  # the uncached path (for speed comparisons) simply repeats the source
+                memory, src_mask = memory.repeat_interleave(state.group, 0), src_mask.repeat_interleave(state.group, 0)
+            logits, weights = self._decode(prefix, memory, src_mask, state.need_attention)
             attention = None if weights is None else weights[:, -1]  # (B, S)
             return logits[:, -1], dataclasses.replace(state, prefix=prefix, attention=attention, step=state.step + 1)
         x = self._embed(self.tgt_emb, tokens.unsqueeze(1), state.step)  # (B, 1, D)
@@ -328,7 +344,7 @@ class Transformer(Seq2Seq):
         for i, layer in enumerate(self.decoder_layers):
             last = i == len(self.decoder_layers) - 1
             x, kv, w = layer(x, state.cross_kv[i], mask, cache=state.self_kv[i],
-                             need_weights=state.need_attention and last)
+                             need_weights=state.need_attention and last, group=state.group)
             self_kv.append(kv)
             weights = w if w is not None else weights
         logits = self.out(self.decoder_norm(x)).squeeze(1)  # (B, V)
