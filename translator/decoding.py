@@ -1,7 +1,7 @@
 """Greedy search, beam search and sampling over any model that speaks the Seq2Seq interface.
 
-Decoders use only `model.encode`, `model.init_state`, `model.decode_step`, `DecoderState.select`
-and `DecoderState.attention`; they never ask which model they drive. Every function returns
+Decoders use only `model.encode`, `model.init_state`, `model.decode_step`, `DecoderState.select`,
+`.expand` and `.attention`; they never ask which model they drive. Every function returns
 `list[list[Hypothesis]]`: one list per source sentence, in input order, best first by
 `Hypothesis.normalized` (greedy: exactly one hypothesis; beam: up to `nbest`; sampling:
 `num_samples`).

@@ -6,7 +6,7 @@
     forward(src, src_mask, tgt_in)     -> logits           # (B, T, V), teacher forcing
 
 `src_mask` is True for real tokens and False for padding. Decoders (greedy, beam, sampling)
-use only these four methods plus `DecoderState.select`, never the concrete model type.
+use only these four methods plus `DecoderState.select` and `.expand`, never the concrete model type.
 """
 from __future__ import annotations
 
