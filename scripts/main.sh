@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, train the Transformer on Multi30k de→en, evaluate it on test_2016_flickr
 # (beam 5, sacreBLEU + chrF + BLEU by source length), and print how to open the app.
-#   bash scripts/main.sh                      # Transformer (about 20-25 min on a 2-core CPU)
+#   bash scripts/main.sh                      # Transformer (about 45-50 min on a 2-core CPU)
 #   CONFIG=translator/configs/attention.yaml bash scripts/main.sh
 #   bash scripts/main.sh --trainer.max_epochs 2   # extra arguments go to `translator fit`
 set -euo pipefail
