@@ -48,7 +48,8 @@ class DecoderState:
     attention: Tensor | None = None
     need_attention: bool = False
     #: Whether the model's decode_step handles `group` > 1. A state class that leaves this False
-    #: (a model written without it) always has group 1: `expand` then copies the source fields.
+    #: (a model written without it, or the LSTM, whose only source field is a small context
+    #: vector) always has group 1: `expand` then copies the source fields once.
     supports_groups: ClassVar[bool] = False
 
     #: Rows per source row: row r reads row r // group of the source fields (beam search keeps its

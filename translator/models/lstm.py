@@ -51,8 +51,6 @@ def run_packed(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Ten
 class LSTMState(DecoderState):
     """memory = context (B, H); h and c (B, L, H) batch first (c is None for a GRU)."""
 
-    supports_groups = True
-
     h: Tensor | None = None
     c: Tensor | None = None
 
@@ -124,8 +122,7 @@ class LSTMSeq2Seq(Seq2Seq):
 
     def decode_step(self, tokens: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """tokens (B,) -> logits (B, V) and the next state."""
-        context = state.memory if state.group == 1 else state.memory.repeat_interleave(state.group, 0)  # (B, H)
-        logits, h, c = self._decode(tokens.unsqueeze(1), context, state.h, state.c)
+        logits, h, c = self._decode(tokens.unsqueeze(1), state.memory, state.h, state.c)
         return logits.squeeze(1), dataclasses.replace(state, h=h, c=c)  # (B, V)
 
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
