@@ -6,10 +6,12 @@ from pathlib import Path
 
 import torch
 
+from translator.checkpoint import BUNDLE_KEY, make_bundle
+from translator.loss import label_smoothed_loss
 from translator.models.attention import AttentionSeq2Seq
 from translator.models.lstm import LSTMSeq2Seq
 from translator.models.transformer import Transformer
-from translator.system import BUNDLE_KEY, Seq2SeqSystem
+from translator.system import Seq2SeqSystem
 from translator.tokenizer import Tokenizer
 
 WORDS = "a man a woman the dog runs red ball two kids play in park with green hat on street".split()
@@ -41,11 +43,12 @@ def write_multi30k_like(root: Path, n_train: int = 200, n_val: int = 20, n_test:
 
 def make_tiny_checkpoint(path: Path, kind: str = "transformer", steps: int = 150, dataset: str = "multi30k",
                          src_lang: str = "de", tgt_lang: str = "en", context_turns: int = 0,
-                         seed: int = 0) -> Path:
+                         seed: int = 0, **data: object) -> Path:
     """Train a tiny model to copy short sentences for `steps` steps and save a translator checkpoint.
 
-    Uses the real Seq2SeqSystem loss and the real checkpoint layout (as Lightning writes it), so
-    `load_bundle` and everything above it is exercised; only the training loop is a short manual one.
+    Uses the trainer's loss (`label_smoothed_loss`) and the trainer's bundle writer (`make_bundle`),
+    in the layout Lightning writes, so `load_bundle` and everything above it is exercised; only the
+    training loop is a short manual one. `data` adds data options (e.g. task, context_dropout).
     """
     torch.manual_seed(seed)
     texts = tiny_sentences(300, seed)
@@ -60,8 +63,8 @@ def make_tiny_checkpoint(path: Path, kind: str = "transformer", steps: int = 150
         batch_ids = [ids[(step * 32 + i) % len(ids)] for i in range(32)]
         batch = collate_copy(batch_ids, tokenizer)
         logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(),
-                                                 ignore_index=tokenizer.pad_id)
+        loss, _ = label_smoothed_loss(logits.flatten(0, 1), batch["tgt_out"].flatten(), 0.0, tokenizer.pad_id,
+                                      fused=False)
         optim.zero_grad()
         loss.backward()
         optim.step()
@@ -69,9 +72,9 @@ def make_tiny_checkpoint(path: Path, kind: str = "transformer", steps: int = 150
     checkpoint = {
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
         "hyper_parameters": dict(system.hparams),
-        BUNDLE_KEY: {"format": 1, "model": model.config(), "tokenizer": tokenizer.to_dict(),
-                     "data": {"dataset": dataset, "src_lang": src_lang, "tgt_lang": tgt_lang,
-                              "context_turns": context_turns}},
+        BUNDLE_KEY: make_bundle(model.config(), tokenizer, {"dataset": dataset, "src_lang": src_lang,
+                                                            "tgt_lang": tgt_lang, "context_turns": context_turns,
+                                                            **data}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path)

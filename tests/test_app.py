@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+import torch
 from helpers import make_tiny_checkpoint
 from matplotlib.figure import Figure
 
@@ -18,7 +19,9 @@ from translator.inference import Translator
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers"),  # gr.Warning outside a server
               pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]  # gradio's own pandas deprecations
 KINDS = {"transformer": {"kind": "transformer"}, "attention": {"kind": "attention"}, "lstm": {"kind": "lstm"},
-         "chat": {"kind": "lstm", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en", "context_turns": 2}}
+         "chat": {"kind": "lstm", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en", "context_turns": 2},
+         "chat_ko": {"kind": "lstm", "dataset": "chatbot-ko", "src_lang": "ko", "tgt_lang": "ko", "task": "chat",
+                     "chat_context_turns": 1, "context_dropout": 0.1}}
 
 
 def tiny_checkpoint(tmp_path_factory, name: str) -> Path:
@@ -146,23 +149,66 @@ def test_translate_ui_returns_three_outputs_and_never_raises(app):
 def test_chat_respond_appends_user_and_bot_turns(app):
     history = [{"role": "user", "content": [{"type": "text", "text": "a man"}]},  # gradio's content parts
                {"role": "assistant", "content": [{"type": "text", "text": "the dog"}]}]
-    new, box, status = app.chat_respond("hello there 😀", history, "sample", 0.8, 0, 0.9, 5, 3)
+    new, box, status = app.chat_respond("hello there 😀", history, "sample", 0.8, 0.9, 0.0, 4, 5)
     assert box == "" and status == ""
     assert [m["role"] for m in new] == ["user", "assistant", "user", "assistant"]
     assert new[0]["content"] == "a man" and new[2]["content"] == "hello there 😀" and new[3]["content"]
-    new, _, _ = app.chat_respond("hello", [], "beam", 1.0, 0, 1.0, 3, 0)
+    new, _, _ = app.chat_respond("hello", [], "beam", 1.0, 1.0, 0.0, 3, 3)
     assert len(new) == 2
+    new, _, status = app.chat_respond("hello", [])  # every decoding option at the model's default
+    assert len(new) == 2 and status == ""
+
+
+def test_chat_accepts_any_history(app):
+    long_turn = "a man " * 3000
+    histories = [[], ["", "   "], [long_turn] * 3, [f"turn {i}" for i in range(500)], [("a man", "the dog")],
+                 [{"role": "user", "content": ""}, {"role": "assistant", "content": None}], [None, 3, {"x": 1}]]
+    for history in histories:
+        assert isinstance(app.chat_reply("hello", history), str)
 
 
 @pytest.mark.parametrize("message, knobs, expected", [
     ("", {}, "empty"), ("   ", {}, "empty"), ("y" * 50_000, {}, "50,000"),
-    ("hi", {"temperature": 0}, "temperature"), ("hi", {"top_p": 2}, "top-p"), ("hi", {"decoder": "x"}, "decoder")])
+    ("hi", {"temperature": 0}, "temperature"), ("hi", {"top_p": 2}, "top-p"), ("hi", {"method": "x"}, "decoder"),
+    ("hi", {"lm_weight": -1}, "anti-LM"), ("hi", {"candidates": 0}, "candidates")])
 def test_chat_bad_input_keeps_history_and_shows_a_message(app, message, knobs, expected):
     history = [{"role": "user", "content": "a man"}, {"role": "assistant", "content": "the dog"}]
-    args = {"decoder": "sample", "temperature": 0.8, "top_k": 0, "top_p": 0.9, "beam_size": 5,
-            "no_repeat_ngram_size": 3, **knobs}
+    args = {"method": "sample", "temperature": 0.8, "top_p": 0.9, "lm_weight": 0.0, "candidates": 4, "beam_size": 5,
+            **knobs}
     new, _, status = app.chat_respond(message, history, **args)
     assert new == history and status.startswith("⚠️") and expected in status
+
+
+def test_chat_tab_shows_the_models_language_examples_context_and_decoding(ckpts):
+    from translator.decoding import CHAT_DECODING
+    from translator.service import CHAT_EXAMPLES
+
+    demo = build_app([ckpts["lstm"]], chat_checkpoint=ckpts["chat_ko"])
+    texts = " ".join(str(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown))
+    assert "Korean" in texts and "only your last message" in texts
+    assert f"{CHAT_DECODING.lm_weight}" in texts and "anti-LM" in texts
+    boxes = [b for b in demo.blocks.values() if isinstance(b, gr.Textbox) and b.elem_id == "message"]
+    assert boxes and boxes[0].placeholder == "메시지를 입력하세요…"
+    samples = [str(x) for b in demo.blocks.values() if isinstance(b, gr.Dataset) for row in b.samples for x in row]
+    assert set(CHAT_EXAMPLES["ko"]) <= set(samples)
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.elem_id == "chat-method"]
+    assert radios and radios[0].value == CHAT_DECODING.method
+    english = build_app([ckpts["lstm"]], chat_checkpoint=ckpts["chat"])
+    texts = " ".join(str(block.value) for block in english.blocks.values() if isinstance(block, gr.Markdown))
+    assert "English" in texts and "1 previous turn" in texts  # trained with 2 turns: the message and one before
+
+
+def test_a_reply_is_never_empty(ckpts):
+    """A model that would end every reply at once (eos first) still answers something."""
+    from translator.inference import Chatbot
+
+    bot = Chatbot.from_checkpoint(ckpts["chat_ko"])
+    with torch.no_grad():
+        bias = next(m for m in bot.model.modules() if isinstance(m, torch.nn.Linear) and m.out_features ==
+                    bot.tokenizer.tgt_vocab_size).bias
+        bias[bot.tokenizer.eos_id] += 100.0  # eos first, with near certainty
+    for method in ("sample", "beam", "greedy"):
+        assert bot.reply([], "안녕하세요", method=method, min_len=0, max_len_b=4).strip()
 
 
 def test_chat_without_checkpoint_says_how_to_train(ckpts):

@@ -281,7 +281,8 @@ def test_early_stop_bound_respects_the_length_penalty(alpha, normalize):
     out = beam_search(model, src, mask, **IDS, beam_size=2, nbest=1, length_penalty=alpha, normalize=normalize,
                       max_len_a=0, max_len_b=10)[0]
     assert out[0].tokens == [4] * 10 and not out[0].finished
-    raw = beam_search(model, src, mask, **IDS, beam_size=2, nbest=1, max_len_a=0, max_len_b=10)[0]
+    raw = beam_search(model, src, mask, **IDS, beam_size=2, nbest=1, length_penalty=0.0, max_len_a=0,
+                      max_len_b=10)[0]
     assert raw[0].tokens == [] and raw[0].finished  # without a penalty the early eos wins
     # Width 1 is done once one hypothesis finished (the K-finished rule): it stays greedy.
     one = beam_search(model, src, mask, **IDS, beam_size=1, length_penalty=alpha, normalize=normalize,
@@ -420,8 +421,12 @@ def test_decode_rejects_bad_requests():
     src, mask = batch(n=2)
     with pytest.raises(ValueError, match="greedy, beam, sample"):
         decode(model, src, mask, method="nucleus", **IDS)
-    with pytest.raises(ValueError, match="beam_size"):
-        decode(model, src, mask, method="greedy", beam_size=3, **IDS)
+    with pytest.raises(ValueError, match="greedy search gives one hypothesis"):
+        decode(model, src, mask, method="greedy", nbest=2, **IDS)
+    with pytest.raises(ValueError, match="unknown decoding option"):
+        decode(model, src, mask, method="beam", beams=3, **IDS)
+    with pytest.raises(ValueError, match="lm_weight"):
+        decode(model, src, mask, method="beam", lm_weight=-1.0, **IDS)
     with pytest.raises(ValueError, match="nbest"):
         beam_search(model, src, mask, **IDS, beam_size=2, nbest=3)
     with pytest.raises(ValueError, match="no real tokens"):

@@ -111,12 +111,40 @@ def test_distinct_n_and_chat_metrics():
     assert ev.distinct_n(hyps, 2) == pytest.approx(2 / 3)
     assert ev.distinct_n(["one", ""], 2) == 0.0
     assert ev.distinct_n([], 1) == 0.0
+    # one normalisation for every metric: lowercase, punctuation as its own word, apostrophes kept
+    assert ev.chat_words("I DON'T know, Sir!") == ["i", "don't", "know", ",", "sir", "!"]
+    assert ev.distinct_n(["Yes.", "yes ."], 1) == pytest.approx(2 / 4)
     m = ev.chat_metrics(["I don't know.", "I don't know.", "Sure, let's go", "I don't know."])
-    assert m["top_reply_fraction"] == pytest.approx(3 / 4) and m["top_reply"] == "I don't know."
-    assert m["avg_length"] == pytest.approx((3 + 3 + 3 + 3) / 4)
-    assert m["distinct_1"] == pytest.approx(ev.distinct_n(["I don't know."] * 3 + ["Sure, let's go"], 1))
-    with pytest.raises(ValueError, match="empty test set"):
+    assert m["top_reply_share"] == pytest.approx(3 / 4) and m["top_reply"] == "I don't know."
+    assert m["mean_length"] == pytest.approx((4 + 4 + 4 + 4) / 4)  # "i don't know ." / "sure , let's go"
+    assert m["distinct_1"] == pytest.approx(8 / 16)  # i don't know . sure , let's go: 8 of 16
+    assert m["generic_share"] == 1.0  # only two distinct replies: both are among the ten most frequent
+    with pytest.raises(ValueError, match="empty"):
         ev.chat_metrics([])
+
+
+def test_generic_share_counts_the_ten_most_frequent_replies():
+    replies = [f"reply {i}" for i in range(10)] * 2 + [f"unique {i}" for i in range(20)]  # 40 replies
+    m = ev.chat_metrics(replies)
+    assert m["generic_share"] == pytest.approx(20 / 40)  # the ten repeated replies, twice each
+    assert m["top_reply_share"] == pytest.approx(2 / 40)
+
+
+def test_entropy_of_known_ngram_distributions():
+    assert ev.ngram_entropy(["a b c d"], 4) == 0.0  # one 4-gram
+    assert ev.ngram_entropy(["a b c d e"], 4) == pytest.approx(1.0)  # two equally likely 4-grams: 1 bit
+    assert ev.ngram_entropy(["a b c d", "e f g h", "a b c d", "e f g h"], 4) == pytest.approx(1.0)
+    assert ev.ngram_entropy(["w x y z", "a b c d", "e f g h", "i j k l"], 4) == pytest.approx(2.0)
+    assert ev.ngram_entropy(["too short"], 4) == 0.0
+
+
+def test_chat_metrics_put_the_references_beside_the_replies():
+    m = ev.chat_metrics(["ok .", "ok ."], ["a b c", "d e f"])
+    assert m["reference_distinct_2"] == 1.0 and m["distinct_2"] == pytest.approx(1 / 2)
+    assert m["distinct_2_ratio"] == pytest.approx(0.5)
+    assert m["reference_mean_length"] == 3.0 and m["mean_length"] == 2.0
+    with pytest.raises(ValueError, match="2 replies but 1 references"):
+        ev.chat_metrics(["a", "b"], ["c"])
 
 
 def test_plot_writes_png(tmp_path):

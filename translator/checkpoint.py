@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 
+from translator.data.registry import get_spec, resolve_languages
 from translator.models.base import Seq2Seq
-from translator.system import BUNDLE_KEY
 from translator.tokenizer import Tokenizer
+
+BUNDLE_KEY = "translator"  # checkpoint["translator"] = {"model": config, "tokenizer": bytes, "data": {...}}
 
 
 @dataclasses.dataclass
@@ -45,6 +47,61 @@ class Bundle:
     def architecture(self) -> str:
         return type(self.model).__name__
 
+    @property
+    def task(self) -> str:
+        """"chat" or "translation": as recorded, else the task of the dataset it was trained on."""
+        return task_of(self.data)
+
+    @property
+    def chat_context_turns(self) -> int:
+        """Turns the chatbot sends, the message included (1 = the message alone), as trained."""
+        return _chat_context_turns(self.data)
+
+    @property
+    def empty_source(self) -> list[int] | None:
+        """The empty context (`<sep>` alone) when the model learned p(reply) through context dropout."""
+        if self.task == "chat" and float(self.data.get("context_dropout") or 0.0) > 0.0:
+            return [self.tokenizer.sep_id]
+        return None
+
+
+def make_bundle(model_config: dict[str, Any], tokenizer: Tokenizer | None, data: dict[str, Any]) -> dict[str, Any]:
+    """The bundle every checkpoint carries under BUNDLE_KEY (the one writer of its layout):
+    plain data only, so the checkpoint loads with weights_only=True."""
+    return {"format": 1, "model": model_config, "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
+            "data": data}
+
+
+#: Context length of dailydialog checkpoints written before the length was recorded (the old default).
+LEGACY_CONTEXT_TURNS = 3
+
+
+def task_of(data: dict[str, Any]) -> str:
+    """The task of a checkpoint's data options: recorded since this version, else its dataset's."""
+    if data.get("task"):
+        return str(data["task"])
+    try:
+        return get_spec(str(data.get("dataset"))).task  # checkpoints written before the task was recorded
+    except ValueError:
+        return "translation"
+
+
+def _chat_context_turns(data: dict[str, Any]) -> int:
+    if data.get("chat_context_turns") is not None:
+        return int(data["chat_context_turns"])
+    try:
+        turns = get_spec(str(data.get("dataset"))).chat_context_turns(int(data.get("context_turns")
+                                                                            or LEGACY_CONTEXT_TURNS))
+    except ValueError:
+        return 1
+    return turns or 1
+
+
+def checkpoint_task(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """(task, data options) of a checkpoint, read without building its model."""
+    data = dict(read_checkpoint(path)[BUNDLE_KEY].get("data") or {})
+    return task_of(data), data
+
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load(weights_only=True) with one clear message for missing, corrupt or foreign files."""
@@ -69,8 +126,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def build_model(config: dict[str, Any], source: str = "checkpoint") -> Seq2Seq:
-    """Instantiate a model from {'class_path', 'init_args'}; only translator.models classes."""
+def model_class(config: dict[str, Any], source: str = "checkpoint") -> type[Seq2Seq]:
+    """The model class named by {'class_path', ...}; only translator.models classes."""
     class_path = str(config.get("class_path", ""))
     module_name, _, class_name = class_path.rpartition(".")
     if not module_name.startswith("translator.models"):
@@ -78,7 +135,12 @@ def build_model(config: dict[str, Any], source: str = "checkpoint") -> Seq2Seq:
     cls = getattr(importlib.import_module(module_name), class_name, None)
     if cls is None or not (isinstance(cls, type) and issubclass(cls, Seq2Seq)):
         raise ValueError(f"{source}: unknown model class {class_path!r}")
-    return cls(**config.get("init_args", {}))
+    return cls
+
+
+def build_model(config: dict[str, Any], source: str = "checkpoint") -> Seq2Seq:
+    """Instantiate a model from {'class_path', 'init_args'}; only translator.models classes."""
+    return model_class(config, source)(**config.get("init_args", {}))
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
@@ -103,8 +165,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     data = dict(bundle.get("data") or {})
     if data.get("dataset") and not (data.get("src_lang") and data.get("tgt_lang")):
         try:  # older checkpoints stored the defaults (None): use the dataset's own pair
-            from translator.data.registry import resolve_languages
-
             data["src_lang"], data["tgt_lang"] = resolve_languages(data["dataset"], data.get("src_lang"),
                                                                    data.get("tgt_lang"))
         except (KeyError, ValueError):

@@ -11,9 +11,12 @@ Everything here is a thin wrapper over functions a user can import and call.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any
+
+from translator.decoding import DecodeConfig, DecodeOptions
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 TOOL_COMMANDS = ("translate", "evaluate", "average", "app", "data")
@@ -63,54 +66,52 @@ def translate(
     checkpoint: str,
     input: str | None = None,
     output: str | None = None,
-    decoder: str = "beam",
-    beam_size: int = 5,
-    length_penalty: float = 1.0,
-    nbest: int = 1,
+    decode: DecodeOptions = DecodeOptions(),
     batch_size: int = 64,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    no_repeat_ngram_size: int = 0,
-    forbid_unk: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
     device: str = "cpu",
     precision: str = "fp32",
 ) -> None:
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
     Every input line gives exactly one output line; empty and whitespace-only lines stay empty.
-    With --nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
-    first (`cut -f1` gives the 1-best translations; score = length-normalised log-probability).
+    With --decode.nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
+    first (`cut -f1` gives the 1-best translations; score = the ranking score). A chat checkpoint
+    replies to each line with its chat decoding.
 
     Args:
         checkpoint: a .ckpt written by `translator fit`.
         input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
         output: file to write; stdout when omitted or "-" (a progress bar is shown when writing a file).
-        decoder: greedy, beam or sample (the same default as `translator evaluate`).
-        beam_size: beams per sentence (decoder=beam).
-        length_penalty: GNMT length-penalty alpha for beam search (0 = none).
-        nbest: hypotheses per input line (beam: at most beam_size; sample: number of samples).
+        decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
+            chat: CHAT_DECODING), e.g. --decode.method greedy --decode.nbest 3.
         batch_size: sentences decoded together (sorted by length internally).
-        max_len_a: output length limit is a * source tokens + b.
-        max_len_b: see max_len_a.
-        no_repeat_ngram_size: forbid repeating any n-gram of this size (0 = off).
-        forbid_unk: never output <unk>.
-        temperature: sampling temperature (decoder=sample).
-        top_k: sample among the k most likely tokens (0 = all).
-        top_p: nucleus sampling mass (1.0 = all).
-        seed: sampling seed.
         device: cpu, cuda, cuda:1, ...
-        precision: fp32, or bf16 (autocast: faster on CPUs with AVX-512 bf16 and on GPUs; output may differ slightly).
+        precision: fp32, or bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly).
     """
     from translator.inference import translate_file
 
-    translate_file(checkpoint, input, output, device=device, batch_size=batch_size, nbest=nbest,
-                   decoder=decoder, beam_size=beam_size, length_penalty=length_penalty, max_len_a=max_len_a,
-                   max_len_b=max_len_b, no_repeat_ngram_size=no_repeat_ngram_size, forbid_unk=forbid_unk,
-                   temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, precision=precision)
+    translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision)
+
+
+#: Decoding flags from before `--decode.*` (each DecodeConfig field as --NAME, and --decoder for the
+#: method): still accepted by translate and evaluate, with a deprecation note. Generated, not typed again.
+LEGACY_DECODE_FLAGS = {"--decoder": "--decode.method",
+                       **{f"--{f.name}": f"--decode.{f.name}" for f in dataclasses.fields(DecodeConfig)}}
+
+
+def _legacy_decode_flags(args: list[str]) -> list[str]:
+    """Old flat decoding flags (--beam_size 5) as their --decode.* spelling, with one warning."""
+    out, renamed = [], []
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        if flag in LEGACY_DECODE_FLAGS:
+            renamed.append(flag)
+            arg = LEGACY_DECODE_FLAGS[flag] + eq + value
+        out.append(arg)
+    if renamed:
+        spelled = ", ".join(f"{f} -> {LEGACY_DECODE_FLAGS[f]}" for f in dict.fromkeys(renamed))
+        print(f"translator: note: deprecated decoding flag(s): {spelled}", file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,12 +169,14 @@ def _tool_cli(command: str, args: list[str]) -> None:
     # translate/evaluate take every option as --name (also the required --checkpoint), and a
     # repeated --checkpoint/--label adds to the list instead of replacing the earlier value.
     options: dict[str, Any] = {"as_positional": False} if command in ("translate", "evaluate") else {}
+    if command in ("translate", "evaluate"):
+        args = _legacy_decode_flags(args)
     if command == "evaluate":
         args = _append_repeated(args, ("--checkpoint", "--label"))
     if command == "translate":
         components = {"translate": translate}
     elif command == "evaluate":
-        from translator.evaluation import evaluate
+        from translator.evaluate_cmd import evaluate
 
         components = {"evaluate": evaluate}
     elif command == "app":

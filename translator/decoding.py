@@ -1,5 +1,10 @@
 """Greedy search, beam search and sampling over any model that speaks the Seq2Seq interface.
 
+Every decoding option lives in `DecodeConfig` (one frozen dataclass: defaults, docs and
+validation in one place); `decode(model, src, src_mask, config, ...)` is the one entry point that
+the Translator, the Chatbot, `translate`, `evaluate`, the app and the benchmarks use.
+`greedy_decode`, `beam_search` and `sample` are keyword shortcuts that build a DecodeConfig.
+
 Decoders use only `model.encode`, `model.init_state`, `model.decode_step`, `DecoderState.select`,
 `.expand` and `.attention`; they never ask which model they drive. Every function returns
 `list[list[Hypothesis]]`: one list per source sentence, in input order, best first by
@@ -21,12 +26,27 @@ Shared rules:
   rows and one or two host syncs per step; loops run only over hypotheses that just ended.
 - `return_attention=True` gives each hypothesis its attention rows, reordered along with the
   beams; models whose states carry no attention (`state.attention` None) give None.
+- Valid UTF-8 only: given the target vocabulary's byte pieces (`byte_values`, from
+  `Tokenizer.tgt_byte_values`), a byte piece may only start a well-formed UTF-8 sequence or
+  continue the open one, and nothing else (eos included) may interrupt it; an output cut at the
+  length limit loses its incomplete last character. Byte-fallback pieces sampled alone are what
+  made "펭\ufffd구이네요" before.
+- `min_len` bans eos for the first `min_len` steps (a reply is never empty with min_len >= 1).
+- Anti-LM re-ranking (Li et al. 2016, MMI-antiLM): with `lm_weight` or `length_bonus` set, the
+  `candidates` hypotheses (beam n-best or samples) are re-ranked by
+  `log p(r|c) - lm_weight * log p(r) + length_bonus * |r|`, where log p(r) is the same model
+  scoring r after an empty context (`empty_source`, the `<sep>` token alone for chat models
+  trained with context dropout) and |r| counts scored steps.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import math
+import textwrap
+import typing
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -36,6 +56,167 @@ if TYPE_CHECKING:  # the interface only; decoders never import a concrete model
     from translator.models.base import DecoderState, Seq2Seq
 
 METHODS = ("greedy", "beam", "sample")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    """Every decoding option, with the one set of defaults (translation: beam 5, GNMT alpha 1.0).
+
+    Chat checkpoints default to `CHAT_DECODING` instead (chosen on the validation splits, see
+    benchmarks/chat.py). Invalid values raise one ValueError naming the option.
+    """
+
+    method: Literal["greedy", "beam", "sample"] = "beam"
+    """Search: greedy (most likely token each step), beam (beam search) or sample (ancestral sampling)."""
+    beam_size: int = 5
+    """Beams per sentence (method=beam)."""
+    length_penalty: float = 1.0
+    """GNMT length-penalty alpha: score / ((5 + length) / 6) ** alpha ranks hypotheses (0 = raw log-prob)."""
+    normalize: bool = False
+    """Rank by score / length (average log-prob per step) instead of the GNMT penalty."""
+    nbest: int = 1
+    """Hypotheses returned per input, best first (beam: at most beam_size)."""
+    candidates: int = 0
+    """Hypotheses searched before ranking: samples drawn, or the beam's n-best (capped at beam_size; greedy: 1); 0 = nbest."""
+    temperature: float = 1.0
+    """Sampling temperature (method=sample); below 1 sharpens, above 1 flattens."""
+    top_k: int = 0
+    """Sample among the k most likely tokens only (0 = no limit)."""
+    top_p: float = 1.0
+    """Nucleus sampling: sample within the smallest set of tokens whose probability reaches top_p."""
+    seed: int | None = 0
+    """Sampling seed: the same input and seed give the same output (null = torch's global generator)."""
+    max_len_a: float = 1.5
+    """Output length limit a * source tokens + b (steps, eos included)."""
+    max_len_b: int = 10
+    """See max_len_a."""
+    max_len: int = 256
+    """Hard cap on output steps (the model's own position limit also applies)."""
+    min_len: int = 0
+    """Steps before eos may be chosen (1 = never an empty output)."""
+    no_repeat_ngram_size: int = 0
+    """Never repeat an n-gram of this many tokens within one output (0 = off)."""
+    forbid_unk: bool = False
+    """Never output <unk>."""
+    lm_weight: float = 0.0
+    """Anti-LM re-ranking weight lambda: subtract lambda * log p(reply | empty context) (0 = off; chat)."""
+    length_bonus: float = 0.0
+    """Re-ranking bonus gamma per output step: + gamma * length (0 = off)."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.method not in METHODS:
+            problems.append(f"unknown decoding method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        for name, low in (("beam_size", 1), ("nbest", 1), ("candidates", 0), ("top_k", 0), ("max_len", 1),
+                          ("max_len_b", 0), ("min_len", 0), ("no_repeat_ngram_size", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                problems.append(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("length_penalty", "temperature", "top_p", "max_len_a", "lm_weight", "length_bonus"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                problems.append(f"{name} must be a finite number, got {value!r}")
+        if not problems:
+            if self.temperature <= 0:
+                problems.append(f"temperature must be > 0, got {self.temperature}")
+            if not 0 < self.top_p <= 1:
+                problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+            if self.max_len_a < 0:
+                problems.append(f"max_len_a must be >= 0, got {self.max_len_a}")
+            if self.lm_weight < 0:
+                problems.append(f"lm_weight (the anti-LM lambda) must be >= 0, got {self.lm_weight}")
+            if self.candidates and self.candidates < self.nbest:
+                problems.append(f"candidates ({self.candidates}) cannot be fewer than nbest ({self.nbest})")
+            if self.method == "greedy" and self.nbest > 1:
+                problems.append("greedy search gives one hypothesis: nbest > 1 needs method beam or sample")
+            if self.method == "beam" and self.nbest > self.beam_size:
+                problems.append(f"nbest ({self.nbest}) cannot exceed beam_size ({self.beam_size})")
+            if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+                problems.append(f"seed must be an integer or null, got {self.seed!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def num_candidates(self) -> int:
+        """How many hypotheses the search produces before ranking (beam: at most beam_size; greedy: 1)."""
+        wanted = max(self.candidates, self.nbest)
+        if self.method == "greedy":
+            return 1
+        return min(wanted, self.beam_size) if self.method == "beam" else wanted
+
+    @property
+    def reranks(self) -> bool:
+        """Whether hypotheses are re-ranked with the anti-LM score."""
+        return self.lm_weight != 0.0 or self.length_bonus != 0.0
+
+    def replace(self, **changes: Any) -> "DecodeConfig":
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def summary(self) -> dict[str, Any]:
+        """The options that apply to this method (for reports and tables)."""
+        keep = {"greedy": (), "beam": ("beam_size", "length_penalty", "normalize"),
+                "sample": ("temperature", "top_k", "top_p", "seed")}[self.method]
+        out: dict[str, Any] = {"method": self.method}
+        for field in dataclasses.fields(self):
+            name = field.name
+            if name in keep or (name in ("nbest", "candidates", "max_len_a", "max_len_b", "min_len",
+                                         "no_repeat_ngram_size", "forbid_unk", "lm_weight", "length_bonus")):
+                out[name] = getattr(self, name)
+        if not out.get("candidates"):
+            out.pop("candidates", None)
+        if not self.reranks:
+            out.pop("lm_weight", None)
+            out.pop("length_bonus", None)
+        return out
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string literal under each field), by field name."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):  # no source (a frozen or zipped install): options keep their names only
+        return {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _options_class() -> type:
+    """DecodeOptions: every DecodeConfig field as an optional override (None = keep the default).
+
+    Generated from DecodeConfig, so no option is typed twice; the CLI exposes it as --decode.FIELD
+    with each field's docstring as its help.
+    """
+    hints = typing.get_type_hints(DecodeConfig)
+    fields = [(f.name, typing.Optional[hints[f.name]], dataclasses.field(default=None)) for f in dataclasses.fields(DecodeConfig)]
+
+    def overrides(self) -> dict[str, Any]:
+        """The options that were given (not None)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+    cls = dataclasses.make_dataclass("DecodeOptions", fields, frozen=True, namespace={"overrides": overrides})
+    cls.__module__ = __name__
+    docs = _field_docs(DecodeConfig)
+    cls.__doc__ = ("Decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0; "
+                   "chat: CHAT_DECODING); an option left out keeps its default.\n\nArgs:\n"
+                   + "".join(f"    {name}: {docs.get(name, '')}\n" for name, _, _ in fields))
+    return cls
+
+
+DecodeOptions = _options_class()
+
+
+#: The default for chat checkpoints (Chatbot.reply, the app's Chat tab, `evaluate` on chat data):
+#: nucleus sampling of `candidates` replies, re-ranked by the anti-LM score. Chosen on the validation
+#: splits of dailydialog and chatbot-ko by benchmarks/chat.py (table in benchmarks/RESULTS.md).
+CHAT_DECODING = DecodeConfig(method="sample", temperature=0.8, top_p=0.9, candidates=8, min_len=1,
+                             no_repeat_ngram_size=3, forbid_unk=True, lm_weight=0.3, length_bonus=0.3,
+                             max_len_a=1.0, max_len_b=40, seed=0)
 
 
 @dataclasses.dataclass
@@ -48,6 +229,7 @@ class Hypothesis:
     normalized: float  # score after the length penalty: the ranking key
     finished: bool  # True when it ended with eos, False when cut at the maximum length
     attention: Tensor | None = None
+    lm_score: float | None = None  # log p(tokens | empty context), set by anti-LM re-ranking
 
 
 @dataclasses.dataclass
@@ -61,6 +243,15 @@ class _Setup:
     length_penalty: float
     normalize: bool
     return_attention: bool
+    min_len: int = 0
+    byte_values: Tensor | None = None  # (V,) byte value of each byte piece, -1 for other pieces
+
+    def __post_init__(self) -> None:
+        bv = self.byte_values
+        if bv is not None:
+            # Never valid where a character may start: continuation bytes and impossible lead bytes.
+            never = ((bv >= 0x80) & (bv <= 0xC1)) | (bv >= 0xF5)
+            self.start_banned = never.nonzero().squeeze(1)  # (N,)
 
     def penalty(self, length: int) -> float:
         if self.normalize:
@@ -87,12 +278,71 @@ class _Setup:
         return top - lse, ids
 
     def ban(self, scores: Tensor, hist: Tensor) -> Tensor:
-        """Set banned tokens (and, with no_repeat_ngram_size, repeated n-grams) to -inf in place."""
+        """Set banned tokens (and, with no_repeat_ngram_size, repeated n-grams) to -inf in place.
+
+        Rows inside an open UTF-8 sequence may only continue it (no other rule applies to them).
+        """
+        pending_rows, inside = None, None
+        if self.byte_values is not None:
+            pending, lo, hi = _utf8_next_byte(hist, self.byte_values)
+            if bool(pending.any()):
+                pending_rows = pending.nonzero().squeeze(1)  # (P,)
+                bv = self.byte_values.to(scores.device)
+                allowed = (bv[None, :] >= lo[pending_rows, None]) & (bv[None, :] <= hi[pending_rows, None])
+                inside = scores.index_select(0, pending_rows).masked_fill(~allowed, -math.inf)  # (P, V)
+            scores[:, self.start_banned.to(scores.device)] = -math.inf
         scores[:, self.banned] = -math.inf
+        if hist.size(1) < self.min_len:
+            scores[:, self.eos_id] = -math.inf
         n = self.no_repeat_ngram_size
         if n > 0 and hist.size(1) >= n:
             _ban_repeated_ngrams(scores, hist, n)
+        if pending_rows is not None:
+            scores[pending_rows] = inside
         return scores
+
+    def complete(self, tokens: list[int]) -> list[int]:
+        """`tokens` without a trailing incomplete UTF-8 byte sequence (an output cut at its length limit)."""
+        if self.byte_values is None or not tokens:
+            return tokens
+        hist = torch.tensor([tokens[-4:]], dtype=torch.long)
+        pending, _, _ = _utf8_next_byte(hist, self.byte_values)
+        if not bool(pending[0]):
+            return tokens
+        values = self.byte_values[hist[0]].tolist()
+        cut = len(tokens)
+        for v in reversed(values):  # drop the continuation bytes and their lead byte
+            cut -= 1
+            if v >= 0xC2:
+                break
+        return tokens[:cut]
+
+
+def _utf8_next_byte(hist: Tensor, byte_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For each row of hist (R, t): whether it ends inside a UTF-8 sequence, and the allowed range
+    [lo, hi] of the next byte, (R,) each. Only the last 3 tokens matter (sequences are <= 4 bytes)."""
+    R, t = hist.shape
+    k = min(3, t)
+    lo = torch.full((R,), 0x80, dtype=torch.long)
+    hi = torch.full((R,), 0xBF, dtype=torch.long)
+    if k == 0:
+        return torch.zeros(R, dtype=torch.bool), lo, hi
+    last = byte_values.to(hist.device)[hist[:, t - k:]].cpu()  # (R, k) byte values, -1 = not a byte piece
+    is_cont = (last >= 0x80) & (last <= 0xBF)
+    cont = torch.zeros(R, dtype=torch.long)  # trailing continuation bytes
+    run = torch.ones(R, dtype=torch.bool)
+    for j in range(k - 1, -1, -1):
+        run = run & is_cont[:, j]
+        cont += run.long()
+    lead_at = k - 1 - cont  # (R,) -1 = no lead byte in the window
+    lead = last.gather(1, lead_at.clamp(min=0)[:, None]).squeeze(1).masked_fill(lead_at < 0, -1)
+    need = (((lead >= 0xC2) & (lead <= 0xDF)).long() + 2 * ((lead >= 0xE0) & (lead <= 0xEF)).long()
+            + 3 * ((lead >= 0xF0) & (lead <= 0xF4)).long())
+    pending = need > cont
+    first = cont == 0  # the byte after the lead has a narrower range for some leads (no overlongs, surrogates)
+    lo = torch.where(first & (lead == 0xE0), 0xA0, torch.where(first & (lead == 0xF0), 0x90, lo))
+    hi = torch.where(first & (lead == 0xED), 0x9F, torch.where(first & (lead == 0xF4), 0x8F, hi))
+    return pending.to(hist.device), lo.to(hist.device), hi.to(hist.device)
 
 
 def _ban_repeated_ngrams(lp: Tensor, hist: Tensor, n: int) -> None:
@@ -126,23 +376,25 @@ def _start(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, max_l
     return state, limits, masks
 
 
-def _make_setup(bos_id: int, eos_id: int, pad_id: int, unk_id: int, forbid_unk: bool, no_repeat_ngram_size: int,
-                length_penalty: float, normalize: bool, return_attention: bool) -> _Setup:
-    if no_repeat_ngram_size < 0:
-        raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
-    if normalize and length_penalty != 0.0:
-        raise ValueError(f"choose one of normalize=True and length_penalty={length_penalty}, not both")
-    banned = {pad_id, bos_id} | ({unk_id} if forbid_unk else set())
+def _make_setup(config: DecodeConfig, bos_id: int, eos_id: int, pad_id: int, unk_id: int, return_attention: bool,
+                byte_values: Tensor | None) -> _Setup:
+    banned = {pad_id, bos_id} | ({unk_id} if config.forbid_unk else set())
     banned.discard(eos_id)  # some vocabularies reuse eos as bos; eos must stay reachable
-    return _Setup(bos_id, eos_id, sorted(banned), no_repeat_ngram_size, float(length_penalty), normalize,
-                  return_attention)
+    if byte_values is not None:
+        byte_values = torch.as_tensor(byte_values, dtype=torch.long).cpu()
+        if not bool((byte_values >= 0).any()):
+            byte_values = None  # no byte pieces: nothing to keep whole
+    return _Setup(bos_id, eos_id, sorted(banned), config.no_repeat_ngram_size, float(config.length_penalty),
+                  config.normalize, return_attention, config.min_len, byte_values)
 
 
 def _hyp(setup: _Setup, tokens: list[int], score: float, finished: bool, att: Tensor | None,
          mask: Tensor | None) -> Hypothesis:
     """Build a Hypothesis; att (T_out, S) is cut to the sentence's real source tokens."""
+    if not finished:
+        tokens = setup.complete(tokens)
     if att is not None:
-        att = att[:, mask.to(att.device)].cpu()  # (T_out, S_real)
+        att = att[:len(tokens), mask.to(att.device)].cpu()  # (T_out, S_real)
     return Hypothesis(tokens, score, score / setup.penalty(len(tokens) + finished), finished, att)
 
 
@@ -321,30 +573,109 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
     return [sorted(r, key=lambda h: -h.normalized) for r in results]
 
 
+# ---- anti-LM re-ranking ------------------------------------------------------------------------
+
+@torch.inference_mode()
+def sequence_log_probs(model: "Seq2Seq", src: Tensor, src_mask: Tensor, outputs: list[list[int]], *, bos_id: int,
+                       eos_id: int, pad_id: int, finished: list[bool] | None = None,
+                       batch_size: int = 256) -> list[float]:
+    """log p(output_i | src_i) by teacher forcing (`model.forward`); src (N, S) one row per output.
+
+    An output scores its tokens plus eos when `finished[i]` (the default), as the decoders do.
+    """
+    finished = [True] * len(outputs) if finished is None else finished
+    scores: list[float] = []
+    for start in range(0, len(outputs), batch_size):
+        chunk = outputs[start:start + batch_size]
+        ends = finished[start:start + batch_size]
+        width = max(len(o) + 1 for o in chunk)
+        tgt_in = torch.full((len(chunk), width), pad_id, dtype=torch.long, device=src.device)
+        tgt_out = torch.full((len(chunk), width), pad_id, dtype=torch.long, device=src.device)
+        for row, (toks, end) in enumerate(zip(chunk, ends)):
+            tgt_in[row, :len(toks) + 1] = torch.tensor([bos_id, *toks], dtype=torch.long)
+            target = [*toks, eos_id] if end else list(toks)
+            tgt_out[row, :len(target)] = torch.tensor(target, dtype=torch.long)
+        logits = model(src[start:start + batch_size], src_mask[start:start + batch_size], tgt_in)  # (N, T, V)
+        lp = logits.float().log_softmax(-1).gather(2, tgt_out.unsqueeze(-1)).squeeze(-1)  # (N, T)
+        scores += lp.masked_fill(tgt_out == pad_id, 0.0).sum(1).tolist()
+    return scores
+
+
+def _anti_lm_rerank(model: "Seq2Seq", results: list[list[Hypothesis]], config: DecodeConfig,
+                    empty_source: Sequence[int] | None, bos_id: int, eos_id: int, pad_id: int,
+                    device: torch.device) -> list[list[Hypothesis]]:
+    """Re-rank every sentence's hypotheses by log p(r|c) - lm_weight * log p(r) + length_bonus * |r|."""
+    flat = [h for hyps in results for h in hyps]
+    if config.lm_weight != 0.0 and flat:
+        if not empty_source:
+            raise ValueError("anti-LM re-ranking (lm_weight > 0) needs the empty-context source of a chat model "
+                             "trained with context dropout")
+        src = torch.tensor([list(empty_source)] * len(flat), dtype=torch.long, device=device)
+        lm = sequence_log_probs(model, src, torch.ones_like(src, dtype=torch.bool), [h.tokens for h in flat],
+                                bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, finished=[h.finished for h in flat])
+        for h, s in zip(flat, lm):
+            h.lm_score = s
+    for h in flat:
+        lm_term = config.lm_weight * h.lm_score if h.lm_score is not None else 0.0
+        h.normalized = h.score - lm_term + config.length_bonus * (len(h.tokens) + h.finished)
+    return [sorted(hyps, key=lambda h: -h.normalized) for hyps in results]
+
+
 # ---- public entry points -----------------------------------------------------------------------
 
-@torch.inference_mode()
-def greedy_decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, *, bos_id: int, eos_id: int, pad_id: int,
-                  unk_id: int, max_len_a: float = 1.5, max_len_b: float = 10, max_len: int = 256,
-                  no_repeat_ngram_size: int = 0, forbid_unk: bool = False, length_penalty: float = 0.0,
-                  normalize: bool = False, return_attention: bool = False) -> list[list[Hypothesis]]:
-    """Pick the most likely token at every step; src (B, S), src_mask (B, S) True = real token.
+def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
+           eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None,
+           empty_source: Sequence[int] | None = None, return_attention: bool = False,
+           **options: Any) -> list[list[Hypothesis]]:
+    """Decode src (B, S) with mask (B, S) (True = real token) as `config` says; best first per sentence.
 
-    Returns one single-hypothesis list per sentence. It is beam search with beam_size=1 (the same
-    code), so both give identical tokens and scores; the penalty options only set `normalized`.
+    `options` are DecodeConfig fields, applied over `config` (or the defaults): a shortcut for
+    `decode(..., DecodeConfig(method="beam", beam_size=4))`. `byte_values` (V,) keeps byte pieces
+    in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking.
     """
-    setup = _make_setup(bos_id, eos_id, pad_id, unk_id, forbid_unk, no_repeat_ngram_size, length_penalty,
-                        normalize, return_attention)
-    return _beam_loop(model, src, src_mask, setup, 1, 1, max_len_a, max_len_b, max_len)
+    config = _with_options(config or DecodeConfig(), options)
+    setup = _make_setup(config, bos_id, eos_id, pad_id, unk_id, return_attention, byte_values)
+    with torch.inference_mode():
+        if config.method == "sample":
+            generator = None
+            if config.seed is not None:
+                generator = torch.Generator(device=src.device)
+                generator.manual_seed(config.seed)
+            results = _sample_loop(model, src, src_mask, setup, config.num_candidates, config.temperature,
+                                   config.top_k, config.top_p, generator, config.max_len_a, config.max_len_b,
+                                   config.max_len)
+        else:
+            width = config.beam_size if config.method == "beam" else 1
+            results = _beam_loop(model, src, src_mask, setup, width, config.num_candidates if width > 1 else 1,
+                                 config.max_len_a, config.max_len_b, config.max_len)
+        if config.reranks:
+            results = _anti_lm_rerank(model, results, config, empty_source, bos_id, eos_id, pad_id, src.device)
+    return [hyps[:config.nbest] for hyps in results]
 
 
-@torch.inference_mode()
-def beam_search(model: "Seq2Seq", src: Tensor, src_mask: Tensor, *, bos_id: int, eos_id: int, pad_id: int,
-                unk_id: int, beam_size: int = 5, nbest: int = 1, length_penalty: float = 0.0,
-                normalize: bool = False, max_len_a: float = 1.5, max_len_b: float = 10, max_len: int = 256,
-                no_repeat_ngram_size: int = 0, forbid_unk: bool = False,
-                return_attention: bool = False) -> list[list[Hypothesis]]:
-    """Beam search for all sentences at once; src (B, S), src_mask (B, S) True = real token.
+def _with_options(config: DecodeConfig, options: dict[str, Any]) -> DecodeConfig:
+    if not options:
+        return config
+    if "num_samples" in options:  # the sampler's older name for nbest
+        options = dict(options)
+        options["nbest"] = options.pop("num_samples")
+    fields = {f.name for f in dataclasses.fields(DecodeConfig)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"unknown decoding option(s) {unknown}; DecodeConfig has: {', '.join(sorted(fields))}")
+    return config.replace(**options)
+
+
+def greedy_decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, **options: Any) -> list[list[Hypothesis]]:
+    """`decode` with method greedy: the most likely token at every step (beam search of width 1).
+
+    Keyword options are DecodeConfig fields plus decode's (bos_id, ..., return_attention).
+    """
+    return decode(model, src, src_mask, method="greedy", **options)
+
+
+def beam_search(model: "Seq2Seq", src: Tensor, src_mask: Tensor, **options: Any) -> list[list[Hypothesis]]:
+    """`decode` with method beam.
 
     Every step keeps the K best non-eos continuations per sentence; an eos among the K best
     candidates moves that hypothesis to the sentence's finished list. A sentence is done when K
@@ -355,50 +686,18 @@ def beam_search(model: "Seq2Seq", src: Tensor, src_mask: Tensor, *, bos_id: int,
     still reachable: exact for raw scores, conservative with a length penalty. Returns up to
     `nbest` hypotheses per sentence, best first by `normalized`.
     """
-    if beam_size < 1 or not 1 <= nbest <= beam_size:
-        raise ValueError(f"need beam_size >= 1 and 1 <= nbest <= beam_size; got beam_size={beam_size}, nbest={nbest}")
-    setup = _make_setup(bos_id, eos_id, pad_id, unk_id, forbid_unk, no_repeat_ngram_size, length_penalty,
-                        normalize, return_attention)
-    return _beam_loop(model, src, src_mask, setup, beam_size, nbest, max_len_a, max_len_b, max_len)
+    return decode(model, src, src_mask, method="beam", **options)
 
 
-@torch.inference_mode()
-def sample(model: "Seq2Seq", src: Tensor, src_mask: Tensor, *, bos_id: int, eos_id: int, pad_id: int,
-           unk_id: int, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           seed: int | None = None, max_len_a: float = 1.5, max_len_b: float = 10, max_len: int = 256,
-           no_repeat_ngram_size: int = 0, forbid_unk: bool = False, length_penalty: float = 0.0,
-           normalize: bool = False, return_attention: bool = False) -> list[list[Hypothesis]]:
-    """Draw `num_samples` outputs per sentence; src (B, S), src_mask (B, S) True = real token.
+def sample(model: "Seq2Seq", src: Tensor, src_mask: Tensor, *, num_samples: int | None = None,
+           **options: Any) -> list[list[Hypothesis]]:
+    """`decode` with method sample; `num_samples` (= nbest) outputs per sentence.
 
     Tokens come from softmax(log_probs / temperature), restricted to the `top_k` best (0 = all)
     and to the nucleus of mass `top_p`. `seed` makes a call reproducible (same inputs, same
     batch); None uses torch's global generator. `score` is the model's own log-prob of the
     sample (before temperature). Samples are sorted best first by `normalized`.
     """
-    if num_samples < 1 or temperature <= 0 or top_k < 0 or not 0 < top_p <= 1:
-        raise ValueError(f"need num_samples >= 1, temperature > 0, top_k >= 0, 0 < top_p <= 1; got "
-                         f"num_samples={num_samples}, temperature={temperature}, top_k={top_k}, top_p={top_p}")
-    setup = _make_setup(bos_id, eos_id, pad_id, unk_id, forbid_unk, no_repeat_ngram_size, length_penalty,
-                        normalize, return_attention)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=src.device)
-        generator.manual_seed(seed)
-    return _sample_loop(model, src, src_mask, setup, num_samples, temperature, top_k, top_p, generator,
-                        max_len_a, max_len_b, max_len)
-
-
-_FUNCTIONS = {"greedy": greedy_decode, "beam": beam_search, "sample": sample}
-
-
-def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, *, method: Literal["greedy", "beam", "sample"] = "beam",
-           bos_id: int, eos_id: int, pad_id: int, unk_id: int, **options: Any) -> list[list[Hypothesis]]:
-    """Dispatch to greedy_decode / beam_search / sample by name; options are that function's keywords."""
-    if method not in _FUNCTIONS:
-        raise ValueError(f"unknown decoding method {method!r}; choose one of: {', '.join(METHODS)}")
-    fn = _FUNCTIONS[method]
-    allowed = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"option(s) {unknown} do not apply to method {method!r}; it accepts: {', '.join(allowed)}")
-    return fn(model, src, src_mask, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, unk_id=unk_id, **options)
+    if num_samples is not None:
+        options["nbest"] = num_samples
+    return decode(model, src, src_mask, method="sample", **options)

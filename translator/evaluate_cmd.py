@@ -15,13 +15,11 @@ from typing import Any
 from sacrebleu.metrics import BLEU
 
 from translator import evaluation
+from translator.checkpoint import LEGACY_CONTEXT_TURNS, checkpoint_task
+from translator.data.registry import get_spec, load_pairs, normalize_split, resolve_languages
+from translator.decoding import DecodeConfig, DecodeOptions
 from translator.evaluation import build_report, check_parallel, format_table, read_lines, write_json
-
-#: Registry datasets whose targets are chat replies: their reports add distinct-1/2.
-CHAT_DATASETS = ("chatbot-ko", "dailydialog")
-#: dailydialog context length for checkpoints that do not record theirs.
-DEFAULT_CONTEXT_TURNS = 3
-
+from translator.inference import Translator, check_device, check_precision, decode_config
 
 @dataclasses.dataclass
 class TestSet:
@@ -44,9 +42,7 @@ def evaluate(
     data_dir: str | None = None,
     src_lang: str | None = None,
     tgt_lang: str | None = None,
-    decoder: str = "beam",
-    beam_size: int = 5,
-    length_penalty: float = 1.0,
+    decode: DecodeOptions = DecodeOptions(),
     batch_size: int = 64,
     max_sentences: int | None = None,
     json: str | None = None,
@@ -54,24 +50,20 @@ def evaluate(
     label: list[str] | str | None = None,
     device: str = "cpu",
     precision: str = "fp32",
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    no_repeat_ngram_size: int = 0,
-    forbid_unk: bool = False,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    seed: int = 0,
     tokenize: str | None = None,
     lowercase: bool = False,
+    **options: Any,
 ) -> list[dict[str, Any]]:
     """Translate a test set with each checkpoint; print sacreBLEU/chrF, speed and BLEU by source length.
 
     The test set is a registry dataset split (--dataset) or two line-aligned files (--source and
     --reference). Languages default to the checkpoint's; a checkpoint trained on another language
-    pair is an error. BLEU uses the tokenizer for the target language (char for Korean, see
-    `evaluation.choose_bleu_tokenizer`); chat checkpoints (chatbot-ko, dailydialog) also get
-    distinct-1/2. Returns one report per checkpoint (layout in `translator.evaluation`).
+    pair, or for another task (a translation model on chat data, or the reverse), is an error.
+    BLEU uses the tokenizer for the target language (char for Korean, see
+    `evaluation.choose_bleu_tokenizer`); chat checkpoints also get distinct-1/2, generic share,
+    reply lengths and 4-gram entropy (beside the same of the references: the human ceiling) and
+    the perplexity of the references. Returns one report per checkpoint (layout in
+    `translator.evaluation`). Python callers may pass DecodeConfig fields as keywords.
 
     Args:
         checkpoint: one or more .ckpt files (repeat --checkpoint to compare several in one table and plot).
@@ -82,9 +74,8 @@ def evaluate(
         data_dir: folder holding the datasets (default: $TRANSLATOR_DATA_DIR, then data/).
         src_lang: source language (default: the checkpoint's).
         tgt_lang: target language (default: the checkpoint's); also picks the BLEU tokenizer.
-        decoder: greedy, beam or sample.
-        beam_size: beams per sentence (decoder=beam).
-        length_penalty: GNMT length-penalty alpha for beam search (0 = none).
+        decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
+            chat: CHAT_DECODING), e.g. --decode.method greedy; a DecodeConfig from Python replaces them.
         batch_size: sentences decoded together (sorted by length internally).
         max_sentences: evaluate only the first N sentences of the test set.
         json: write the report(s) here as JSON (one checkpoint: an object; several: a list).
@@ -92,27 +83,14 @@ def evaluate(
         label: names for the checkpoints in table, JSON and plot (default: checkpoint file names).
         device: cpu, cuda, cuda:1, ...
         precision: fp32, or bf16 (autocast: faster on CPUs with AVX-512 bf16 and on GPUs; scores may differ slightly).
-        max_len_a: output length limit is a * source tokens + b.
-        max_len_b: see max_len_a.
-        no_repeat_ngram_size: forbid repeating any n-gram of this size (0 = off).
-        forbid_unk: never output <unk>.
-        temperature: sampling temperature (decoder=sample).
-        top_k: sample among the k most likely tokens (0 = all).
-        top_p: nucleus sampling mass (1.0 = all).
-        seed: sampling seed.
         tokenize: sacreBLEU tokenizer to use instead of the target language's default (13a, intl, char, ...).
         lowercase: case-insensitive BLEU and chrF.
     """
-    from translator.inference import Translator, check_device, check_precision, decoding_options
-
     paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     if not paths:
         raise ValueError("no checkpoint given; pass --checkpoint CKPT")
     labels = _labels(paths, label)
-    knobs = dict(beam_size=beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
-                 no_repeat_ngram_size=no_repeat_ngram_size, forbid_unk=forbid_unk, temperature=temperature,
-                 top_k=top_k, top_p=top_p, seed=seed)
-    decoding = decoding_options(decoder, **knobs)  # validated; the report records the options that apply
+    decode_config(decode, **options)  # bad options fail before anything loads
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_sentences is not None and max_sentences < 1:
@@ -122,12 +100,14 @@ def evaluate(
     files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
     check_device(device)
     check_precision(precision)
-    metas = [_checkpoint_data(p) for p in paths]
+    tasks = [checkpoint_task(p) for p in paths]
+    _check_tasks(paths, tasks, dataset)
+    metas = [data for _, data in tasks]
     pair = _language_pair(paths, metas, src_lang, tgt_lang, dataset)
 
     reports, cache = [], {}
-    for path, name, meta in zip(paths, labels, metas):
-        context_turns = int(meta.get("context_turns") or DEFAULT_CONTEXT_TURNS)
+    for path, name, (task, meta) in zip(paths, labels, tasks):
+        context_turns = int(meta.get("context_turns") or LEGACY_CONTEXT_TURNS)
         test = files or cache.get(context_turns)
         if test is None:
             test = cache[context_turns] = _load_dataset(dataset, split, pair, data_dir, context_turns)
@@ -135,13 +115,17 @@ def evaluate(
             test = dataclasses.replace(test, sources=test.sources[:max_sentences],
                                        references=test.references[:max_sentences])
         translator = Translator.from_checkpoint(path, device=device, precision=precision)
-        seconds, results = _timed_translate(translator, test.sources, batch_size, name, decoder, knobs)
-        chat = meta.get("dataset") in CHAT_DATASETS or dataset in CHAT_DATASETS
+        config = decode_config(decode, translator.default_decoding, **options)
+        seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
+        chat = task == "chat"
         report = build_report(
             [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
             tokenize=tokenize, lowercase=lowercase, label=name, checkpoint=str(path), dataset=test.dataset,
             split=test.split, source_path=test.source_path, reference_path=test.reference_path,
-            decoding=decoding, seconds=seconds, generated_tokens=sum(len(r.tokens) for r in results), chat=chat)
+            decoding=config.summary(), seconds=seconds, generated_tokens=sum(len(r.tokens) for r in results),
+            chat=chat)
+        if chat:
+            report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
         report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
                       batch_size=batch_size, device=str(device), precision=precision, chat=chat)
         reports.append(report)
@@ -154,6 +138,18 @@ def evaluate(
         curves = {r["label"]: r["bleu_by_length"] for r in reports}
         print(f"wrote {evaluation.plot_bleu_by_length(curves, plot)}", file=sys.stderr)
     return reports
+
+
+def _check_tasks(paths: Sequence[str | Path], tasks: Sequence[tuple[str, dict[str, Any]]],
+                 dataset: str | None) -> None:
+    """Every checkpoint must be of the dataset's task (chat or translation), and all of one task."""
+    wanted = get_spec(dataset).task if dataset else tasks[0][0]
+    asked = f"dataset {dataset!r} is a {wanted} dataset" if dataset else f"{paths[0]} is a {wanted} model"
+    for path, (task, data) in zip(paths, tasks):
+        if task != wanted:
+            trained = f" (trained on {data['dataset']})" if data.get("dataset") else ""
+            raise ValueError(f"{path} is a {task} checkpoint{trained}, but {asked}; evaluate {task} checkpoints "
+                             f"on {task} data")
 
 
 def _labels(paths: Sequence[str | Path], label: Sequence[str] | str | None) -> list[str]:
@@ -191,14 +187,6 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
     return TestSet(sources, references, source_path=str(source), reference_path=str(reference))
 
 
-def _checkpoint_data(path: str | Path) -> dict[str, Any]:
-    """The data options a checkpoint was trained with (dataset, languages, ...), read without building it."""
-    from translator.checkpoint import read_checkpoint
-    from translator.system import BUNDLE_KEY
-
-    return dict(read_checkpoint(path)[BUNDLE_KEY].get("data") or {})
-
-
 def _language_pair(paths: Sequence[str | Path], metas: Sequence[dict[str, Any]], src_lang: str | None,
                    tgt_lang: str | None, dataset: str | None) -> tuple[str | None, str | None]:
     """The (src, tgt) to evaluate: asked for, else the first checkpoint's; every checkpoint must translate it."""
@@ -207,8 +195,6 @@ def _language_pair(paths: Sequence[str | Path], metas: Sequence[dict[str, Any]],
     first = known[0][1] if known else (None, None)
     pair = (src_lang or first[0], tgt_lang or first[1])
     if dataset:
-        from translator.data import resolve_languages
-
         pair = resolve_languages(dataset, *pair)  # fills a missing side; rejects pairs the dataset lacks
     asked = "--src_lang/--tgt_lang" if src_lang or tgt_lang else f"the first checkpoint {known[0][0]}" if known else ""
     for path, trained in known:
@@ -221,8 +207,6 @@ def _language_pair(paths: Sequence[str | Path], metas: Sequence[dict[str, Any]],
 def _load_dataset(dataset: str, split: str, pair: tuple[str | None, str | None], data_dir: str | None,
                   context_turns: int) -> TestSet:
     """One registry split as a TestSet (pairs with an empty side are dropped by the readers)."""
-    from translator.data import load_pairs, normalize_split
-
     try:
         pairs = load_pairs(dataset, split, pair[0], pair[1], data_dir=data_dir, context_turns=context_turns)
     except FileNotFoundError as err:  # the registry names the training option; this command spells it --data_dir
@@ -232,8 +216,8 @@ def _load_dataset(dataset: str, split: str, pair: tuple[str | None, str | None],
     return TestSet([s for s, _ in pairs], [t for _, t in pairs], dataset=dataset, split=normalize_split(split))
 
 
-def _timed_translate(translator: Any, sources: list[str], batch_size: int, name: str, decoder: str,
-                     options: dict[str, Any]) -> tuple[float, list[Any]]:
+def _timed_translate(translator: Translator, sources: list[str], batch_size: int, name: str,
+                     config: DecodeConfig) -> tuple[float, list[Any]]:
     """Decode `sources` and return (seconds, results); a one-sentence warm-up run is not timed."""
     bar = None
     if len(sources) >= 100:
@@ -241,11 +225,11 @@ def _timed_translate(translator: Any, sources: list[str], batch_size: int, name:
 
         bar = tqdm(total=len(sources), unit="sent", desc=name, file=sys.stderr, leave=False)
     # Warm-up: the first call pays one-off costs (allocator, CUDA context, kernel choice).
-    translator.translate(sources[:1], batch_size=1, decoder=decoder, **options)
+    translator.translate(sources[:1], config, batch_size=1)
     try:
         start = time.perf_counter()
-        results = translator.translate(sources, batch_size=batch_size, decoder=decoder,
-                                       progress=bar.update if bar is not None else None, **options)
+        results = translator.translate(sources, config, batch_size=batch_size,
+                                       progress=bar.update if bar is not None else None)
         seconds = time.perf_counter() - start
     finally:
         if bar is not None:

@@ -2,8 +2,7 @@
 
 Pure functions over strings: callers pass hypotheses, references and (for the length breakdown)
 source lengths; nothing here loads a model or decodes. The `translator evaluate` command, which
-does (checkpoints -> translations -> reports), is `translator.evaluate_cmd.evaluate`, also
-importable from here.
+does (checkpoints -> translations -> reports), is `translator.evaluate_cmd.evaluate`.
 
 A report is a plain dict (see `build_report`), written with `write_json` and shown with
 `format_table`. Layout (keys a reader may rely on; absent values are None):
@@ -23,7 +22,9 @@ A report is a plain dict (see `build_report`), written with `write_json` and sho
     sentences_per_second  float | None
     tokens_per_second     float | None, generated target (subword) tokens per second
     bleu_by_length        list of {"bucket", "lo", "hi", "n", "bleu", "chrf"} (see bleu_by_length)
-    distinct_1, distinct_2, avg_length, top_reply_fraction   chat reports only (see chat_metrics)
+    chat reports only (see chat_metrics; words are `chat_words`, the same rule for both sides):
+    distinct_1, distinct_2, entropy_4, mean_length, generic_share, top_reply, top_reply_share,
+    reference_<each of those>, distinct_2_ratio, and (from `evaluate`) reference_perplexity
 
 `evaluate` adds: src_lang, tgt_lang, architecture, batch_size, device, chat (bool).
 """
@@ -31,8 +32,11 @@ A report is a plain dict (see `build_report`), written with `write_json` and sho
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -194,32 +198,77 @@ def bleu_by_length(
     return rows
 
 
+def chat_words(text: str) -> list[str]:
+    """The one normalisation every chat metric uses: NFKC, lowercase, punctuation split off as words
+    of its own, then whitespace words ("Don't know, sorry!" -> ["don't", "know", ",", "sorry", "!"];
+    an apostrophe inside a word stays). Applied to replies and references alike."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _PUNCT.sub(r" \1 ", text).split()
+
+
+_PUNCT = re.compile(r"((?:(?!['’])[^\w\s])+)")  # runs of punctuation/symbols, apostrophes excepted
+
+
+def _ngrams(replies: Sequence[Sequence[str]], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + n]) for words in replies for i in range(len(words) - n + 1)]
+
+
 def distinct_n(hypotheses: Sequence[str], n: int) -> float:
-    """Unique / total whitespace n-grams over all hypotheses (n-grams never cross replies); 0.0 if none."""
+    """Corpus distinct-n: unique / total n-grams of `chat_words` over all replies (n-grams never
+    cross replies); 0.0 if there are none."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    grams: list[tuple[str, ...]] = []
-    for hyp in hypotheses:
-        words = hyp.split()
-        grams.extend(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    grams = _ngrams([chat_words(h) for h in hypotheses], n)
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def chat_metrics(hypotheses: Sequence[str]) -> dict[str, Any]:
-    """Diversity of chat replies: distinct-1/2, mean length in words, share of the most common reply."""
+def ngram_entropy(hypotheses: Sequence[str], n: int = 4) -> float:
+    """Entropy (bits) of the n-gram distribution over all replies (Zhang et al. 2018's Ent-n)."""
+    counts = Counter(_ngrams([chat_words(h) for h in hypotheses], n))
+    total = sum(counts.values())
+    return -sum(c / total * math.log2(c / total) for c in counts.values()) if total else 0.0
+
+
+#: generic_share counts the replies equal to one of the model's this-many most frequent replies.
+GENERIC_TOP = 10
+
+
+def _reply_stats(replies: Sequence[str]) -> dict[str, Any]:
+    normalised = [" ".join(chat_words(r)) for r in replies]
+    counts = Counter(normalised).most_common(GENERIC_TOP)
+    top, top_count = counts[0] if counts else ("", 0)
+    return {
+        "distinct_1": distinct_n(replies, 1),
+        "distinct_2": distinct_n(replies, 2),
+        "entropy_4": ngram_entropy(replies, 4),
+        "mean_length": sum(len(chat_words(r)) for r in replies) / len(replies),
+        "generic_share": sum(c for _, c in counts) / len(replies),
+        "top_reply": next(r for r, n in zip(replies, normalised) if n == top),
+        "top_reply_share": top_count / len(replies),
+    }
+
+
+def chat_metrics(hypotheses: Sequence[str], references: Sequence[str] | None = None) -> dict[str, Any]:
+    """Diversity and length of chat replies, and of the references beside them (the human ceiling).
+
+    Keys: distinct_1, distinct_2 (corpus level), entropy_4 (bits), mean_length (words),
+    generic_share (share of replies equal to one of the GENERIC_TOP most frequent ones), top_reply
+    and top_reply_share, n; with references, the same of the references as reference_<key> and
+    distinct_2_ratio = distinct_2 / reference_distinct_2. Words are `chat_words` (one rule for
+    both sides).
+    """
     hyps = list(hypotheses)
     if not hyps:
         raise ValueError("empty test set: no replies")
-    # A model that answers "I don't know." to everything has a high top_reply_fraction.
-    top_reply, top_count = Counter(h.strip() for h in hyps).most_common(1)[0]
-    return {
-        "distinct_1": distinct_n(hyps, 1),
-        "distinct_2": distinct_n(hyps, 2),
-        "avg_length": sum(len(h.split()) for h in hyps) / len(hyps),
-        "top_reply_fraction": top_count / len(hyps),
-        "top_reply": top_reply,
-        "n": len(hyps),
-    }
+    metrics = {**_reply_stats(hyps), "n": len(hyps)}
+    if references is not None:
+        refs = list(references)
+        if len(refs) != len(hyps):
+            raise ValueError(f"{len(hyps)} replies but {len(refs)} references")
+        metrics.update({f"reference_{k}": v for k, v in _reply_stats(refs).items()})
+        ceiling = metrics["reference_distinct_2"]
+        metrics["distinct_2_ratio"] = metrics["distinct_2"] / ceiling if ceiling else None
+    return metrics
 
 
 def build_report(
@@ -266,7 +315,7 @@ def build_report(
         ),
     }
     if chat:
-        report.update({k: v for k, v in chat_metrics(hypotheses).items() if k != "n"})
+        report.update({k: v for k, v in chat_metrics(hypotheses, references).items() if k != "n"})
     return report
 
 
@@ -342,25 +391,64 @@ def _decoding_cell(decoding: Mapping[str, Any]) -> str:
     return " ".join(shown) or "-"
 
 
+#: Chat columns of the summary table: the JSON keys themselves (a references row shows reference_<key>).
+CHAT_COLUMNS = ("distinct_1", "distinct_2", "distinct_2_ratio", "generic_share", "top_reply_share", "mean_length",
+                "entropy_4", "reference_perplexity")
+
+
 def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
-    """Terminal tables: one summary row per report, then BLEU by source length for each report."""
+    """Terminal tables: one summary row per report, then BLEU by source length for each report.
+
+    Chat reports add the CHAT_COLUMNS (named as in the JSON) and, under each, a row for the
+    references: the human ceiling under the same word rule.
+    """
     chat = any("distinct_1" in r for r in reports)
     header = ["label", "BLEU", "chrF", "tokenizer", "decoding", "sent/s", "tok/s"]
-    header += ["dist-1", "dist-2"] if chat else []
-    rows = []
+    header += list(CHAT_COLUMNS) if chat else []
+    rows, labels = [], []
     for i, r in enumerate(reports):
         label = r.get("label") or (Path(r["checkpoint"]).stem if r.get("checkpoint") else f"report {i}")
+        labels.append(label)
         decoding = _decoding_cell(r.get("decoding") or {})
         row = [label, _fmt(r.get("bleu")), _fmt(r.get("chrf")), _fmt(r.get("tokenize")), decoding,
                _fmt(r.get("sentences_per_second"), 1), _fmt(r.get("tokens_per_second"), 1)]
-        row += [_fmt(r.get("distinct_1"), 3), _fmt(r.get("distinct_2"), 3)] if chat else []
+        if chat:
+            row += [_fmt(r.get(k), 3) for k in CHAT_COLUMNS]
         rows.append(row)
+        if chat and "reference_distinct_1" in r:
+            rows.append([f"  references of {label}", "-", "-", "-", "-", "-", "-"]
+                        + [_fmt(r.get(f"reference_{k}"), 3) if f"reference_{k}" in r else "-" for k in CHAT_COLUMNS])
     parts = [_table(header, rows)]
-    for row, r in zip(rows, reports):
+    for label, r in zip(labels, reports):
         if r.get("bleu_by_length"):
             buckets = [[b["bucket"], str(b["n"]), _fmt(b["bleu"]), _fmt(b["chrf"])] for b in r["bleu_by_length"]]
-            parts.append(f"{row[0]}: BLEU by source length\n" + _table(["bucket", "n", "BLEU", "chrF"], buckets))
+            parts.append(f"{label}: BLEU by source length\n" + _table(["bucket", "n", "BLEU", "chrF"], buckets))
     return "\n\n".join(parts)
+
+
+def attention_figure(src_pieces: Sequence[str], tgt_pieces: Sequence[str], attention: Any) -> Any:
+    """Heatmap of attention (T_out, S) (a torch tensor): one row per output piece, one column per
+    source piece; a matplotlib Figure."""
+    from matplotlib.figure import Figure
+
+    weights = attention.float().cpu().numpy()[: len(tgt_pieces), : len(src_pieces)]  # (T, S)
+    rows, cols = weights.shape
+    # A bare Figure (no pyplot): no global state shared between concurrent requests.
+    fig = Figure(figsize=(min(3 + 0.45 * cols, 14), min(2 + 0.35 * rows, 12)), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0, vmax=max(float(weights.max()), 1e-6))
+    ax.set_xticks(range(cols), labels=[_piece(p) for p in src_pieces[:cols]], rotation=60, ha="right")
+    ax.set_yticks(range(rows), labels=[_piece(p) for p in tgt_pieces[:rows]])
+    ax.set_xlabel("source pieces")
+    ax.set_ylabel("output pieces")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="attention")
+    return fig
+
+
+def _piece(piece: str) -> str:
+    """A SentencePiece piece as a tick label: '▁' marks a word start."""
+    text = piece.replace("▁", " ").strip()
+    return text if text else "▁"
 
 
 def write_json(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
@@ -423,13 +511,3 @@ def check_parallel(
             f"source and reference are not parallel: {src_path} has {len(src_lines)} lines "
             f"but {ref_path} has {len(ref_lines)} lines"
         )
-
-
-def __getattr__(name: str) -> Any:
-    # `evaluate` (the command: checkpoints -> reports) loads models, so it lives in evaluate_cmd.py and this
-    # module stays pure; importing it lazily keeps `from translator.evaluation import evaluate` working.
-    if name == "evaluate":
-        from translator.evaluate_cmd import evaluate
-
-        return evaluate
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

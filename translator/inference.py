@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -18,7 +19,8 @@ import torch
 from torch import Tensor
 
 from translator.checkpoint import Bundle, load_bundle
-from translator.decoding import METHODS, decode
+from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, decode, sequence_log_probs
+from translator.evaluation import read_lines, split_lines
 
 log = logging.getLogger("translator.inference")
 
@@ -40,29 +42,31 @@ class Translation:
     tokens: list[int] = dataclasses.field(default_factory=list)
 
 
-def decoding_options(decoder: str = "greedy", beam_size: int = 5, length_penalty: float = 1.0, nbest: int = 1,
-                     max_len_a: float = 1.5, max_len_b: int = 10, no_repeat_ngram_size: int = 0,
-                     forbid_unk: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                     seed: int | None = 0) -> dict[str, Any]:
-    """Validated keyword options for `decoding.decode`, with only the ones `decoder` accepts."""
-    if decoder not in METHODS:
-        raise ValueError(f"unknown decoder {decoder!r}; choose one of: {', '.join(METHODS)}")
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    if nbest < 1:
-        raise ValueError(f"nbest must be >= 1, got {nbest}")
-    common = {"max_len_a": max_len_a, "max_len_b": max_len_b, "no_repeat_ngram_size": no_repeat_ngram_size,
-              "forbid_unk": forbid_unk}
-    if decoder == "greedy":
-        if nbest > 1:
-            raise ValueError("nbest > 1 needs --decoder beam or sample")
-        return {"method": "greedy", **common}
-    if decoder == "beam":
-        if nbest > beam_size:
-            raise ValueError(f"nbest ({nbest}) cannot exceed beam_size ({beam_size})")
-        return {"method": "beam", "beam_size": beam_size, "nbest": nbest, "length_penalty": length_penalty, **common}
-    return {"method": "sample", "num_samples": nbest, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "seed": seed, **common}
+#: Older keyword names of decoding options (before DecodeConfig), still accepted.
+LEGACY_OPTION_NAMES = {"decoder": "method", "num_samples": "nbest"}
+
+
+def decode_config(config: DecodeConfig | Any | None = None, default: DecodeConfig | None = None,
+                  **options: Any) -> DecodeConfig:
+    """The decoding to use: `config` (a DecodeConfig, or DecodeOptions over `default`), else `default`,
+    else DecodeConfig(); DecodeConfig fields in `options` are applied last.
+
+    Accepts the older names `decoder` (= method) and `num_samples` (= nbest); unknown names and
+    invalid values raise one ValueError.
+    """
+    base = default or DecodeConfig()
+    if isinstance(config, DecodeOptions):
+        options = {**config.overrides(), **options}
+    elif config is not None:
+        base = config
+    if not options:
+        return base
+    renamed = {LEGACY_OPTION_NAMES.get(k, k): v for k, v in options.items()}
+    fields = {f.name for f in dataclasses.fields(DecodeConfig)}
+    unknown = sorted(set(renamed) - fields)
+    if unknown:
+        raise ValueError(f"unknown decoding option(s) {unknown}; DecodeConfig has: {', '.join(sorted(fields))}")
+    return base.replace(**renamed)
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -103,6 +107,15 @@ class Translator:
         self.model = bundle.model.to(self.device).eval()
         self.tokenizer = bundle.tokenizer
         self.max_src_tokens = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
+        self.byte_values = self.tokenizer.tgt_byte_values()  # keeps byte pieces in whole UTF-8 characters
+
+    @property
+    def default_decoding(self) -> DecodeConfig:
+        """What `translate` uses when given no config: CHAT_DECODING for chat checkpoints (without its
+        anti-LM term when the model never learned p(reply) through context dropout), else DecodeConfig()."""
+        if self.bundle.task != "chat":
+            return DecodeConfig()
+        return CHAT_DECODING if self.bundle.empty_source else CHAT_DECODING.replace(lm_weight=0.0)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -117,12 +130,18 @@ class Translator:
         pair = f"{b.src_lang}→{b.tgt_lang}" if b.src_lang else "?"
         return f"{b.path.name} ({b.architecture}, {b.dataset or 'unknown data'} {pair})"
 
-    def translate(self, texts: Sequence[str], batch_size: int = 64, return_attention: bool = False,
-                  progress: Callable[[int], None] | None = None, **options: Any) -> list[Translation]:
-        """Translate `texts` (any length, in order); options as in `decoding_options`."""
-        decode_kw = decoding_options(**options)
+    def translate(self, texts: Sequence[str], config: DecodeConfig | None = None, batch_size: int = 64,
+                  return_attention: bool = False, progress: Callable[[int], None] | None = None,
+                  **options: Any) -> list[Translation]:
+        """Translate `texts` (any length, in order) with `config` (default: `default_decoding`);
+        `options` are DecodeConfig fields applied over it."""
+        config = decode_config(config, self.default_decoding, **options)
         if getattr(self.model, "max_src_len", None):
-            decode_kw["max_len"] = int(self.model.max_src_len)  # learned positions stop there
+            config = config.replace(max_len=min(config.max_len, int(self.model.max_src_len)))  # learned positions stop there
+        if config.lm_weight and self.bundle.empty_source is None:
+            raise ValueError(f"{self.bundle.path.name} has no reply language model for anti-LM re-ranking: it was not "
+                             "trained as a chat model with context dropout (--data.context_dropout 0.1); "
+                             "set lm_weight 0")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         tok = self.tokenizer
@@ -146,8 +165,9 @@ class Translator:
             chunk = encoded[start:start + batch_size]
             src, src_mask = self._pad([ids for _, ids, _ in chunk])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                hyps = decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                              unk_id=tok.unk_id, return_attention=return_attention, **decode_kw)
+                hyps = decode(self.model, src, src_mask, config, bos_id=tok.bos_id, eos_id=tok.eos_id,
+                              pad_id=tok.pad_id, unk_id=tok.unk_id, byte_values=self.byte_values,
+                              empty_source=self.bundle.empty_source, return_attention=return_attention)
             texts_out = [tok.decode_tgt([h.tokens for h in sentence]) for sentence in hyps]
             for (i, ids, truncated), sentence, outs in zip(chunk, hyps, texts_out):
                 best = sentence[0]
@@ -162,6 +182,31 @@ class Translator:
                 progress(len(chunk))
         return [r for r in results if r is not None]
 
+    def perplexity(self, sources: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> float:
+        """exp(mean NLL per target token, eos included) of `targets` given `sources`, by teacher forcing.
+
+        Pairs with an empty source are skipped; over-long sources and targets are cut to the model's limits.
+        """
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        tok = self.tokenizer
+        limit = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
+        pairs = [(s[: self.max_src_tokens], t[: limit - 1])
+                 for s, t in zip(tok.encode_src(list(sources)), tok.encode_tgt(list(targets))) if s]
+        if not pairs:
+            raise ValueError("no pair with a non-empty source to score")
+        pairs.sort(key=lambda p: (len(p[0]), len(p[1])))
+        total, count = 0.0, 0
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            src, src_mask = self._pad([s for s, _ in chunk])
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                scores = sequence_log_probs(self.model, src, src_mask, [t for _, t in chunk], bos_id=tok.bos_id,
+                                            eos_id=tok.eos_id, pad_id=tok.pad_id)
+            total += sum(scores)
+            count += sum(len(t) + 1 for _, t in chunk)
+        return math.exp(-total / count)
+
     def _pad(self, batch: list[list[int]]) -> tuple[Tensor, Tensor]:
         """Right-pad to (B, S) ids and the (B, S) mask, True = real token."""
         width = max(len(ids) for ids in batch)
@@ -172,22 +217,34 @@ class Translator:
 
 
 class Chatbot(Translator):
-    """A chat checkpoint: the source is the conversation so far, the target the next reply."""
+    """A chat checkpoint: the source is the conversation so far, the target the next reply.
+
+    The context it sends is what the checkpoint was trained with: `bundle.chat_context_turns`
+    turns, the message included (1 = the message alone); decoding defaults to `CHAT_DECODING`.
+    """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
         super().__init__(bundle, device, precision)
-        self.context_turns = int(bundle.data.get("context_turns", 0) or 0)
-        if bundle.dataset == "chatbot-ko":
-            self.context_turns = 0  # trained on single-turn Q -> A pairs
+        if bundle.task != "chat":
+            raise ValueError(f"{bundle.path} is a {bundle.task} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
+                             "not a chat model; train one with "
+                             "`translator fit --config translator/configs/chat_dailydialog.yaml`")
+        self.context_turns = bundle.chat_context_turns
+
+    @property
+    def language(self) -> str | None:
+        """The language the model speaks (its target language)."""
+        return self.bundle.tgt_lang
 
     def build_context(self, history: Sequence[Any], message: str) -> str:
         """The source text the model was trained with: the last `context_turns` turns of the
         conversation, the message included (as the DailyDialog reader builds pairs), joined by the
         tokenizer's <sep>; the oldest turns are dropped first to fit the length limit.
 
-        `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts.
+        `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts;
+        empty turns are skipped, and any number of turns is accepted.
         """
-        turns = [t for t in _flatten_history(history) if t.strip()]
+        turns = [t for t in flatten_history(history) if t.strip()]
         turns = turns[-(self.context_turns - 1):] if self.context_turns > 1 else []
         sep = f" {self.tokenizer.sep_token} "
         while turns:
@@ -197,20 +254,25 @@ class Chatbot(Translator):
             turns = turns[1:]  # the oldest turn goes first
         return message
 
-    def reply(self, history: Sequence[Any], message: str, decoder: str = "sample", temperature: float = 0.8,
-              top_k: int = 0, top_p: float = 0.9, beam_size: int = 5, no_repeat_ngram_size: int = 3,
-              seed: int | None = None, **options: Any) -> str:
-        """Next reply to `message` after `history`; empty message -> ValueError."""
+    def reply(self, history: Sequence[Any], message: str, config: DecodeConfig | None = None,
+              **options: Any) -> str:
+        """Next reply to `message` after `history` (default decoding: `CHAT_DECODING`; `options` are
+        DecodeConfig fields over it). Empty message -> ValueError. Never an empty reply when the
+        model can give anything: when the best hypothesis is empty, the next-best one is used."""
         if not message or not message.strip():
             raise ValueError("message is empty")
         context = self.build_context(history, message.strip())
-        result = self.translate([context], decoder=decoder, temperature=temperature, top_k=top_k, top_p=top_p,
-                                beam_size=beam_size, no_repeat_ngram_size=no_repeat_ngram_size, seed=seed,
-                                forbid_unk=True, **options)[0]
-        return result.text
+        config = decode_config(config, self.default_decoding, **options)
+        result = self.translate([context], config.replace(nbest=config.num_candidates))[0]  # all, best first
+        text = next((text for text, _ in result.nbest if text.strip()), "")
+        if not text and config.min_len < 1:  # every hypothesis was empty: ask for at least one token
+            text = self.translate([context], config.replace(min_len=1))[0].text
+        return text
 
 
-def _flatten_history(history: Sequence[Any]) -> list[str]:
+def flatten_history(history: Sequence[Any]) -> list[str]:
+    """Turns as strings from a history of strings, (user, bot) pairs or {"role", "content"} dicts
+    (Gradio's content parts included); anything else in the list is ignored, never an error."""
     turns: list[str] = []
     for item in history or []:
         if isinstance(item, str):
@@ -236,8 +298,6 @@ _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 def read_input(input: str | Path | None = None) -> list[str]:
     """Lines of `input` (a file, or stdin for None / "-"), split on "\\n" only, so line i is segment i."""
-    from translator.evaluation import read_lines, split_lines
-
     if input is not None and str(input) != "-":
         return read_lines(input)
     if sys.stdin is None:
@@ -295,17 +355,18 @@ def write_output(text: str, path: Path | None) -> None:
 
 
 def translate_file(checkpoint: str | Path, input: str | Path | None = None, output: str | Path | None = None,
-                   device: str = "cpu", batch_size: int = 64, nbest: int = 1, precision: str = "fp32",
-                   **options: Any) -> int:
+                   config: DecodeConfig | None = None, device: str = "cpu", batch_size: int = 64,
+                   precision: str = "fp32", **options: Any) -> int:
     """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout).
 
     Output has exactly one line per input line, in input order; empty or whitespace-only input
     lines give empty output lines. With `nbest` > 1 each line holds the hypotheses best first as
     tab-separated `text<TAB>score` pairs (`cut -f1` gives the 1-best output); score is the
-    length-normalised log-probability. Decoding is batched by length internally; `options` are
-    those of `decoding_options`. Returns the number of lines.
+    ranking score (length-normalised log-probability, or the anti-LM score). Decoding is batched by
+    length internally; `config` defaults to the checkpoint's (`Translator.default_decoding`) and
+    `options` are DecodeConfig fields over it. Returns the number of lines.
     """
-    decoding_options(nbest=nbest, **options)  # a bad option fails before the checkpoint loads
+    decode_config(config, **options)  # a bad option fails before the checkpoint loads
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     path = _check_output(output)
@@ -317,10 +378,11 @@ def translate_file(checkpoint: str | Path, input: str | Path | None = None, outp
 
         bar = tqdm(total=len(lines), unit="line", desc="translate", file=sys.stderr)
     try:
-        results = translator.translate(lines, batch_size=batch_size, nbest=nbest,
-                                       progress=bar.update if bar is not None else None, **options)
+        config = decode_config(config, translator.default_decoding, **options)
+        results = translator.translate(lines, config, batch_size=batch_size,
+                                       progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
-    write_output("".join(format_output(r, nbest) + "\n" for r in results), path)
+    write_output("".join(format_output(r, config.nbest) + "\n" for r in results), path)
     return len(lines)

@@ -15,11 +15,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from translator.checkpoint import BUNDLE_KEY, make_bundle
 from translator.loss import label_smoothed_loss
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
-
-BUNDLE_KEY = "translator"  # checkpoint["translator"] = {"model": config, "tokenizer": bytes, ...}
 
 
 def lr_factor(step: int, warmup_steps: int, schedule: str, total_steps: int) -> float:
@@ -101,20 +100,17 @@ class Seq2SeqSystem(L.LightningModule):
             raise ValueError(f"model vocabulary sizes (src, tgt) = {expected} do not match {source} {actual}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[BUNDLE_KEY] = {
-            "format": 1,
-            "model": self.hparams["model"],
-            "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
-            "data": self._data_options(),
-        }
+        checkpoint[BUNDLE_KEY] = make_bundle(self.hparams["model"], self.tokenizer, self._data_options())
 
     def _data_options(self) -> dict[str, Any]:
         """The DataModule's options with the language pair it resolved (defaults are None)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         options = _plain(dict(getattr(datamodule, "hparams", {}) or {}))
-        for key in ("src_lang", "tgt_lang"):
+        for key in ("src_lang", "tgt_lang", "task"):
             if getattr(datamodule, key, None):
                 options[key] = getattr(datamodule, key)
+        if getattr(datamodule, "task", None) == "chat":  # what the chatbot must send: recorded, not guessed
+            options["chat_context_turns"] = datamodule.chat_context_turns
         return options
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

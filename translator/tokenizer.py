@@ -11,8 +11,12 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sentencepiece as spm
+
+if TYPE_CHECKING:
+    import torch
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SEP_TOKEN = "<sep>"
@@ -76,6 +80,7 @@ class Tokenizer:
         self._tgt_bytes = tgt_model
         self.src = _load(src_model)
         self.tgt = self.src if tgt_model is None else _load(tgt_model)
+        self._byte_values = None
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
@@ -169,3 +174,18 @@ class Tokenizer:
 
     def tgt_pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.tgt.id_to_piece(int(i)) for i in ids]
+
+    def tgt_byte_values(self) -> "torch.Tensor":
+        """(V,) long: the byte value of each byte-fallback piece of the target vocabulary, -1 for others.
+
+        Decoders use it to emit byte pieces only as whole UTF-8 characters.
+        """
+        import torch
+
+        if self._byte_values is None:
+            values = [-1] * self.tgt_vocab_size
+            for i in range(self.tgt_vocab_size):
+                if self.tgt.is_byte(i):
+                    values[i] = int(self.tgt.id_to_piece(i)[3:-1], 16)  # "<0xE2>" -> 0xE2
+            self._byte_values = torch.tensor(values, dtype=torch.long)
+        return self._byte_values

@@ -21,14 +21,15 @@ import logging
 import time
 from functools import partial
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from translator.data.readers import Pair
-from translator.data.registry import SPLIT_SEED, find_dataset, load_pairs, resolve_languages
+from translator.data.registry import SPLIT_SEED, find_dataset, get_spec, load_pairs, resolve_languages
 from translator.data.sampler import TokenBudgetBatchSampler
 from translator.tokenizer import SEP_TOKEN, Tokenizer
 
@@ -38,17 +39,66 @@ _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",
 
 
 class EncodedSplit(Dataset):
-    """One tokenized split; item i is {"index", "src", "tgt", "src_text", "tgt_text"} (ids without bos/eos)."""
+    """One tokenized split; item i is {"index", "src", "tgt", "src_text", "tgt_text"} (ids without bos/eos).
 
-    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], src_text: list[str], tgt_text: list[str]):
+    Item `(i, True)` is pair i with an empty context: the source is `empty_source` (the
+    `<sep>` token alone), as context dropout asks for.
+    """
+
+    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], src_text: list[str], tgt_text: list[str],
+                 empty_source: list[int] | None = None):
         self.src_ids, self.tgt_ids, self.src_text, self.tgt_text = src_ids, tgt_ids, src_text, tgt_text
+        self.empty_source = empty_source or []
 
     def __len__(self) -> int:
         return len(self.src_ids)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, item: int | tuple[int, bool]) -> dict[str, Any]:
+        i, empty = item if isinstance(item, tuple) else (item, False)
+        if empty:
+            return {"index": i, "src": self.empty_source, "tgt": self.tgt_ids[i], "src_text": "",
+                    "tgt_text": self.tgt_text[i]}
         return {"index": i, "src": self.src_ids[i], "tgt": self.tgt_ids[i],
                 "src_text": self.src_text[i], "tgt_text": self.tgt_text[i]}
+
+
+def empty_context_mask(n: int, rate: float, seed: int, epoch: int) -> list[bool]:
+    """Which of n training pairs get an empty context in `epoch`: a fresh share `rate` every epoch,
+    the same for the same (seed, epoch) whatever the batching, device count or resume point."""
+    if rate <= 0.0:
+        return [False] * n
+    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) + 7919)
+    return (torch.rand(n, generator=generator) < rate).tolist()
+
+
+class ContextDropoutBatches(Sampler[list[tuple[int, bool]]]):
+    """Wraps the train batch sampler: each index i becomes (i, empty) with `empty` drawn by
+    `empty_context_mask` for the sampler's current epoch (so a chat model also learns p(reply)).
+
+    Emptying a source only shortens it, so every batch stays within its token budget.
+    """
+
+    def __init__(self, batches: TokenBudgetBatchSampler, rate: float, seed: int):
+        self.batches, self.rate, self.seed = batches, rate, seed
+        self._mask: tuple[int, list[bool]] | None = None
+
+    @property
+    def sampler(self) -> TokenBudgetBatchSampler:
+        return self.batches  # Lightning calls set_epoch on batch_sampler.sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+        epoch = self.batches.epoch
+        if self._mask is None or self._mask[0] != epoch:
+            self._mask = (epoch, empty_context_mask(len(self.batches.src_lens), self.rate, self.seed, epoch))
+        mask = self._mask[1]
+        for batch in self.batches:
+            yield [(i, mask[i]) for i in batch]
 
 
 def collate(examples: list[dict[str, Any]], pad_id: int, bos_id: int, eos_id: int) -> dict[str, Any]:
@@ -105,6 +155,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         val_max_tokens: token budget per val/test batch; None = max_tokens.
         max_len: train pairs with more than max_len tokens on either side (T counts bos/eos) are dropped.
         context_turns: dailydialog only: previous turns joined by " <sep> " as the source.
+        context_dropout: chat only: share of training pairs whose source is replaced by an empty
+            context (the `<sep>` token alone), drawn anew every epoch from (seed, epoch). The model
+            then also scores p(reply) with no context, which anti-LM re-ranking needs; in [0, 1).
         seed: shuffling seed; epoch e uses (seed, e). The held-out splits use a fixed seed instead.
         num_workers: DataLoader worker processes.
     """
@@ -113,7 +166,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
                  data_dir: str | None = None, tokenizer_path: str | None = None, cache_dir: str = "data/cache",
                  vocab_size: int = 8000, tokenizer_type: str = "unigram", joint_vocab: bool = True,
                  character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
-                 max_len: int = 128, context_turns: int = 3, seed: int = 1234, num_workers: int = 0):
+                 max_len: int = 128, context_turns: int = 3, context_dropout: float = 0.0, seed: int = 1234,
+                 num_workers: int = 0):
         super().__init__()
         self.save_hyperparameters()
         # fail fast on an unknown name or language pair, before any file is read
@@ -122,11 +176,17 @@ class Seq2SeqDataModule(L.LightningDataModule):
                             ("context_turns", context_turns), ("val_max_tokens", val_max_tokens or 1)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        self.spec = get_spec(dataset)
+        if not 0.0 <= context_dropout < 1.0:
+            raise ValueError(f"context_dropout must be in [0, 1), got {context_dropout}")
+        if context_dropout and self.spec.task != "chat":
+            raise ValueError(f"context_dropout applies to chat datasets; {dataset!r} is a {self.spec.task} dataset")
         if tokenizer_type not in ("unigram", "bpe"):
             raise ValueError(f"tokenizer_type must be 'unigram' or 'bpe', got {tokenizer_type!r}")
         self.dataset, self.data_dir, self.tokenizer_path, self.cache_dir = dataset, data_dir, tokenizer_path, cache_dir
         self.vocab_size, self.tokenizer_type, self.joint_vocab = vocab_size, tokenizer_type, joint_vocab
         self.character_coverage, self.context_turns = character_coverage, context_turns
+        self.context_dropout = context_dropout
         self.max_tokens, self.val_max_tokens, self.max_len = max_tokens, val_max_tokens or max_tokens, max_len
         self.seed, self.num_workers = seed, num_workers
         self._pairs: dict[str, list[Pair]] = {}
@@ -152,6 +212,16 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def data_path(self) -> Path:
         """The folder the dataset is read from."""
         return find_dataset(self.dataset, "train", self.src_lang, self.tgt_lang, self.data_dir)
+
+    @property
+    def task(self) -> str:
+        """"translation" or "chat" (from the dataset's spec)."""
+        return self.spec.task
+
+    @property
+    def chat_context_turns(self) -> int | None:
+        """Turns a chatbot of this data sends, its message included (None: not a chat dataset)."""
+        return self.spec.chat_context_turns(self.context_turns)
 
     # ---- tokenizer -----------------------------------------------------------------------
     def _cache_file(self, src_texts: list[str], tgt_texts: list[str]) -> Path:
@@ -238,7 +308,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         # train drops over-long pairs; val/test keep them so scores cover the whole split
         keep = [i for i, s in enumerate(src_ids) if s and not (split == "train" and too_long[i])]
         data = EncodedSplit([src_ids[i] for i in keep], [tgt_ids[i] for i in keep],
-                            [pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
+                            [pairs[i][0] for i in keep], [pairs[i][1] for i in keep],
+                            empty_source=[self.tokenizer.sep_id])
         sampler = self._sampler(data, split)
         self.stats[split] = stats = {
             "pairs": len(data), "empty_dropped": self._empty.get(split, 0),
@@ -282,7 +353,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         sampler = self._sampler(self._split("train"), "train", num_replicas, rank)
         self._train_sampler = sampler
         self._apply_resume()
-        return self._loader("train", sampler, _ResumableLoader, datamodule=self)
+        batches = ContextDropoutBatches(sampler, self.context_dropout, self.seed) if self.context_dropout else sampler
+        return self._loader("train", batches, _ResumableLoader, datamodule=self)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self._sampler(self._split("val"), "val"))

@@ -45,9 +45,27 @@ class Source:
     members: tuple[tuple[str, str], ...] = ()
 
 
+READERS = ("parallel", "tsv", "csv", "dialogues")
+TASKS = ("translation", "chat")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What the project knows about one corpus; `files` maps a split to paths with a {lang} slot."""
+    """What the project knows about one corpus, and every rule for reading it. Nothing outside this
+    module looks at a dataset's name: code asks its spec.
+
+    files:    split -> paths inside `<data_dir>/<name>/`, with {src} / {tgt} language slots.
+    reader:   "parallel" (two line-aligned files: {src} then {tgt}), "tsv" (source<TAB>target),
+              "csv" (named columns, `options["columns"] = (src_col, tgt_col)`), or "dialogues"
+              (DailyDialog turns -> (previous turns -> reply) pairs).
+    holdout:  None = the files are official splits; (n_val, n_test) = one file holds everything and
+              a seeded held-out split is drawn from it (no sentence in two splits).
+    reversed_pairs: language pairs read with the columns swapped (a TSV stored as en<TAB>fr read fr->en).
+    task:     "translation" or "chat".
+    multi_turn: chat only: the source is the previous `context_turns` turns (joined by <sep>), so a
+              chatbot sends the message and the `context_turns - 1` turns before it; False =
+              single-turn pairs, where a chatbot sends the message alone.
+    """
 
     name: str
     description: str
@@ -55,15 +73,35 @@ class DatasetSpec:
     languages: tuple[str, ...]
     pairs: tuple[tuple[str, str], ...]
     files: dict[str, tuple[str, ...]]
-    sources: tuple[Source, ...]
-    license: str
-    holdout: tuple[int, int] | None = None  # (val, test) pairs held out when there is no official split
+    reader: str = "parallel"
+    sources: tuple[Source, ...] = ()
+    license: str = "unknown"
+    holdout: tuple[int, int] | None = None
+    reversed_pairs: tuple[tuple[str, str], ...] = ()
+    multi_turn: bool = False
     notes: str = ""
     options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.reader not in READERS:
+            raise ValueError(f"dataset {self.name!r}: unknown reader {self.reader!r}; choose one of {READERS}")
+        if self.task not in TASKS:
+            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}; choose one of {TASKS}")
+        if self.reader == "csv" and len(self.options.get("columns", ())) != 2:
+            raise ValueError(f"dataset {self.name!r}: a csv reader needs options={{'columns': (src, tgt)}}")
+        missing = [s for s in SPLITS if s not in self.files]
+        if missing:
+            raise ValueError(f"dataset {self.name!r}: files has no entry for split(s) {missing}")
 
     @property
     def default_pair(self) -> tuple[str, str]:
         return self.pairs[0]
+
+    def chat_context_turns(self, context_turns: int) -> int | None:
+        """Turns a chatbot puts in the source, its message included: None for translation, 1 for single-turn chat."""
+        if self.task != "chat":
+            return None
+        return context_turns if self.multi_turn else 1
 
     @property
     def urls(self) -> list[str]:
@@ -81,6 +119,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
         languages=("en", "de", "fr"),
         pairs=(("de", "en"), ("en", "de"), ("fr", "en"), ("en", "fr"), ("de", "fr"), ("fr", "de")),
         files={split: (f"{stem}.{{src}}", f"{stem}.{{tgt}}") for split, stem in _M30K_FILES.items()},
+        reader="parallel",
         sources=tuple(Source(f"{_M30K}{stem}.{lang}.gz", "gz", f"{stem}.{lang}")
                       for stem in _M30K_FILES.values() for lang in ("en", "de", "fr")),
         license="non-commercial research and education (Flickr terms of use)",
@@ -93,6 +132,8 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
         languages=("en", "fr"),
         pairs=(("en", "fr"), ("fr", "en")),
         files={split: ("fra.txt",) for split in SPLITS},
+        reader="tsv",
+        reversed_pairs=(("fr", "en"),),  # the file is English<TAB>French
         sources=(Source("https://github.com/genimind/seq2seq/raw/4f3f8eb0adde54fcc8b89394336b002e7961244c/"
                         "fra-eng.zip", "zip", members=(("fra.txt", "fra.txt"), ("_about.txt", "_about.txt"))),),
         license="CC BY 2.0 (credit www.manythings.org/anki and tatoeba.org)",
@@ -106,6 +147,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
         languages=("ko",),
         pairs=(("ko", "ko"),),
         files={split: ("ChatbotData.csv",) for split in SPLITS},
+        reader="csv",
         sources=(Source("https://raw.githubusercontent.com/songys/Chatbot_data/master/ChatbotData.csv", "file",
                         "ChatbotData.csv"),),
         license="MIT",
@@ -121,6 +163,8 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
         pairs=(("en", "en"),),
         files={"train": ("train/dialogues_train.txt",), "val": ("validation/dialogues_validation.txt",),
                "test": ("test/dialogues_test.txt",)},
+        reader="dialogues",
+        multi_turn=True,
         sources=(Source("http://yanran.li/files/ijcnlp_dailydialog.zip", "zip",
                         members=(("train.zip", "train/"), ("validation.zip", "validation/"),
                                  ("test.zip", "test/"))),),
@@ -185,12 +229,13 @@ def find_dataset(name: str, split: str = "train", src_lang: str | None = None, t
         if all((root / f).is_file() for f in needed):
             return root
         looked.append(f"  {root.resolve()}  ({how})")
-    has_train = any((base / name / "train").is_dir() for base, _ in data_dirs(data_dir))
-    if name == "dailydialog" and split == "test" and has_train:
+    train_files = _split_files(spec, "train", src, tgt)
+    has_train = any(all((base / name / f).is_file() for f in train_files) for base, _ in data_dirs(data_dir))
+    if split != "train" and has_train:
         raise FileNotFoundError(
-            f"dailydialog has no test split here: {needed[0]} is missing (the shared copy withholds the official "
-            "test dialogues). Evaluate on the val split instead, or download the full corpus with "
-            "`translator data download dailydialog`.")
+            f"{name} has no {split} split here: {', '.join(needed)} is missing (the shared copies withhold some "
+            f"official test sets). Evaluate on another split (val), or download the full corpus with "
+            f"`translator data download {name}`.")
     raise FileNotFoundError(
         f"dataset {name!r} ({split} split) not found: looked for {', '.join(needed)} in\n" + "\n".join(looked)
         + f"\nProvide it with --data.data_dir DIR (DIR/{name}/ laid out as in the dataset README), "
@@ -239,46 +284,56 @@ def heldout_split(pairs: list[Pair], n_val: int, n_test: int, seed: int = SPLIT_
     return {split: [pairs[i] for i in sorted(idx)] for split, idx in chosen.items()}
 
 
+def _read(spec: DatasetSpec, files: list[Path], context_turns: int, stats: dict | None) -> list[Pair]:
+    """The pairs of `files` with the spec's reader, in the file's own column order."""
+    if spec.reader == "parallel":
+        return read_parallel(*files, stats=stats)
+    if spec.reader == "tsv":
+        return read_tsv(files[0], stats=stats)
+    if spec.reader == "csv":
+        return read_csv_columns(files[0], *spec.options["columns"], stats=stats)
+    return read_dailydialog(files[0], context_turns, stats=stats)
+
+
 @functools.lru_cache(maxsize=4)
-def _cached_heldout(name: str, path: str, stamp: tuple[int, int], seed: int) -> tuple[dict[str, list[Pair]], int]:
+def _cached_heldout(name: str, files: tuple[str, ...], stamp: tuple[tuple[int, int], ...], seed: int,
+                    context_turns: int) -> tuple[dict[str, list[Pair]], int]:
     """Read a corpus without official splits once and split it (val + train reuse one read).
 
     Returns the splits and the number of empty pairs dropped from the whole file.
     """
-    spec, stats = DATASETS[name], {}
-    if name == "chatbot-ko":
-        pairs = read_csv_columns(path, *spec.options["columns"], stats=stats)
-    else:
-        pairs = read_tsv(path, stats=stats)  # always English -> French, so both directions get one split
+    spec, stats = get_spec(name), {}
+    pairs = _read(spec, [Path(f) for f in files], context_turns, stats)
     return heldout_split(pairs, *spec.holdout, seed=seed), stats.get("empty", 0)
 
 
 def load_pairs(dataset: str, split: str, src_lang: str | None = None, tgt_lang: str | None = None,
                data_dir: str | Path | None = None, context_turns: int = 3,
                seed: int = SPLIT_SEED, *, stats: dict | None = None) -> list[Pair]:
-    """(source, target) text pairs of one split of a registered dataset.
+    """(source, target) text pairs of one split of a registered dataset, by the rules of its spec.
 
-    `context_turns` is used by dailydialog only (previous turns in the context); `seed` only by
-    datasets without an official split (keep the default so held-out sets stay the same).
-    `stats`, when given, receives "empty": pairs dropped for an empty side (for held-out splits,
-    counted over the whole file).
+    `context_turns` is used by multi-turn chat datasets only (previous turns in the context);
+    `seed` only by datasets without an official split (keep the default so held-out sets stay the
+    same). `stats`, when given, receives "empty": pairs dropped for an empty side (for held-out
+    splits, counted over the whole file).
     """
     spec, split = get_spec(dataset), normalize_split(split)
     src, tgt = resolve_languages(dataset, src_lang, tgt_lang)
+    read_as = (tgt, src) if (src, tgt) in spec.reversed_pairs else (src, tgt)  # the file's column order
     root = find_dataset(dataset, split, src, tgt, data_dir)
-    files = [root / f for f in _split_files(spec, split, src, tgt)]
-    if spec.name == "multi30k":
-        return read_parallel(*files, stats=stats)
-    if spec.name == "dailydialog":
-        return read_dailydialog(files[0], context_turns, stats=stats)
-    stat = files[0].stat()
-    splits, empty = _cached_heldout(spec.name, str(files[0].resolve()), (stat.st_size, stat.st_mtime_ns), seed)
-    if stats is not None:
-        stats["empty"] = stats.get("empty", 0) + empty
-    pairs = splits[split]
-    if (src, tgt) == ("fr", "en"):
+    files = [root / f for f in _split_files(spec, split, *read_as)]
+    if spec.holdout is None:
+        pairs = _read(spec, files, context_turns, stats)
+    else:
+        stamps = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        splits, empty = _cached_heldout(spec.name, tuple(str(f.resolve()) for f in files), stamps, seed,
+                                       context_turns)
+        if stats is not None:
+            stats["empty"] = stats.get("empty", 0) + empty
+        pairs = list(splits[split])
+    if read_as != (src, tgt):
         return [(t, s) for s, t in pairs]
-    return list(pairs)
+    return pairs
 
 
 # ---- listing and downloading --------------------------------------------------------------

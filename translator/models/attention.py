@@ -118,6 +118,11 @@ class AttentionSeq2Seq(Seq2Seq):
     def has_attention(self) -> bool:
         return True
 
+    @classmethod
+    def attention_note(cls, config: dict) -> str:
+        kind = config.get("attention", "bahdanau")
+        return f"The heatmap shows where the decoder's {kind} attention looked in the source for each output piece."
+
     def encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor]:
         """src, src_mask (B, S) -> (memory (B, S, 2He) zero on padding, final (B, 2He) both directions)."""
         x = self.dropout(self.src_emb(src))  # (B, S, E)

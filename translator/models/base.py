@@ -133,3 +133,9 @@ class Seq2Seq(nn.Module):
     def has_attention(self) -> bool:
         """Whether decoder states can carry attention weights over the source (for plots)."""
         return False
+
+    @classmethod
+    def attention_note(cls, config: dict) -> str:
+        """One sentence for the app: what this model's attention heatmap shows (or why there is none),
+        given its constructor arguments."""
+        return "This model's decoder states carry no attention, so there is no heatmap to show."

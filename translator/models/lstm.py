@@ -92,6 +92,12 @@ class LSTMSeq2Seq(Seq2Seq):
         self.out = nn.Linear(emb_size, tgt_vocab_size)
         self.dropout = Dropout(dropout)
 
+    @classmethod
+    def attention_note(cls, config: dict) -> str:
+        cell = str(config.get("cell", "lstm")).upper()
+        return (f"**This {cell} model has no attention**: the encoder squeezes the whole source into one fixed "
+                "context vector, so there is no heatmap to show.")
+
     def encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """src, src_mask (B, S) -> final encoder state (h, c), each (B, L, H) (c None for a GRU)."""
         if self.reverse_source:

@@ -281,6 +281,10 @@ class Transformer(Seq2Seq):
     def has_attention(self) -> bool:
         return True
 
+    @classmethod
+    def attention_note(cls, config: dict) -> str:
+        return "The heatmap shows the last decoder layer's cross-attention, averaged over heads."
+
     def _embed(self, emb: nn.Embedding, tokens: Tensor, start: int = 0) -> Tensor:
         """tokens (B, T) at positions start.. -> scaled embeddings + positions (B, T, D)."""
         T = tokens.size(1)

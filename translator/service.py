@@ -1,0 +1,388 @@
+"""What the app offers, without Gradio: which checkpoints, the models loaded once, and the two
+requests (translate text, reply to a chat message) with a `UserError` for anything a user can fix.
+
+The Gradio layer (`translator.app`) only lays out components and maps `UserError` to the UI; an
+embedder or a test can use `TranslatorService` directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from translator.checkpoint import BUNDLE_KEY, model_class, read_checkpoint, task_of
+from translator.decoding import DecodeConfig
+from translator.evaluation import attention_figure
+from translator.inference import Chatbot, Translator, flatten_history
+
+log = logging.getLogger("translator.service")
+
+TRAIN_HINT = "translator fit --config translator/configs/transformer.yaml"
+CHAT_TRAIN_HINT = "translator fit --config translator/configs/chat_dailydialog.yaml"
+MAX_FOUND = 50  # checkpoints listed from checkpoints_dir; a training run can leave many
+MAX_BEAM = 16
+MAX_CANDIDATES = 32
+MAX_HISTORY_TURNS = 20  # API clients may send any history; more than this never reaches the model
+#: Example messages for the Chat tab, by the language the chat model speaks.
+CHAT_EXAMPLES = {
+    "en": ["Hi, how are you doing today?", "Thank you so much for your help!", "What do you do for a living?",
+           "Do you want to go to the movies tonight?", "I'm looking for a bank near here."],
+    "ko": ["안녕하세요", "여자친구랑 헤어졌어", "오늘 날씨 정말 좋다", "요즘 잠이 안 와", "주말에 뭐 하지?"],
+}
+CHAT_PLACEHOLDERS = {"en": "Say something…", "ko": "메시지를 입력하세요…"}
+LANGUAGE_NAMES = {"en": "English", "ko": "Korean", "de": "German", "fr": "French"}
+
+
+class UserError(ValueError):
+    """A problem with the request that the user can fix; its message is shown as is."""
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint the app offers: its label and metadata, or why it cannot be used."""
+
+    path: Path
+    label: str = ""
+    architecture: str | None = None
+    dataset: str | None = None
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+    error: str | None = None
+    task: str = "translation"
+    note: str = ""  # what the model's attention (or its absence) means, from the model class
+
+    @property
+    def is_chat(self) -> bool:
+        return self.task == "chat"
+
+    def describe(self, chat: bool = False) -> str:
+        """Markdown that says what this model is and (for translation) what its heatmap means."""
+        if self.error:
+            return f"⚠️ {self.error}"
+        data = self.dataset or "unknown data"
+        if chat:
+            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}."
+        pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
+        return f"**{self.path.name}**: {self.architecture}, {data} {pair}. {self.note}".strip()
+
+
+def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
+    """Metadata of one checkpoint without building its model (mmap keeps the tensors on disk)."""
+    path = Path(path)
+    shown = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
+    try:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - legacy or broken files: the full reader gives the precise message
+            checkpoint = None
+        if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get(BUNDLE_KEY), dict)):
+            checkpoint = read_checkpoint(path)  # raises FileNotFoundError / ValueError with a clear message
+        bundle = checkpoint[BUNDLE_KEY]
+        data = bundle.get("data") or {}
+        config = bundle.get("model") or {}
+        cls = model_class(config, source=str(path))
+    except (OSError, ValueError) as err:
+        return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
+    architecture = cls.__name__
+    pair = f"{data.get('src_lang')}→{data.get('tgt_lang')}" if data.get("src_lang") else "?"
+    label = f"{shown} · {architecture} · {pair}"
+    return CheckpointInfo(path, label, architecture, data.get("dataset"), data.get("src_lang"), data.get("tgt_lang"),
+                          task=task_of(data), note=cls.attention_note(config.get("init_args") or {}))
+
+
+def discover_checkpoints(root: str | Path | None) -> list[Path]:
+    """Every `*.ckpt` under `root` (recursive): names with 'best' first, then 'last', newest first."""
+    if root is None or not Path(root).is_dir():
+        return []
+    files = [p for p in Path(root).rglob("*.ckpt") if p.is_file()]
+
+    def rank(p: Path) -> tuple[int, float]:
+        name = p.stem.lower()
+        return (0 if "best" in name else 1 if "last" in name else 2, -p.stat().st_mtime)
+
+    return sorted(files, key=rank)[:MAX_FOUND]
+
+
+class ModelCache:
+    """Models by (checkpoint, kind), each loaded once, on first use, and shared (thread-safe).
+
+    A failed load is remembered, so a broken file costs one attempt, not one per request.
+    """
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[Path, type], threading.Lock] = {}
+        self._models: dict[tuple[Path, type], Translator] = {}
+        self._failed: dict[tuple[Path, type], str] = {}
+
+    def get(self, path: Path, cls: type[Translator]) -> Translator:
+        key = (Path(path).resolve(), cls)
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            lock = self._loading.setdefault(key, threading.Lock())
+        with lock:  # one load per model even when many requests arrive at once
+            if key in self._models:
+                return self._models[key]
+            if key in self._failed:
+                raise UserError(self._failed[key])
+            try:
+                model = cls.from_checkpoint(path, device=self.device)
+            except (OSError, ValueError) as err:
+                self._failed[key] = f"Cannot load {path}: {err}"
+                raise UserError(self._failed[key]) from None
+            with self._lock:
+                self._models[key] = model
+            return model
+
+
+class ModelRegistry:
+    """The checkpoints the app offers (translation ones and one chat one), over a ModelCache."""
+
+    def __init__(self, checkpoints: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
+                 checkpoints_dir: str | Path | None = None, device: str = "cpu", cache: ModelCache | None = None):
+        self.device = device
+        self.cache = cache or ModelCache(device)
+        if isinstance(checkpoints, (str, Path)):
+            checkpoints = [checkpoints]
+        given = [Path(p) for p in checkpoints or []]
+        root = Path(checkpoints_dir) if checkpoints_dir else None
+        found = [p for p in discover_checkpoints(root) if p.resolve() not in {g.resolve() for g in given}]
+        given_infos = [read_info(p, root) for p in dict.fromkeys(given)]
+        found_infos = [read_info(p, root) for p in found]
+        # Found chat checkpoints belong to the Chat tab; given ones are offered wherever asked.
+        self.translation = _unique_labels(given_infos + [i for i in found_infos if not i.is_chat])
+        self.chat: CheckpointInfo | None = (read_info(chat_checkpoint, root) if chat_checkpoint else
+                                            next((i for i in found_infos if i.is_chat and not i.error), None))
+
+    @property
+    def labels(self) -> list[str]:
+        return [info.label for info in self.translation]
+
+    @property
+    def default(self) -> CheckpointInfo | None:
+        """The first usable translation checkpoint (or the first listed one, to explain why none works)."""
+        return next((i for i in self.translation if not i.error), self.translation[0] if self.translation else None)
+
+    def resolve(self, choice: str | None) -> CheckpointInfo:
+        """A listed checkpoint by label or path; '' or None = the default. Never loads unlisted files."""
+        if not self.translation:
+            raise UserError(f"No translation checkpoint is loaded. Train one with `{TRAIN_HINT}`.")
+        if not choice or not str(choice).strip():
+            return self.default
+        choice = str(choice).strip()
+        for info in self.translation:
+            if choice in (info.label, str(info.path)) or _same_file(choice, info.path):
+                return info
+        raise UserError(f"Unknown checkpoint {choice[:200]!r}; choose one of: {', '.join(self.labels)}")
+
+    def translator(self, info: CheckpointInfo) -> Translator:
+        if info.error:
+            raise UserError(info.error)
+        return self.cache.get(info.path, Translator)
+
+    def chatbot(self) -> Chatbot:
+        if self.chat is None:
+            raise UserError(f"No chat checkpoint is loaded. Train one with `{CHAT_TRAIN_HINT}` "
+                            "and start the app with `--chat_checkpoint PATH`.")
+        if self.chat.error:
+            raise UserError(self.chat.error)
+        return self.cache.get(self.chat.path, Chatbot)  # type: ignore[return-value]
+
+
+def _unique_labels(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
+    """Labels must identify a checkpoint: clashing ones get their full path."""
+    seen = [i.label for i in infos]
+    return [dataclasses.replace(i, label=f"{i.path} · {i.label.split(' · ', 1)[-1]}") if seen.count(i.label) > 1
+            else i for i in infos]
+
+
+def _same_file(choice: str, path: Path) -> bool:
+    try:
+        return Path(choice).resolve() == path.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+# ---- requests -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TranslateResult:
+    """What the Translate tab shows: the text, the first line's heatmap (a matplotlib Figure), a note."""
+
+    text: str
+    figure: Any
+    info: str
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatSettings:
+    """What the Chat tab states about its model: language, examples, context and decoding defaults."""
+
+    language: str | None
+    language_name: str
+    examples: list[str]
+    placeholder: str
+    context_turns: int
+    decoding: DecodeConfig
+
+    @property
+    def context_note(self) -> str:
+        if self.context_turns <= 1:
+            return "The model sees only your last message, not the earlier turns (it was trained that way)."
+        earlier = self.context_turns - 1
+        turns = "turn" if earlier == 1 else "turns"
+        return f"The model sees your message and the {earlier} previous {turns} of the conversation."
+
+
+class TranslatorService:
+    """Translate and chat; every problem a user can cause raises UserError. No Gradio here."""
+
+    def __init__(self, registry: ModelRegistry, max_input_chars: int = 2000):
+        if max_input_chars < 1:
+            raise ValueError(f"max_input_chars must be >= 1, got {max_input_chars}")
+        self.registry = registry
+        self.max_input_chars = max_input_chars
+
+    def check_text(self, text: Any, what: str = "sentence") -> str:
+        """The text to use, or UserError for empty or over-long input (checked before any tokenizing)."""
+        text = "" if text is None else str(text)
+        if not text.strip():
+            raise UserError(f"Type a {what} first: the input is empty.")
+        if len(text) > self.max_input_chars:
+            raise UserError(f"The input has {len(text):,} characters; this app takes at most "
+                            f"{self.max_input_chars:,} per request. Shorten it, or translate files with "
+                            "`translator translate`.")
+        return text
+
+    def translate_text(self, text: str, checkpoint: str | None = None, decoder: str = "greedy",
+                       beam_size: int = 5) -> TranslateResult:
+        """Translate `text` line by line; `first` (for the heatmap) is the first non-empty line's result.
+
+        Never raises: a user error or a failure comes back in `error` (and `info`).
+        """
+        try:
+            text = self.check_text(text)
+            if decoder not in ("greedy", "beam"):
+                raise UserError(f"Unknown decoder {decoder!r}; choose greedy or beam.")
+            beam_size = int_in(beam_size, "beam size", 1, MAX_BEAM)
+            info = self.registry.resolve(checkpoint)
+            translator = self.registry.translator(info)
+            lines = text.splitlines()
+            config = DecodeConfig(method=decoder, beam_size=beam_size)
+            results = translator.translate(lines, config, return_attention=True)
+        except UserError as err:
+            return TranslateResult("", None, f"⚠️ {err}", error=str(err))
+        except Exception:  # noqa: BLE001 - never a stack trace in the UI; the log has it
+            log.exception("translation failed")
+            message = "Something went wrong while translating this input; the server log has the details."
+            return TranslateResult("", None, f"⚠️ {message}", error=message)
+        notes = [info.describe()]
+        first = next((r for r in results if r.src_pieces), None)
+        figure = None
+        if first is not None and first.attention is not None and first.tgt_pieces:
+            figure = attention_figure(first.src_pieces, first.tgt_pieces, first.attention)
+            if len([r for r in results if r.src_pieces]) > 1:
+                notes.append("The heatmap is for the first line.")
+        unk = translator.tokenizer.src.id_to_piece(translator.tokenizer.unk_id)
+        unknown = sum(p == unk for r in results for p in r.src_pieces)
+        if unknown:
+            notes.append(f"{unknown} source piece(s) are unknown to this model's vocabulary "
+                         "(characters it never saw in training).")
+        if any(r.truncated for r in results):
+            notes.append(f"A line was longer than the model's limit of {translator.max_src_tokens} tokens; "
+                         "only its beginning was translated.")
+        output = "\n".join(printable(r.text) for r in results)
+        if not output.strip():
+            notes.append("The model produced an empty translation for this input.")
+        return TranslateResult(output, figure, "\n\n".join(notes))
+
+    def describe_checkpoint(self, checkpoint: str | None) -> str:
+        """The note shown when a checkpoint is picked: what it is, and whether it has attention."""
+        try:
+            return self.registry.resolve(checkpoint).describe()
+        except UserError as err:
+            return f"⚠️ {err}"
+
+    def chat_settings(self) -> ChatSettings:
+        """Language, examples, context and default decoding of the chat model (loads it)."""
+        bot = self.registry.chatbot()
+        lang = bot.language
+        return ChatSettings(lang, LANGUAGE_NAMES.get(lang or "", lang or "an unknown language"),
+                            CHAT_EXAMPLES.get(lang or "", []), CHAT_PLACEHOLDERS.get(lang or "", "…"),
+                            bot.context_turns, bot.default_decoding)
+
+    def chat_reply(self, message: str, history: Sequence[Any] | None = None, method: str | None = None,
+                   temperature: float | None = None, top_p: float | None = None, lm_weight: float | None = None,
+                   beam_size: int | None = None, candidates: int | None = None, top_k: int | None = None,
+                   no_repeat_ngram_size: int | None = None) -> str:
+        """The chat model's reply to `message` after `history`; None = the model's default for that
+        option (CHAT_DECODING). UserError for anything the user can fix."""
+        message = self.check_text(message, "message").strip()
+        options: dict[str, Any] = {}
+        if method is not None:
+            if method not in ("sample", "beam", "greedy"):
+                raise UserError(f"Unknown decoder {method!r}; choose sample, beam or greedy.")
+            options["method"] = method
+        if temperature is not None:
+            options["temperature"] = float_in(temperature, "temperature", 0.05, 5.0)
+        if top_p is not None:
+            options["top_p"] = float_in(top_p, "top-p", 0.01, 1.0)
+        if lm_weight is not None:
+            options["lm_weight"] = float_in(lm_weight, "anti-LM weight", 0.0, 2.0)
+        if beam_size is not None:
+            options["beam_size"] = int_in(beam_size, "beam size", 1, MAX_BEAM)
+        if candidates is not None:
+            options["candidates"] = int_in(candidates, "number of candidates", 1, MAX_CANDIDATES)
+        if top_k is not None:
+            options["top_k"] = int_in(top_k, "top-k", 0, 1000)
+        if no_repeat_ngram_size is not None:
+            options["no_repeat_ngram_size"] = int_in(no_repeat_ngram_size, "no-repeat n-gram size", 0, 10)
+        if options.get("method") == "greedy":
+            options["candidates"] = 1
+        bot = self.registry.chatbot()
+        try:
+            config = bot.default_decoding.replace(**options)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        if config.lm_weight and bot.bundle.empty_source is None:
+            config = config.replace(lm_weight=0.0)  # a model without context dropout has no reply LM
+        turns = [t[-self.max_input_chars:] for t in flatten_history(history or [])][-MAX_HISTORY_TURNS:]
+        return printable(bot.reply(turns, message, config))
+
+
+def printable(text: str) -> str:
+    """Model output without control characters or U+FFFD (decoders keep byte pieces whole; this is the
+    last guard for models that still spell a character the tokenizer cannot decode)."""
+    return "".join(c for c in text if c != "\ufffd" and unicodedata.category(c) not in ("Cc", "Cs", "Co", "Cn")
+                   ).strip()
+
+
+def int_in(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = int(float(value))
+    except (TypeError, ValueError):
+        raise UserError(f"The {name} must be a number, got {value!r}.") from None
+    if not low <= number <= high:
+        raise UserError(f"The {name} must be between {low} and {high}, got {number}.")
+    return number
+
+
+def float_in(value: Any, name: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"The {name} must be a number, got {value!r}.") from None
+    if not low <= number <= high:  # also rejects NaN
+        raise UserError(f"The {name} must be between {low} and {high}, got {number}.")
+    return number
