@@ -53,6 +53,9 @@ def _lightning_cli(args: list[str]) -> None:
             for name in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
                 parser.link_arguments(f"data.{name}", f"model.model.init_args.{name}", apply_on="instantiate")
 
+        def before_instantiate_classes(self) -> None:
+            _cpu_precision(self.config.get(self.config.get("subcommand")) or self.config)
+
     # LightningCLI reads sys.argv itself; handing it `args` as well only makes it warn.
     saved_argv = sys.argv
     sys.argv = [saved_argv[0] if saved_argv else "translator", *args]
@@ -60,6 +63,22 @@ def _lightning_cli(args: list[str]) -> None:
         TranslatorCLI(Seq2SeqSystem, Seq2SeqDataModule, save_config_kwargs={"overwrite": True})
     finally:
         sys.argv = saved_argv
+
+
+def _cpu_precision(config: Any) -> None:
+    """bf16 on a CPU that only emulates it (AVX2) runs ~40x slower than float32: train in float32 there."""
+    import torch
+
+    from translator.runtime import cpu_bf16_is_fast
+
+    trainer = config.get("trainer") if hasattr(config, "get") else None
+    precision = str(trainer.get("precision") or "") if trainer is not None else ""
+    accelerator = str(trainer.get("accelerator") or "auto") if trainer is not None else "auto"
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if precision.startswith("bf16") and on_cpu and not cpu_bf16_is_fast():
+        print(f"translator: note: this CPU has no native bf16 (measured slower than float32), so "
+              f"--trainer.precision {precision} becomes 32-true", file=sys.stderr)
+        trainer["precision"] = "32-true"
 
 
 def translate(

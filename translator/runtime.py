@@ -25,3 +25,33 @@ def tune_malloc(mmap_threshold: int = 1 << 30) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+_BF16_FAST: bool | None = None
+
+
+def cpu_bf16_is_fast() -> bool:
+    """Whether bf16 matrix products run faster than float32 on this CPU (measured once, ~0.1 s).
+
+    CPUs with AVX-512 bf16 or AMX run bf16 autocast several times faster than float32; CPUs with
+    only AVX2 emulate it. Measured on the AVX2-only AMD EPYC dev box: a (2048, 256) x (256, 1024)
+    product took 26 ms in float32 and 1,077 ms under bf16 autocast, 40x slower, so bf16-mixed
+    training there would take weeks instead of hours.
+    """
+    global _BF16_FAST
+    if _BF16_FAST is None:
+        import time
+
+        import torch
+
+        a, b = torch.randn(512, 256), torch.randn(256, 512)
+        timings = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            x, y = a.to(dtype), b.to(dtype)
+            x @ y  # warm-up
+            start = time.perf_counter()
+            for _ in range(3):
+                x @ y
+            timings[dtype] = time.perf_counter() - start
+        _BF16_FAST = timings[torch.bfloat16] < timings[torch.float32]
+    return _BF16_FAST
