@@ -118,10 +118,10 @@ def evaluate_command(checkpoints: dict[str, Path], args: argparse.Namespace, dec
            "--src_lang", args.src_lang, "--tgt_lang", args.tgt_lang]
     for family, path in checkpoints.items():
         cmd += ["--checkpoint", str(path), "--label", family]
-    cmd += ["--decoder", decoder, "--batch_size", str(args.batch_size), "--device", args.device,
+    cmd += ["--decode.method", decoder, "--batch_size", str(args.batch_size), "--device", args.device,
             "--json", str(json_path), "--plot", str(plot_path)]
     if decoder == "beam":
-        cmd += ["--beam_size", str(args.beam_size)]
+        cmd += ["--decode.beam_size", str(args.beam_size), "--decode.length_penalty", "1.0"]
     if args.data_dir:
         cmd += ["--data_dir", args.data_dir]
     if args.max_sentences:

@@ -20,13 +20,13 @@ CKPTS=$(dirname "$(ls -t "$RUN"/*/version_*/checkpoints/best.ckpt | head -1)")
 translator average "$CKPTS"/epoch*.ckpt --output "$CKPTS/average.ckpt"
 score() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['bleu'])" "$1"; }
 for WHICH in best average; do
-    translator evaluate --checkpoint "$CKPTS/$WHICH.ckpt" --dataset multi30k --split val --decoder greedy \
+    translator evaluate --checkpoint "$CKPTS/$WHICH.ckpt" --dataset multi30k --split val --decode.method greedy \
         --json "$RUN/val-$WHICH.json" > /dev/null
     echo "validation BLEU (greedy) of $WHICH.ckpt: $(score "$RUN/val-$WHICH.json")"
 done
 FINAL=$(python -c "import sys; print(sys.argv[1] if float(sys.argv[3]) >= float(sys.argv[4]) else sys.argv[2])" \
     "$CKPTS/average.ckpt" "$CKPTS/best.ckpt" "$(score "$RUN/val-average.json")" "$(score "$RUN/val-best.json")")
-translator evaluate --checkpoint "$FINAL" --dataset multi30k --split test --decoder beam --beam_size 5 \
+translator evaluate --checkpoint "$FINAL" --dataset multi30k --split test --decode.method beam --decode.beam_size 5 \
     --json "$RUN/eval.json" --plot "$RUN/bleu_by_length.png" | tee "$RUN/eval.txt"
 echo
 echo "checkpoint: $FINAL"
