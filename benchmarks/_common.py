@@ -47,11 +47,15 @@ def config_path(family: str) -> Path:
 
 
 def load_config(family: str) -> dict[str, Any]:
-    """The shipped YAML of a family as plain data."""
+    """The shipped YAML of a family as plain data, its trainer block over the CLI's shared TRAINER_DEFAULTS."""
     import yaml
 
+    from translator.cli import TRAINER_DEFAULTS
+
     with open(config_path(family), encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        config = yaml.safe_load(f)
+    config["trainer"] = {**TRAINER_DEFAULTS, **(config.get("trainer") or {})}
+    return config
 
 
 def positive(name: str, value: float | None, allow_zero: bool = False) -> None:

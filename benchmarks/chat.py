@@ -50,6 +50,7 @@ CHOICES: dict[str, DecodeConfig] = {
 }
 SWEEP_LAMBDAS = (0.0, 0.15, 0.3, 0.5)
 SWEEP_GAMMAS = (0.0, 0.3, 0.6)
+SWEEP_CANDIDATES = (8,)
 COLUMNS = ("bleu", "chrf", "distinct_1", "distinct_2", "distinct_2_ratio", "generic_share", "top_reply_share",
            "mean_length", "reference_mean_length", "entropy_4", "reference_perplexity", "seconds")
 
@@ -137,7 +138,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max_sentences", type=int, default=None,
                         help="evaluate the non-default choices on the first N validation pairs only")
     parser.add_argument("--subset_default", action="store_true", help="also cut the default choice to N")
-    parser.add_argument("--sweep", action="store_true", help="add the anti-LM lambda x gamma grid")
+    parser.add_argument("--sweep", action="store_true", help="add the anti-LM lambda x gamma x candidates grid")
+    parser.add_argument("--lambdas", type=float, nargs="+", default=list(SWEEP_LAMBDAS))
+    parser.add_argument("--gammas", type=float, nargs="+", default=list(SWEEP_GAMMAS))
+    parser.add_argument("--candidates", type=int, nargs="+", default=list(SWEEP_CANDIDATES))
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--out", required=True, type=Path)
@@ -162,10 +166,11 @@ def main(argv: list[str]) -> int:
         checkpoint = given.get(dataset) or train(dataset, args.out, args.train_args.split())
         choices = {name: CHOICES[name] for name in args.choices}
         if args.sweep:
-            for lam in SWEEP_LAMBDAS:
-                for gamma in SWEEP_GAMMAS:
-                    choices[f"sample8 lambda={lam} gamma={gamma}"] = CHAT_DECODING.replace(lm_weight=lam,
-                                                                                          length_bonus=gamma)
+            for n in args.candidates:
+                for lam in args.lambdas:
+                    for gamma in args.gammas:
+                        choices[f"sample{n} lambda={lam} gamma={gamma}"] = CHAT_DECODING.replace(
+                            candidates=n, lm_weight=lam, length_bonus=gamma)
         reports = [run_choice(checkpoint, dataset, name, config, args, args.out) for name, config in choices.items()]
         results["models"][dataset] = {"checkpoint": str(checkpoint), "reports": reports,
                                       "prompts": replies(checkpoint, dataset, CHAT_DECODING)}

@@ -6,21 +6,21 @@ each family reaches, and decoding speed (greedy / beam, batch 1 / 64, Transforme
     python benchmarks/speed.py --families transformer --steps 20 --parts train
     python benchmarks/speed.py --parts profile                      # torch.profiler on Transformer bf16 steps
 
-Training runs on real Multi30k batches from the DataModule with each family's shipped data
-options ($TRANSLATOR_DATA_DIR or --data_dir) and the loss of Seq2SeqSystem (label-smoothed
-F.cross_entropy), AdamW and gradient clipping as configured; bf16-mixed is torch.autocast(bf16)
-around forward + loss, as Lightning does. Warm-up steps are not timed. Prints one table and
-writes JSON (--out). Run from the repository root.
+Training runs the real training step: Seq2SeqSystem (its teacher-forced loss, and the AdamW
+groups and schedule of its configure_optimizers) in a Lightning Trainer with the config's
+gradient clipping and precision (fp32 = 32-true, bf16 = bf16-mixed), on real Multi30k batches from
+the DataModule with each family's shipped data options ($TRANSLATOR_DATA_DIR or --data_dir).
+Warm-up steps are not timed. Prints one table and writes JSON (--out). Run from the repository root.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import inspect
 import json
+import logging
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from _common import (DATASET, FAMILIES, TEST_SPLIT_NAME, BenchmarkError, check_c
 PROG = "speed.py"
 PARTS = ("peak", "train", "decode", "profile")
 PRECISIONS = {"fp32": None, "bf16": "bfloat16"}
+TRAINER_PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed"}  # Lightning's names
 FLOP_NOTE = (
     "FLOPs per training step = 6 x parameters touched per token (2 forward + 4 backward), over non-pad tokens: per "
     "source token the encoder's non-embedding parameters plus the memory-side projections (Transformer "
@@ -110,19 +111,13 @@ def preflight(args: argparse.Namespace) -> tuple[set[str], list[tuple[str, Path,
 
 # ---- building what is measured -------------------------------------------------------------------
 class Family:
-    """One family's shipped config, DataModule (shared when the data options agree) and hyper-parameters."""
+    """One family's shipped config, DataModule (shared when the data options agree) and training system."""
 
     _datamodules: dict[str, Any] = {}
 
     def __init__(self, name: str, args: argparse.Namespace):
-        from translator.system import Seq2SeqSystem
-
         self.name, self.args = name, args
-        self.config = load_config(name)
-        defaults = {k: v.default for k, v in inspect.signature(Seq2SeqSystem.__init__).parameters.items()
-                    if v.default is not inspect.Parameter.empty}
-        self.hparams = {**defaults, **{k: v for k, v in self.config["model"].items() if k != "model"}}
-        self.clip = self.config.get("trainer", {}).get("gradient_clip_val")
+        self.config = load_config(name)  # its trainer block includes translator.cli.TRAINER_DEFAULTS
 
     @property
     def datamodule(self) -> Any:
@@ -150,24 +145,20 @@ class Family:
         torch.manual_seed(seed)
         return build_model({"class_path": spec["class_path"], "init_args": init}, source=str(config_path(self.name)))
 
-    def optimizer(self, model: Any) -> Any:
-        """AdamW with the parameter groups of Seq2SeqSystem.configure_optimizers."""
-        import torch
+    def system(self, seed: int = 0) -> Any:
+        """Seq2SeqSystem around a fresh model, with the config's hyper-parameters and the data's tokenizer."""
+        from translator.system import Seq2SeqSystem
 
-        decay, no_decay = [], []
-        for name, param in model.named_parameters():
-            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
-        hp = self.hparams
-        return torch.optim.AdamW([{"params": decay, "weight_decay": hp["weight_decay"]},
-                                  {"params": no_decay, "weight_decay": 0.0}],
-                                 lr=hp["lr"], betas=(0.9, hp["adam_beta2"]), eps=1e-8)
+        system = Seq2SeqSystem(self.model(seed), **{k: v for k, v in self.config["model"].items() if k != "model"})
+        system.tokenizer = self.datamodule.tokenizer
+        return system
 
-    def batches(self, n: int, device: Any) -> list[dict[str, Any]]:
+    def batches(self, n: int) -> list[dict[str, Any]]:
         """The first n train batches in the DataModule's (seeded) order, cycling when the split is small."""
         out: list[dict[str, Any]] = []
         while len(out) < n:
             for batch in self.datamodule.train_dataloader():
-                out.append({k: batch[k].to(device) for k in ("src", "src_mask", "tgt_in", "tgt_out")})
+                out.append({k: batch[k] for k in ("src", "src_mask", "tgt_in", "tgt_out")})
                 if len(out) == n:
                     break
         return out
@@ -199,25 +190,43 @@ def synchronize(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step(model: Any, optimizer: Any, batch: dict[str, Any], family: Family, precision: str) -> Any:
-    """One step as Seq2SeqSystem + Lightning do it: (autocast) forward + the same loss, backward, clip, AdamW."""
+def fit_steps(family: Family, batches: list[dict[str, Any]], precision: str, device: Any, untimed: int,
+              profiler: Any = None) -> tuple[Any, float, float]:
+    """Train on `batches`, one optimizer step each, as `translator fit` does: Seq2SeqSystem's
+    training_step, backward, the config's gradient clipping, its optimizer and schedule, in a Lightning
+    Trainer. Returns (system, seconds of the steps after the first `untimed`, the last step's loss).
+    `profiler` (a torch.profiler.profile) records the timed steps."""
+    import lightning as L
     import torch
 
-    from translator.loss import label_smoothed_loss
+    class Window(L.Callback):
+        """Wall time from the start of step `untimed` to the end of the last step."""
 
-    device_type = batch["src"].device.type
-    autocast = (torch.autocast(device_type, dtype=getattr(torch, PRECISIONS[precision])) if PRECISIONS[precision]
-                else contextlib.nullcontext())
-    with autocast:
-        logits = model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
-        loss, _ = label_smoothed_loss(logits.flatten(0, 1), batch["tgt_out"].flatten(),
-                                      family.hparams["label_smoothing"], model.pad_id, fused=family.hparams["compile_loss"])
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if family.clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), family.clip)
-    optimizer.step()
-    return loss
+        def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
+            if batch_idx == untimed:
+                synchronize(device)
+                if profiler is not None:
+                    profiler.start()
+                self.start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if batch_idx == len(batches) - 1:
+                synchronize(device)
+                self.seconds = time.perf_counter() - self.start
+                if profiler is not None:
+                    profiler.stop()
+                self.loss = float(outputs["loss"])
+
+    warnings.filterwarnings("ignore", "You defined a `validation_step` but have no `val_dataloader`")
+    system, window = family.system(), Window()
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=[device.index or 0] if device.type == "cuda" else 1,
+        precision=TRAINER_PRECISION[precision], gradient_clip_val=family.config["trainer"].get("gradient_clip_val"),
+        max_epochs=1, max_steps=len(batches), limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[window])
+    # batch_size=None: the DataModule's batches as they are (a plain list would be read as several loaders)
+    trainer.fit(system, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    return system, window.seconds, window.loss
 
 
 # ---- measurements ------------------------------------------------------------------------------
@@ -251,18 +260,9 @@ def measure_peak(args: argparse.Namespace, device: Any) -> dict[str, Any]:
 def measure_train(family: Family, precision: str, args: argparse.Namespace, device: Any,
                   peak: dict[str, Any]) -> dict[str, Any]:
     """Training tokens/s (source + target non-pad tokens) over args.steps timed steps."""
-    model = family.model().to(device).train()
-    optimizer = family.optimizer(model)
-    batches = family.batches(args.warmup + args.steps, device)
-    for batch in batches[: args.warmup]:
-        train_step(model, optimizer, batch, family, precision)
-    timed = batches[args.warmup:]
-    synchronize(device)
-    start = time.perf_counter()
-    for batch in timed:
-        loss = train_step(model, optimizer, batch, family, precision)
-    synchronize(device)
-    seconds = time.perf_counter() - start
+    batches = family.batches(args.warmup + args.steps)
+    system, seconds, loss = fit_steps(family, batches, precision, device, untimed=args.warmup)
+    model, timed = system.model, batches[args.warmup:]
     src_tokens = sum(int(b["src_mask"].sum()) for b in timed)
     tgt_tokens = sum(int((b["tgt_out"] != model.pad_id).sum()) for b in timed)
     params = flop_parameters(model)
@@ -339,19 +339,13 @@ def measure_decode(label: str, translator: Any, sources: list[str], args: argpar
 
 def measure_profile(args: argparse.Namespace, device: Any) -> dict[str, Any]:
     """torch.profiler over a few Transformer bf16-mixed training steps; the top ops by self CPU time."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     family = Family("transformer", args)
-    model = family.model().to(device).train()
-    optimizer = family.optimizer(model)
-    batches = family.batches(1 + args.profile_steps, device)
-    train_step(model, optimizer, batches[0], family, "bf16")  # warm-up outside the profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for batch in batches[1:]:
-            train_step(model, optimizer, batch, family, "bf16")
-        synchronize(device)
+    prof = profile(activities=activities)
+    # one warm-up step outside the profile
+    fit_steps(family, family.batches(1 + args.profile_steps), "bf16", device, untimed=1, profiler=prof)
     averages = prof.key_averages()
     text = averages.table(sort_by="self_cpu_time_total", row_limit=args.profile_rows)
     total = sum(e.self_cpu_time_total for e in averages) or 1
@@ -389,6 +383,7 @@ def main(argv: list[str]) -> int:
     from translator.runtime import tune_malloc
 
     tune_malloc()  # as the `translator` CLI does: reuse freed heap instead of fresh mmap pages
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" lines per measurement
     device = torch.device(args.device)
     result: dict[str, Any] = {
         "benchmark": "speed", "created": time.strftime("%Y-%m-%d %H:%M:%S"),

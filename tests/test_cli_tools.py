@@ -174,7 +174,7 @@ def bad_cases(tmp_path, ckpt):
     empty = write(tmp_path / "empty.txt", [], final_newline=False)
     return [
         (["translate", "--checkpoint", ckpt, "--input", tmp_path / "missing.txt"], "missing.txt: no such file"),
-        (["translate", "--checkpoint", ckpt, "--input", src, "--decoder", "topk"], "unknown decoder 'topk'"),
+        (["translate", "--checkpoint", ckpt, "--input", src, "--decode.method", "topk"], "Given value: topk"),
         (["translate", "--checkpoint", tmp_path / "none.ckpt", "--input", src], "checkpoint not found"),
         (["translate", "--checkpoint", ckpt, "--input", tmp_path], "cannot read"),
         (["evaluate", "--checkpoint", ckpt, "--source", tmp_path / "missing.txt", "--reference", src],
@@ -182,8 +182,11 @@ def bad_cases(tmp_path, ckpt):
         (["evaluate", "--checkpoint", ckpt, "--source", src, "--reference", short],
          "src.txt has 3 lines but"),
         (["evaluate", "--checkpoint", ckpt, "--source", empty, "--reference", empty], "empty test set"),
-        (["evaluate", "--checkpoint", ckpt, "--source", src, "--reference", src, "--decoder", "nucleus"],
-         "unknown decoder 'nucleus'"),
+        (["evaluate", "--checkpoint", ckpt, "--source", src, "--reference", src, "--decode.method", "nucleus"],
+         "Given value: nucleus"),
+        (["evaluate", "--checkpoint", ckpt, "--source", src, "--reference", src, "--batch_size", "many"],
+         'Parser key "batch_size"'),
+        (["translate", "--input", src], "required: checkpoint"),
         (["evaluate", "--checkpoint", ckpt], "give --dataset NAME"),
         (["evaluate", "--checkpoint", ckpt, "--dataset", "multi30k", "--source", src, "--reference", src],
          "not both"),
@@ -220,7 +223,7 @@ def test_chat_checkpoint_gets_distinct_and_korean_tokenizer(ckpts, tmp_path, cap
     assert code == 0, err
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert report["chat"] is True and report["tokenize"] == "char" and report["tgt_lang"] == "ko"
-    assert {"distinct_1", "distinct_2", "top_reply_fraction"} <= report.keys() and "dist-1" in out
+    assert {"distinct_1", "distinct_2", "top_reply_share"} <= report.keys() and "distinct_1" in out
 
 
 def test_bf16_translation_keeps_line_alignment(tmp_path, capsys):
@@ -261,5 +264,50 @@ def test_average_refuses_checkpoints_of_different_models(tmp_path, capsys):
     code, _, err = run_cli(capsys, "average", a, b, "--output", tmp_path / "avg.ckpt")
     assert code == 1 and "b.ckpt has a different model config" in err and err.count("\n") == 1
     assert not (tmp_path / "avg.ckpt").exists()
-    code, _, err = run_cli(capsys, "average", tmp_path / "missing.ckpt", a, "--output", tmp_path / "avg.ckpt")
+    code, _, err = run_cli(capsys, "average", tmp_path / "missing.ckpt", a, "-o", tmp_path / "avg.ckpt")
     assert code == 1 and "checkpoint not found" in err and "missing.ckpt" in err
+
+
+def test_usage_lists_every_command_with_its_summary(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    rows = {line.split("  ")[1].strip(): line for line in out.splitlines() if line.startswith("  ")}
+    for name in ("fit", "validate", "test", "translate", "evaluate", "average", "app", "data list",
+                 "data download", "data stats"):
+        assert name in rows, name
+    assert "Average the weights of checkpoints" in rows["average"] and "Download dataset NAME" in rows["data download"]
+    code, out, err = run_cli(capsys, "translate", "--help")
+    assert code == 0 and "Examples:\n    echo" in out and "--decode.beam_size" in out  # the docstring, lines kept
+    code, _, err = run_cli(capsys, "tranlsate")
+    assert code == 2 and "unknown command 'tranlsate'" in err
+
+
+def test_translate_help_loads_neither_lightning_nor_gradio():
+    script = ("import sys\nimport translator.inference\nfrom translator.cli import main\n"
+              "try:\n    main(['translate', '--help'])\nexcept SystemExit:\n    pass\n"
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning', 'gradio'}))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_list_options_repeat_and_positional_lists_take_many_words():
+    from translator import cli
+
+    seen = {}
+
+    def command(files: list[str], *, label: list[str] | str | None = None, size: int = 1) -> None:
+        """Collect what was parsed.
+
+        Args:
+            files: one or more inputs.
+            label: a name per input.
+            size: a number.
+        """
+        seen.update(files=files, label=label, size=size)
+
+    cli._run_function("command", command, ["a.txt", "b.txt", "--label", "x", "--label", "y", "--label+", "z"])
+    assert seen == {"files": ["a.txt", "b.txt"], "label": ["x", "y", "z"], "size": 1}
+    cli._run_function("command", command, ["a.txt", "--label", "x", "--size", "3"])
+    assert seen == {"files": ["a.txt"], "label": "x", "size": 3}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from translator.decoding import Hypothesis, beam_search, decode, greedy_decode, sample
+from translator.models import AttentionSeq2Seq, LSTMSeq2Seq, Transformer
 from translator.models.base import DecoderState, Seq2Seq
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -51,10 +51,11 @@ class Toy(Seq2Seq):
 
     def decode_step(self, tokens: Tensor, state: ToyState) -> tuple[Tensor, ToyState]:
         self.steps += 1
+        memory, src_mask = state.per_row(state.memory), state.per_row(state.src_mask)  # (B, S, H), (B, S)
         h = self.cell(self.tgt_emb(tokens), state.hidden)  # (B, H)
-        scores = (state.memory @ h.unsqueeze(-1)).squeeze(-1).masked_fill(~state.src_mask, -math.inf)  # (B, S)
+        scores = (memory @ h.unsqueeze(-1)).squeeze(-1).masked_fill(~src_mask, -math.inf)  # (B, S)
         att = scores.softmax(-1)
-        ctx = (att.unsqueeze(1) @ state.memory).squeeze(1)  # (B, H)
+        ctx = (att.unsqueeze(1) @ memory).squeeze(1)  # (B, H)
         logits = self.out(torch.tanh(self.combine(torch.cat([h, ctx], -1)))) * self.scale + self.logit_bias
         return logits, dataclasses.replace(state, hidden=h, attention=att if state.need_attention else None)
 
@@ -83,20 +84,15 @@ class Bigram(Seq2Seq):
 
 
 def real(family: str, vocab: int = 20, seed: int = 0, **kw) -> Seq2Seq:
-    """A tiny model of one real family; skipped while its module does not exist yet."""
-    module, cls, config = {
-        "lstm": ("lstm", "LSTMSeq2Seq", dict(emb_size=8, hidden_size=16, num_layers=1)),
-        "attention": ("attention", "AttentionSeq2Seq", dict(emb_size=8, enc_hidden_size=8, dec_hidden_size=16,
-                                                            attention_size=8)),
-        "transformer": ("transformer", "Transformer", dict(d_model=16, num_heads=2, num_encoder_layers=1,
-                                                           num_decoder_layers=2, ff_size=32)),
+    """A tiny model of one real family."""
+    cls, config = {
+        "lstm": (LSTMSeq2Seq, dict(emb_size=8, hidden_size=16, num_layers=1)),
+        "attention": (AttentionSeq2Seq, dict(emb_size=8, enc_hidden_size=8, dec_hidden_size=16, attention_size=8)),
+        "transformer": (Transformer, dict(d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=2,
+                                          ff_size=32)),
     }[family]
-    try:
-        mod = importlib.import_module(f"translator.models.{module}")
-    except ImportError as err:
-        pytest.skip(f"translator.models.{module} not importable yet: {err}")
     torch.manual_seed(seed)
-    return getattr(mod, cls)(vocab, vocab, pad_id=PAD, dropout=0.0, **config, **kw).eval()
+    return cls(vocab, vocab, pad_id=PAD, dropout=0.0, **config, **kw).eval()
 
 
 def make_model(family: str, **kw) -> Seq2Seq:
@@ -139,33 +135,48 @@ def assert_same(a: list[list[Hypothesis]], b: list[list[Hypothesis]], atol: floa
 
 # ---- beam 1 == greedy, batched == one by one, cached == uncached ----------------------------------
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("opts", [{}, dict(length_penalty=1.0, no_repeat_ngram_size=2, forbid_unk=True)])
-def test_beam_one_equals_greedy(family, opts):
-    model = make_model(family)
-    src, mask = batch()
-    greedy = greedy_decode(model, src, mask, **IDS, max_len_b=6, **opts)
-    beam = beam_search(model, src, mask, **IDS, beam_size=1, max_len_b=6, **opts)
-    assert all(len(h) == 1 for h in greedy)
-    for g, b in zip(greedy, beam):
-        assert g[0].tokens == b[0].tokens and g[0].finished == b[0].finished
-        assert g[0].score == b[0].score  # exactly: the same code computes both
-
-
-def reference_greedy(model: Seq2Seq, src: Tensor, mask: Tensor, steps: int) -> tuple[list[int], float, bool]:
-    """Plain argmax loop over one sentence: (tokens, raw score, ended with eos)."""
+def reference_greedy(model: Seq2Seq, src: Tensor, mask: Tensor, steps: int, forbid_unk: bool = False,
+                     no_repeat_ngram_size: int = 0) -> tuple[list[int], float, bool]:
+    """Plain argmax loop over one sentence, written apart from translator.decoding: (tokens, raw score,
+    ended with eos). Never emits pad or bos, nor unk with forbid_unk, nor a token completing an n-gram
+    that the output already holds with no_repeat_ngram_size = n."""
+    n = no_repeat_ngram_size
     with torch.inference_mode():
         state, token, tokens, score = model.init_state(model.encode(src, mask), mask), BOS, [], 0.0
         for _ in range(steps):
             logits, state = model.decode_step(torch.tensor([token]), state)
-            lp = logits[0].float().log_softmax(-1)
-            lp[[PAD, BOS]] = -math.inf
+            lp = logits[0].float().log_softmax(-1)  # (V,)
+            lp[[PAD, BOS] + ([UNK] if forbid_unk else [])] = -math.inf
+            if n:
+                started = tokens[len(tokens) - n + 1:]  # the n-gram this token would complete
+                for i in range(len(tokens) - n + 1):
+                    if tokens[i:i + n - 1] == started:
+                        lp[tokens[i + n - 1]] = -math.inf
             token = int(lp.argmax())
             score += float(lp[token])
             if token == EOS:
                 return tokens, score, True
             tokens.append(token)
     return tokens, score, False
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("opts", [{}, dict(length_penalty=1.0, no_repeat_ngram_size=2, forbid_unk=True)])
+def test_beam_one_equals_greedy(family, opts):
+    """greedy_decode and beam_search(beam_size=1) of a batch both equal the argmax loop above, sentence by sentence."""
+    model = make_model(family)
+    src, mask = batch()
+    limits = dict(max_len_a=1.5, max_len_b=6)
+    greedy = greedy_decode(model, src, mask, **IDS, **limits, **opts)
+    beam = beam_search(model, src, mask, **IDS, beam_size=1, **limits, **opts)
+    for i, (g, b) in enumerate(zip(greedy, beam)):
+        s, m = unpad(src, mask, [i])
+        tokens, score, finished = reference_greedy(model, s, m, int(1.5 * int(m.sum()) + 6),
+                                                   opts.get("forbid_unk", False), opts.get("no_repeat_ngram_size", 0))
+        for hyps in (g, b):
+            assert len(hyps) == 1
+            assert (hyps[0].tokens, hyps[0].finished) == (tokens, finished)
+            assert hyps[0].score == pytest.approx(score, abs=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -203,6 +214,52 @@ def test_transformer_cache_matches_prefix_recompute(method, opts):
     a = decode(cached, src, mask, method=method, **IDS, return_attention=True, **opts)
     b = decode(uncached, src, mask, method=method, **IDS, return_attention=True, **opts)
     assert_same(a, b)
+
+
+# ---- a sentence's rows: its source stored once (shared) or once per row (copied) ------------------
+
+class Recording(Seq2Seq):
+    """Drives `model` through the interface and keeps, per decode_step, (logits, rows, stored source rows)."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model, self.steps = model, []
+
+    def encode(self, src: Tensor, src_mask: Tensor):
+        return self.model.encode(src, src_mask)
+
+    def init_state(self, memory, src_mask: Tensor, need_attention: bool = False) -> DecoderState:
+        return self.model.init_state(memory, src_mask, need_attention)
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        logits, state = self.model.decode_step(tokens, state)
+        self.steps.append((logits, state.num_rows, state.src_mask.size(0)))
+        return logits, state
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method,opts", [("beam", dict(beam_size=3, nbest=2)), ("sample", dict(num_samples=3, seed=0))])
+def test_shared_and_copied_source_give_the_same_logits(family, method, opts, monkeypatch):
+    """Both forms of DecoderState.share_source, over a whole search in which sentences end at different
+    steps (their rows removed mid-search), see the same logits at every step and give the same outputs."""
+    model = make_model(family)
+    src, mask = batch(n=5, min_len=1, max_len=9)
+    state_class = type(model.init_state(model.encode(src, mask), mask))
+    runs = {}
+    for shared in (True, False):
+        monkeypatch.setattr(state_class, "share_source", shared)
+        recording = Recording(model)
+        out = decode(recording, src, mask, method=method, **IDS, max_len_a=1, max_len_b=2, return_attention=True,
+                     **opts)
+        runs[shared] = out, recording.steps
+    (out_shared, steps_shared), (out_copied, steps_copied) = runs[True], runs[False]
+    assert_same(out_shared, out_copied)
+    assert [rows for _, rows, _ in steps_shared] == [rows for _, rows, _ in steps_copied]
+    for (a, _, _), (b, _, _) in zip(steps_shared, steps_copied):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert all(rows == stored for _, rows, stored in steps_copied)  # copied: one stored source row per row
+    assert any(stored < rows for _, rows, stored in steps_shared)  # shared: one per sentence while groups last
+    assert len({rows for _, rows, _ in steps_shared}) >= 3  # rows were removed at two different steps at least
 
 
 # ---- exhaustive search on a tiny vocabulary ------------------------------------------------------

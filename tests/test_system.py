@@ -68,6 +68,9 @@ def test_every_yaml_parses(config: Path, capsys):
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "class_path: translator.models." in printed and "dataset:" in printed
+    # The shared trainer defaults (translator.cli.TRAINER_DEFAULTS) reach every config; this one is a correctness rule.
+    assert "  use_distributed_sampler: false\n" in printed and "  gradient_clip_val: 1.0\n" in printed
+    assert "loggers.CSVLogger" in printed and "filename: epoch{epoch:02d}" in printed
 
 
 @pytest.mark.parametrize("config", TRANSLATION_CONFIGS, ids=lambda c: c.stem)
@@ -189,10 +192,11 @@ def test_loss_falls_back_to_eager_when_compiling_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
 
-    monkeypatch.setattr(loss_module, "_compiled", broken)
-    monkeypatch.setattr(loss_module, "_compile_failed", False)
+    fused = loss_module.fused_smoothed_cross_entropy
+    monkeypatch.setattr(fused, "compiled", broken)
+    monkeypatch.setattr(fused, "failed", False)
     x, target = torch.randn(6, 9), torch.tensor([1, 2, 0, 4, 0, 8])
     with pytest.warns(UserWarning, match="InvalidCxxCompiler"):
         loss, _ = loss_module.label_smoothed_loss(x, target, 0.1, 0)
     torch.testing.assert_close(loss, F.cross_entropy(x, target, ignore_index=0, label_smoothing=0.1))
-    assert loss_module._compile_failed  # later calls go straight to eager, without warning again
+    assert fused.failed  # later calls go straight to eager, without warning again

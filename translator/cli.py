@@ -1,47 +1,165 @@
-"""`translator` entry point.
+"""`translator` entry point: one command table, `COMMANDS`, from command name to the function that runs it.
 
-    translator fit|validate|test --config translator/configs/transformer.yaml   (LightningCLI)
-    translator translate --checkpoint CKPT [--input FILE] [--output FILE] [--decoder beam] ...
-    translator evaluate --checkpoint CKPT [--checkpoint CKPT2 ...] (--dataset NAME | --source F --reference F)
-    translator average CKPT CKPT ... --output AVG.ckpt
-    translator app --checkpoint CKPT [--chat_checkpoint CKPT] [--port 7860]
-    translator data list | download NAME | stats NAME
-
-Everything here is a thin wrapper over functions a user can import and call.
+`translator --help` lists the table (each command's summary is its function's first docstring line);
+`translator COMMAND --help` shows that function's docstring, examples included, and one option per
+parameter. fit / validate / test are LightningCLI's; the other commands are parsed from their
+function's signature by jsonargparse. Only the module of the command that runs is imported, so
+`translator translate --help` loads neither Lightning nor Gradio. Every command is a function a user
+can import and call.
 """
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
+import importlib
+import importlib.util
+import inspect
 import os
 import sys
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from translator.decoding import DecodeConfig, DecodeOptions
 
+#: Command name -> "module:function" (imported when its command runs); a dict is a group of subcommands,
+#: its "_help" the group's summary.
+COMMANDS: dict[str, Any] = {
+    "fit": "translator.cli:fit",
+    "validate": "translator.cli:validate",
+    "test": "translator.cli:test",
+    "translate": "translator.cli:translate",
+    "evaluate": "translator.evaluate_cmd:evaluate",
+    "average": "translator.cli:average",
+    "app": "translator.app:launch",
+    "data": {
+        "_help": "The dataset registry: list the datasets, download one, batch statistics of one.",
+        "list": "translator.data.registry:list_command",
+        "download": "translator.data.registry:download_command",
+        "stats": "translator.data.datamodule:stats_command",
+    },
+}
+#: Parsed by LightningCLI (handed their arguments as they are), not from their function's signature.
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
-TOOL_COMMANDS = ("translate", "evaluate", "average", "app", "data")
+#: Commands whose required parameters are --options as well (`--checkpoint CKPT`); in the others a
+#: required parameter is positional (`translator data download NAME`, `translator average A B --output C`).
+OPTIONS_ONLY = ("translate", "evaluate")
 
-USAGE = """usage: translator COMMAND [options]
-
-Training (LightningCLI; every option overridable, `--print_config` shows the full config):
-  fit        train a model            translator fit --config translator/configs/transformer.yaml
-  validate   validation loss/BLEU     translator validate --config CONFIG --ckpt_path CKPT
-  test       test-split loss          translator test --config CONFIG --ckpt_path CKPT
-
-Using checkpoints:
-  translate  translate lines of a file or stdin      translator translate --checkpoint CKPT < in.txt
-  evaluate   sacreBLEU / chrF report, BLEU by length  translator evaluate --checkpoint CKPT --dataset multi30k
-  average    average the weights of several epochs    translator average RUN/epoch*.ckpt --output avg.ckpt
-  app        Gradio app: Translate and Chat tabs      translator app --checkpoint CKPT
-
-Data:
-  data list | data download NAME | data stats NAME
-
-Run `translator COMMAND --help` for the options of one command.
-"""
+#: Trainer settings every shipped config shares, set once here; a config file or --trainer.* overrides
+#: them, and `translator fit --config C --print_config` shows the result.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "use_distributed_sampler": False,  # a correctness rule: the DataModule shards its token-budget batches itself
+    "num_sanity_val_steps": 0,
+    "gradient_clip_val": 1.0,
+    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "checkpoints"}},
+    "callbacks": [  # a config that sets callbacks replaces this list (the chat configs monitor val/loss)
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",  # best.ckpt and last.ckpt
+         "init_args": {"monitor": "val/bleu", "mode": "max", "save_top_k": 1, "save_last": True, "filename": "best",
+                       "auto_insert_metric_name": False}},
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",  # the last 5 epochs, for `translator average`
+         "init_args": {"monitor": "epoch", "mode": "max", "save_top_k": 5, "save_weights_only": True,
+                       "filename": "epoch{epoch:02d}", "auto_insert_metric_name": False}},
+    ],
+}
 
 
+# ---- the commands defined here ---------------------------------------------------------------
+def fit(args: Sequence[str] = ()) -> None:
+    """Train a model (LightningCLI: every --trainer.*, --model.*, --data.* option; --print_config shows all).
+
+    Shared trainer defaults (gradient clipping, checkpoints, CSV logs under checkpoints/) are
+    `translator.cli.TRAINER_DEFAULTS`; the config file and the command line override them.
+
+    Examples:
+        translator fit --config translator/configs/transformer.yaml
+        translator fit --config translator/configs/lstm.yaml --model.model.init_args.cell gru
+        translator fit --config translator/configs/transformer.yaml --ckpt_path checkpoints/.../last.ckpt   # resume
+        translator fit --config translator/configs/transformer.yaml --print_config
+    """
+    _lightning_cli(["fit", *args])
+
+
+def validate(args: Sequence[str] = ()) -> None:
+    """Validation loss, perplexity and greedy BLEU of a checkpoint (LightningCLI).
+
+    Examples:
+        translator validate --config translator/configs/transformer.yaml --ckpt_path CKPT
+    """
+    _lightning_cli(["validate", *args])
+
+
+def test(args: Sequence[str] = ()) -> None:
+    """Test-split loss and perplexity of a checkpoint (LightningCLI; `translator evaluate` gives BLEU).
+
+    Examples:
+        translator test --config translator/configs/transformer.yaml --ckpt_path CKPT
+    """
+    _lightning_cli(["test", *args])
+
+
+def translate(
+    checkpoint: str,
+    input: str | None = None,
+    output: str | None = None,
+    decode: DecodeOptions = DecodeOptions(),
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> None:
+    """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
+
+    Every input line gives exactly one output line; empty and whitespace-only lines stay empty.
+    With --decode.nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
+    first (`cut -f1` gives the 1-best translations; score = the ranking score). A chat checkpoint
+    replies to each line with its chat decoding.
+
+    Examples:
+        echo "Ein Mann fährt Fahrrad." | translator translate --checkpoint CKPT
+        translator translate --checkpoint CKPT --input in.de --output out.en --decode.beam_size 8 --decode.nbest 3
+        translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
+
+    Args:
+        checkpoint: a .ckpt written by `translator fit`.
+        input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
+        output: file to write; stdout when omitted or "-" (a progress bar is shown when writing a file).
+        decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
+            chat: CHAT_DECODING), e.g. --decode.method greedy --decode.nbest 3.
+        batch_size: sentences decoded together (sorted by length internally).
+        device: cpu, cuda, cuda:1, ...
+        precision: fp32, or bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly).
+    """
+    from translator.inference import translate_file
+
+    translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision)
+
+
+def average(checkpoints: list[str], *, output: str) -> Path:
+    """Average the weights of checkpoints of one run into one inference checkpoint.
+
+    Typically the last epochs that `translator fit` keeps as epochNN.ckpt: their mean usually scores
+    a little higher than any one of them (`translator.checkpoint.average_checkpoints`).
+
+    Examples:
+        translator average checkpoints/transformer-multi30k-de-en/version_0/checkpoints/epoch*.ckpt --output average.ckpt
+
+    Args:
+        checkpoints: checkpoint files of the same model and tokenizer.
+        output: where to write the averaged checkpoint.
+    """
+    from translator.checkpoint import average_checkpoints
+
+    path = average_checkpoints(checkpoints, output)
+    print(f"averaged {len(checkpoints)} checkpoints -> {path}")
+    return path
+
+
+# ---- LightningCLI: fit / validate / test -----------------------------------------------------
 def _lightning_cli(args: list[str]) -> None:
+    """LightningCLI over Seq2SeqSystem and Seq2SeqDataModule, with TRAINER_DEFAULTS and the data links."""
     from lightning.pytorch.cli import LightningCLI
 
     from translator.data import Seq2SeqDataModule
@@ -49,6 +167,7 @@ def _lightning_cli(args: list[str]) -> None:
 
     class TranslatorCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
+            parser.set_defaults({f"trainer.{key}": value for key, value in TRAINER_DEFAULTS.items()})
             # Values that come from the data are linked, never typed twice.
             for name in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
                 parser.link_arguments(f"data.{name}", f"model.model.init_args.{name}", apply_on="instantiate")
@@ -56,11 +175,15 @@ def _lightning_cli(args: list[str]) -> None:
         def before_instantiate_classes(self) -> None:
             _cpu_precision(self.config.get(self.config.get("subcommand")) or self.config)
 
+    # Each subcommand's help is its function's docstring (subcommand parsers take the main one's formatter).
+    help_of: dict[str, Any] = {name: {"description": _description(inspect.getdoc(_load(COMMANDS[name])) or "")}
+                               for name in LIGHTNING_COMMANDS}
+    help_of.update(prog="translator", formatter_class=_HelpFormatter)
     # LightningCLI reads sys.argv itself; handing it `args` as well only makes it warn.
     saved_argv = sys.argv
-    sys.argv = [saved_argv[0] if saved_argv else "translator", *args]
+    sys.argv = ["translator", *args]
     try:
-        TranslatorCLI(Seq2SeqSystem, Seq2SeqDataModule, save_config_kwargs={"overwrite": True})
+        TranslatorCLI(Seq2SeqSystem, Seq2SeqDataModule, save_config_kwargs={"overwrite": True}, parser_kwargs=help_of)
     finally:
         sys.argv = saved_argv
 
@@ -81,37 +204,7 @@ def _cpu_precision(config: Any) -> None:
         trainer["precision"] = "32-true"
 
 
-def translate(
-    checkpoint: str,
-    input: str | None = None,
-    output: str | None = None,
-    decode: DecodeOptions = DecodeOptions(),
-    batch_size: int = 64,
-    device: str = "cpu",
-    precision: str = "fp32",
-) -> None:
-    """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
-
-    Every input line gives exactly one output line; empty and whitespace-only lines stay empty.
-    With --decode.nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
-    first (`cut -f1` gives the 1-best translations; score = the ranking score). A chat checkpoint
-    replies to each line with its chat decoding.
-
-    Args:
-        checkpoint: a .ckpt written by `translator fit`.
-        input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
-        output: file to write; stdout when omitted or "-" (a progress bar is shown when writing a file).
-        decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
-            chat: CHAT_DECODING), e.g. --decode.method greedy --decode.nbest 3.
-        batch_size: sentences decoded together (sorted by length internally).
-        device: cpu, cuda, cuda:1, ...
-        precision: fp32, or bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly).
-    """
-    from translator.inference import translate_file
-
-    translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision)
-
-
+# ---- function commands: parsed from the signature by jsonargparse ------------------------------
 #: Decoding flags from before `--decode.*` (each DecodeConfig field as --NAME, and --decoder for the
 #: method): still accepted by translate and evaluate, with a deprecation note. Generated, not typed again.
 LEGACY_DECODE_FLAGS = {"--decoder": "--decode.method",
@@ -133,95 +226,168 @@ def _legacy_decode_flags(args: list[str]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Dispatch to LightningCLI (fit/validate/test) or to the tool commands."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from translator.runtime import tune_malloc
+def _repeated_list_flags(args: list[str], list_flags: set[str]) -> list[str]:
+    """`--checkpoint A --checkpoint B` for a list option means [A, B] (compat shim).
 
-    tune_malloc()
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return
-    command, rest = argv[0], argv[1:]
-    try:
-        if command in LIGHTNING_COMMANDS:
-            _lightning_cli([command, *rest])
-            return
-        if command not in TOOL_COMMANDS:
-            print(f"translator: unknown command {command!r}; choose one of "
-                  f"{', '.join(LIGHTNING_COMMANDS + TOOL_COMMANDS)}\n\n{USAGE}", file=sys.stderr)
-            raise SystemExit(2)
-        _tool_cli(command, rest)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, KeyError) as err:
-        if os.environ.get("TRANSLATOR_DEBUG"):
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"translator {command}: error: {message}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-def average(args: list[str]) -> None:
-    """`translator average CKPT CKPT ... --output AVG`: one checkpoint with the mean weights."""
-    import argparse
-
-    from translator.checkpoint import average_checkpoints
-
-    parser = argparse.ArgumentParser(
-        prog="translator average",
-        description="Average the weights of checkpoints from one run (e.g. the last epochs that "
-                    "`translator fit` keeps as epochNN.ckpt) into one inference checkpoint.")
-    parser.add_argument("checkpoints", nargs="+", help="checkpoint files of the same model and tokenizer")
-    parser.add_argument("--output", "-o", required=True, help="where to write the averaged checkpoint")
-    options = parser.parse_args(args)
-    path = average_checkpoints(options.checkpoints, options.output)
-    print(f"averaged {len(options.checkpoints)} checkpoints -> {path}")
-
-
-def _tool_cli(command: str, args: list[str]) -> None:
-    from jsonargparse import CLI
-
-    if command == "average":
-        average(args)
-        return
-
-    components: dict[str, Any]
-    # translate/evaluate take every option as --name (also the required --checkpoint), and a
-    # repeated --checkpoint/--label adds to the list instead of replacing the earlier value.
-    options: dict[str, Any] = {"as_positional": False} if command in ("translate", "evaluate") else {}
-    if command in ("translate", "evaluate"):
-        args = _legacy_decode_flags(args)
-    if command == "evaluate":
-        args = _append_repeated(args, ("--checkpoint", "--label"))
-    if command == "translate":
-        components = {"translate": translate}
-    elif command == "evaluate":
-        from translator.evaluate_cmd import evaluate
-
-        components = {"evaluate": evaluate}
-    elif command == "app":
-        from translator.app import launch
-
-        components = {"app": launch}
-    else:
-        from translator import data
-
-        components = {"data": {"list": data.list_command, "download": data.download_command,
-                               "stats": data.stats_command}}
-    CLI(components, args=[command, *args], prog="translator", **options)
-
-
-def _append_repeated(args: list[str], flags: tuple[str, ...]) -> list[str]:
-    """Turn the 2nd, 3rd ... `--flag X` into jsonargparse's append form `--flag+ X`."""
+    jsonargparse has no repeatable flag: a second `--flag X` replaces the first, and its own spelling
+    for adding to a list is `--flag+ X` (accepted as well). So the 2nd, 3rd ... `--flag` become `--flag+`.
+    """
     seen: set[str] = set()
     out = []
     for arg in args:
         flag = arg.split("=", 1)[0]
-        if flag in flags:
+        if flag in list_flags:
             if flag in seen:
                 arg = flag + "+" + arg[len(flag):]
             seen.add(flag)
         out.append(arg)
     return out
+
+
+def _is_list(hint: Any) -> bool:
+    """list[X], or a union with a list in it (`list[str] | str`)."""
+    return typing.get_origin(hint) is list or any(typing.get_origin(h) is list for h in typing.get_args(hint))
+
+
+#: Short spellings kept from the argparse days (`translator average A B -o AVG.ckpt`).
+SHORT_FLAGS = {"average": {"-o": "output"}}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's option help (types, defaults) under the docstring as written (one example a line)."""
+
+
+def _run_function(name: str, function: Callable[..., Any], args: list[str]) -> Any:
+    """Parse `args` against the function's signature (help: its docstring) and call it."""
+    params = inspect.signature(function).parameters
+    hints = typing.get_type_hints(function)
+    positional = name not in OPTIONS_ONLY
+    if "decode" in params:
+        args = _legacy_decode_flags(args)
+    args = _repeated_list_flags(args, {f"--{p}" for p in params if _is_list(hints.get(p))})
+    # jsonargparse reads a positional list as one "[a, b]" value; a shell glob gives one word per file.
+    many = [p for p, param in params.items()
+            if positional and param.default is param.empty and typing.get_origin(hints.get(p)) is list]
+
+    doc = inspect.getdoc(function) or ""
+    parser = ArgumentParser(prog=f"translator {name}", description=_description(doc), formatter_class=_HelpFormatter,
+                            exit_on_error=False)  # main() makes a bad option one line, like the other user errors
+    parser.add_argument("--config", action=ActionConfigFile, help="read options from a YAML file (see --print_config)")
+    # Only the named parameters: a **kwargs is for Python callers (jsonargparse would follow evaluate's into
+    # decode_config and offer a --default that evaluate then passes on twice).
+    inferred: set[str] = set()
+    if any(param.kind is param.VAR_KEYWORD for param in params.values()):
+        inferred = set(ArgumentParser().add_function_arguments(function, as_group=False)) - set(params)
+    parser.add_function_arguments(function, as_group=False, as_positional=positional, skip={*many, *inferred})
+    for p in many:
+        parser.add_argument(p, nargs="+", type=typing.get_args(hints[p])[0], help=_param_help(doc, p))
+    for flag, dest in SHORT_FLAGS.get(name, {}).items():
+        parser.add_argument(flag, dest=dest, help=f"short for --{dest}")
+    config = parser.instantiate(parser.parse_args(args))
+    config.pop("config", None)
+    return function(**config)
+
+
+# ---- the table: lookup, docstrings, usage -------------------------------------------------------
+def _commands(table: dict[str, Any] = COMMANDS, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(name, "module:function") of every command, subcommands as "data list"."""
+    for name, entry in table.items():
+        if name == "_help":
+            continue
+        if isinstance(entry, dict):
+            yield from _commands(entry, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", entry
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _docstring(target: str) -> str:
+    """The docstring of "module:function", read from its source: no import, so `translator --help` need
+    not load Lightning and Gradio (importing translator.app alone takes 16 s on a busy 2-core machine)."""
+    module, _, function = target.partition(":")
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    return ast.get_docstring(node) or ""
+
+
+def _description(doc: str) -> str:
+    """The docstring without its Args: section (that becomes the help of each option)."""
+    out, in_args = [], False
+    for line in doc.splitlines():
+        if line.strip() == "Args:":
+            in_args = True
+        elif in_args and line and not line[0].isspace():
+            in_args = False
+        if not in_args:
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def _param_help(doc: str, name: str) -> str | None:
+    """One parameter's description in the Args: section of a (Google-style) docstring."""
+    import docstring_parser
+
+    return next((p.description for p in docstring_parser.parse(doc).params if p.arg_name == name), None)
+
+
+def usage(group: tuple[str, ...] = ()) -> str:
+    """The command list: each command with the first line of its function's docstring."""
+    table = COMMANDS
+    for word in group:
+        table = table[word]
+    prefix = " ".join(group)
+    rows = [(name, _docstring(target).split("\n", 1)[0]) for name, target in _commands(table, prefix and prefix + " ")]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"  {name:<{width}}  {summary}" for name, summary in rows]
+    head = f"usage: translator {prefix + ' ' if prefix else ''}COMMAND [options]"
+    about = f"\n\n{table['_help']}" if "_help" in table else ""
+    return (f"{head}{about}\n\ncommands:\n" + "\n".join(lines)
+            + "\n\nRun `translator COMMAND --help` for the options and examples of one command.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command of COMMANDS that argv names; a user error becomes one line on stderr."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from translator.runtime import tune_malloc
+
+    tune_malloc()
+    words: list[str] = []
+    entry: Any = COMMANDS
+    while isinstance(entry, dict):
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(usage(tuple(words)))
+            return
+        if argv[0] not in entry or argv[0] == "_help":
+            choices = ", ".join(name for name in entry if name != "_help")
+            print(f"translator: unknown command {' '.join([*words, argv[0]])!r}; choose one of {choices}\n\n"
+                  f"{usage(tuple(words))}", file=sys.stderr)
+            raise SystemExit(2)
+        words.append(argv[0])
+        entry, argv = entry[argv[0]], argv[1:]
+    name = " ".join(words)
+    try:
+        function = _load(entry)
+        if name in LIGHTNING_COMMANDS:
+            function(argv)
+        else:
+            _run_function(name, function, argv)
+    except argparse.ArgumentError as err:  # a bad option or value: jsonargparse's message, on one line
+        if os.environ.get("TRANSLATOR_DEBUG"):
+            raise
+        print(f"translator {name}: error: {' '.join(str(err).split())} (see `translator {name} --help`)",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, KeyError) as err:
+        if os.environ.get("TRANSLATOR_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"translator {name}: error: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

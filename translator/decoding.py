@@ -436,7 +436,7 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
     state, limits, masks = _start(model, src, src_mask, setup, max_len_a, max_len_b, max_len)
     B, dev = src.size(0), src.device
     if K > 1:
-        state = state.expand(K)  # B*K rows; each sentence's K beams share its source fields, uncopied
+        state = state.expand(K)  # B*K rows: each sentence's K beams are one group (models/base.py)
     sent = list(range(B))  # original index of each active sentence
     results: list[list[Hypothesis]] = [[] for _ in range(B)]
     tokens = torch.full((B * K,), setup.bos_id, dtype=torch.long, device=dev)
@@ -508,9 +508,9 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
             scores, tokens = scores.index_select(0, keep_t), tokens.index_select(0, keep_rows)
             hist = hist.index_select(0, keep_rows)
             att = None if att is None else att.index_select(0, keep_rows)
-            state = state.select(flat_rows.index_select(0, keep_rows))
+            state = state.select(flat_rows.index_select(0, keep_rows))  # whole groups: the grouping stays
         elif K > 1:
-            state = state.select(flat_rows, same_source=True)  # beams move within their sentence
+            state = state.select(flat_rows)  # beams move within their sentences: source fields stay as they are
     return [sorted(r, key=lambda h: -h.normalized)[:nbest] for r in results]
 
 
@@ -535,7 +535,7 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
     B, dev = src.size(0), src.device
     row_sent = torch.arange(B, device=dev).repeat_interleave(num_samples)  # (R,)
     if num_samples > 1:
-        state = state.select(row_sent)
+        state = state.expand(num_samples)  # a sentence's samples are one group until the first one ends
     row_limit = torch.tensor(limits, device=dev).index_select(0, row_sent)  # (R,)
     results: list[list[Hypothesis]] = [[] for _ in range(B)]
     tokens = torch.full((B * num_samples,), setup.bos_id, dtype=torch.long, device=dev)

@@ -1,22 +1,18 @@
-"""Label-smoothed cross-entropy and the plain NLL of the same logits, in one fused pass on CPU.
+"""Label-smoothed cross-entropy and the plain NLL of the same logits, in one pass.
 
 With eps spread over all V classes (as `F.cross_entropy(label_smoothing=eps)` does):
 
     loss_i = (1 - eps) * (lse_i - x_i[y_i]) + eps * (lse_i - mean_v x_i[v]),   lse_i = logsumexp_v x_i[v]
 
-averaged over the non-pad targets. On CPU the eager version (and `F.cross_entropy`) walks the
-(N, V) logits about ten times forward and backward (casts, log-softmax, its backward, the
-smoothing term's dense gradient...): that was 20-35% of a bf16 Transformer training step with
-V = 8000. `torch.compile` fuses it into a few passes (about 3x faster, measured in
-`benchmarks/speed.py`). It needs a C++ compiler the first time (cached afterwards); without
-one the eager formula runs instead, with one warning. Other devices run the formula eagerly.
+averaged over the non-pad targets. On CPU it runs compiled (`translator.cpu_fastpaths`, where the
+measured gain is written); every device computes this one formula.
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
+
+from translator.cpu_fastpaths import CompiledOnCPU
 
 
 def smoothed_cross_entropy(logits: Tensor, target: Tensor, eps: float, ignore_index: int) -> tuple[Tensor, Tensor]:
@@ -31,22 +27,11 @@ def smoothed_cross_entropy(logits: Tensor, target: Tensor, eps: float, ignore_in
     return loss, torch.where(keep, nll, 0.0).sum() / count
 
 
-_compiled = None
-_compile_failed = False
+fused_smoothed_cross_entropy = CompiledOnCPU(smoothed_cross_entropy)
 
 
 def label_smoothed_loss(logits: Tensor, target: Tensor, eps: float, ignore_index: int,
                         fused: bool = True) -> tuple[Tensor, Tensor]:
     """`smoothed_cross_entropy`, compiled on CPU when `fused` (eager elsewhere, and if compiling fails)."""
-    global _compiled, _compile_failed
-    if not fused or _compile_failed or logits.device.type != "cpu":  # other devices: the same formula, eager
-        return smoothed_cross_entropy(logits, target, eps, ignore_index)
-    if _compiled is None:
-        _compiled = torch.compile(smoothed_cross_entropy, dynamic=True)
-    try:
-        return _compiled(logits, target, eps, ignore_index)
-    except Exception as error:  # no C++ compiler, an unsupported platform...: eager gives the same numbers
-        _compile_failed = True
-        warnings.warn(f"torch.compile of the loss failed ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
-                      "using the eager loss (same values, slower on CPU)", stacklevel=2)
-        return smoothed_cross_entropy(logits, target, eps, ignore_index)
+    loss = fused_smoothed_cross_entropy if fused else smoothed_cross_entropy
+    return loss(logits, target, eps, ignore_index)

@@ -68,7 +68,7 @@ class Seq2SeqSystem(L.LightningModule):
             val_bleu_max_sentences: decode only this many validation sentences (None = all).
             val_max_len_a: decoded length limit is a * source length + b.
             val_max_len_b: see val_max_len_a.
-            compile_loss: on CPU, fuse the loss with `torch.compile` (translator/loss.py; about 3x faster
+            compile_loss: on CPU, fuse the loss with `torch.compile` (translator/cpu_fastpaths.py; about 3x faster
                 than eager, falls back to eager with a warning when compiling fails).
         """
         super().__init__()

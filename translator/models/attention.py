@@ -14,8 +14,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from translator.cpu_fastpaths import Dropout
 from translator.models.base import DecoderState, Seq2Seq
-from translator.models.dropout import Dropout
 from translator.models.lstm import RNN_CELLS, run_packed, source_lengths
 
 ATTENTIONS = ("bahdanau", "dot", "general")
@@ -61,8 +61,7 @@ class Attention(nn.Module):
 class AttentionState(DecoderState):
     """memory (B, S, 2He); keys (B, S, A) projected once; h, c (B, L, Hd); feed (B, Hd)."""
 
-    supports_groups = True
-
+    share_source = True  # a group's queries score one row of keys together (Attention takes (B, G, Q))
     source_fields = ("memory", "src_mask", "keys")
 
     keys: Tensor | None = None
@@ -171,7 +170,7 @@ class AttentionSeq2Seq(Seq2Seq):
         c = None if state.c is None else list(state.c.unbind(1))
         emb = self.dropout(self.tgt_emb(tokens))  # (B, E)
         feed, h, c, weights = self._step(emb, state.feed, list(state.h.unbind(1)), c, state.keys, state.memory,
-                                         state.src_mask, state.group)
+                                         state.src_mask, state.rows_per_source)
         logits = self.out(self.dropout(feed))  # (B, V)
         return logits, dataclasses.replace(
             state, h=torch.stack(h, 1), c=None if c is None else torch.stack(c, 1), feed=feed,  # (B, L, Hd)

@@ -6,7 +6,28 @@
     forward(src, src_mask, tgt_in)     -> logits           # (B, T, V), teacher forcing
 
 `src_mask` is True for real tokens and False for padding. Decoders (greedy, beam, sampling)
-use only these four methods plus `DecoderState.select` and `.expand`, never the concrete model type.
+use only these four methods plus `DecoderState.expand` and `.select`, never the concrete model type.
+
+How a sentence's rows share its source (the one rule):
+
+- A state has R rows, one per hypothesis, in groups of `group` consecutive rows that continue one
+  source sentence: row r belongs to sentence r // group. `init_state` gives group 1; `expand(k)`
+  turns every row into k consecutive rows of its sentence (its beams or samples): group * k.
+- Fields computed from the source alone (`source_fields`: memory, src_mask, cross-attention keys
+  and values...) are therefore equal on all rows of a group. A state class stores them in one of
+  two forms, chosen once for speed by `share_source`; both decode to the same logits (tested for
+  every family over whole beam searches):
+  shared (True): one stored row per group, R / group rows; row r reads source row r // group,
+  so `decode_step` must honour `rows_per_source` (the Transformer and the attention model attend
+  with a group's queries together). Nothing is ever copied.
+  copied (False, the default, so a model written without groups just works): one stored row per
+  row, R rows; `expand` copies them once, and `decode_step` may ignore groups (the LSTM: repeating
+  its small context vector every step cost more than that one copy).
+- `select(indices)` assumes nothing about `indices`: row i of the result is row indices[i], and
+  the source fields follow. When every run of `group` results comes from one sentence (beams
+  reordered within their sentences, finished sentences dropped), the groups stay; when moreover
+  they are the old sentences in their old order (beam reordering, group > 1), the source fields
+  are kept as they are, uncopied, in either form. Any other indices give group 1.
 """
 from __future__ import annotations
 
@@ -35,62 +56,95 @@ def _select(value: Any, indices: Tensor) -> Any:
 class DecoderState:
     """Everything a decoder step needs, batch first; no state is ever kept on modules.
 
-    Subclasses add their own fields (hidden/cell, key/value cache, ...). `attention` holds the
-    last step's attention over the source, (B, S), when the state was built with
-    `need_attention=True`; otherwise None.
+    Subclasses add their own fields (hidden/cell, key/value cache, ...), one row per hypothesis
+    unless named in `source_fields` (see the module docstring for groups and the two forms).
+    `attention` holds the last step's attention over the source, (R, S), when the state was
+    built with `need_attention=True`; otherwise None.
     """
 
-    #: Fields computed from the source alone (rows of one sentence's beams are identical there).
+    #: Fields computed from the source alone: equal on every row of a group.
     source_fields: ClassVar[tuple[str, ...]] = ("memory", "src_mask")
+    #: Store the source fields once per group (shared) rather than once per row (copied).
+    share_source: ClassVar[bool] = False
 
     memory: Any
-    src_mask: Tensor  # (B, S) True = real token
+    src_mask: Tensor  # (R / rows_per_source, S) True = real token
     attention: Tensor | None = None
     need_attention: bool = False
-    #: Whether the model's decode_step handles `group` > 1. A state class that leaves this False
-    #: (a model written without it, or the LSTM, whose only source field is a small context
-    #: vector) always has group 1: `expand` then copies the source fields once.
-    supports_groups: ClassVar[bool] = False
+    group: int = 1  # consecutive rows that continue one sentence
 
-    #: Rows per source row: row r reads row r // group of the source fields (beam search keeps its
-    #: K hypotheses of a sentence as K consecutive rows over one uncopied source). The Transformer
-    #: and the attention model attend with a group's rows together instead of repeating the memory.
-    group: int = 1
+    @property
+    def rows_per_source(self) -> int:
+        """Rows that read one stored source row: `group` in the shared form, 1 in the copied form."""
+        return self.group if self.share_source else 1
+
+    @property
+    def num_rows(self) -> int:
+        """R, the number of hypotheses."""
+        return self.src_mask.size(0) * self.rows_per_source
+
+    def per_row(self, source: Tensor) -> Tensor:
+        """A source field (R / rows_per_source, ...) -> one row per hypothesis (R, ...), for models
+        that do not exploit groups (a no-op in the copied form)."""
+        g = self.rows_per_source
+        return source if g == 1 else source.repeat_interleave(g, 0)
 
     def expand(self, k: int) -> "DecoderState":
-        """Each row becomes k consecutive rows with its source; shared, not copied, with supports_groups."""
-        rows = torch.arange(self.src_mask.size(0) * self.group, device=self.src_mask.device)
-        indices = rows.repeat_interleave(k)  # (R*k,)
-        if not self.supports_groups:
-            return self.select(indices)
-        changes = {f.name: _select(getattr(self, f.name), indices)
-                   for f in dataclasses.fields(self) if f.name not in self.source_fields}
+        """Each row becomes k consecutive rows of its sentence: group * k; source fields copied only in the copied form."""
+        indices = torch.arange(self.num_rows, device=self.src_mask.device).repeat_interleave(k)  # (R*k,)
+        changes = self._index_rows(indices)
+        if not self.share_source:
+            changes.update(self._index_source(indices))
         changes["group"] = self.group * k
         return dataclasses.replace(self, **changes)
 
-    def select(self, indices: Tensor, same_source: bool = False) -> "DecoderState":
-        """Reorder / repeat / prune rows: row i of the result is row indices[i] of self.
+    def select(self, indices: Tensor) -> "DecoderState":
+        """Reorder / repeat / prune rows: row i of the result is row indices[i] of self (R',).
 
-        same_source=True promises that row i and row indices[i] hold the same source sentence
-        (beam search reordering one sentence's beams): the source fields then stay as they are,
-        which saves copying the encoder memory (and cross-attention keys/values) every step.
-        With group > 1, indices that keep whole groups together (each run of `group` results
-        coming from one source row, as when beam search drops finished sentences) keep the
-        grouping; any other indices give one source row per row (group 1).
+        Groups and source fields follow the rule in the module docstring.
         """
-        changes = {f.name: _select(getattr(self, f.name), indices)
-                   for f in dataclasses.fields(self) if f.name not in self.source_fields}
-        if same_source:
+        changes = self._index_rows(indices)
+        sentences = indices // self.group  # (R',) the sentence each result row continues
+        whole, same = self._groups_kept(sentences)
+        if same:  # beams moved within their sentences: every stored source row is still right
             return dataclasses.replace(self, **changes)
-        source_rows, group = indices // self.group, self.group  # (R',)
-        if group > 1:
-            blocks = source_rows.view(-1, group) if source_rows.numel() % group == 0 else None
-            if blocks is not None and bool((blocks == blocks[:, :1]).all()):
-                source_rows = blocks[:, 0]  # (R'/group,) whole groups stay together
-            else:
-                group = 1
-        changes.update({name: _select(getattr(self, name), source_rows) for name in self.source_fields}, group=group)
+        if not self.share_source:
+            source_rows = indices  # (R',) one stored row per row
+        elif whole:
+            source_rows = sentences[::self.group]  # (R'/group,) one stored row per kept group
+        else:
+            source_rows = sentences  # (R',) one per row: group 1 from now on
+        changes.update(self._index_source(source_rows))
+        changes["group"] = self.group if whole else 1
         return dataclasses.replace(self, **changes)
+
+    def _index_rows(self, indices: Tensor) -> dict[str, Any]:
+        """Every field but the source fields, indexed by `indices` (R',)."""
+        return {f.name: _select(getattr(self, f.name), indices)
+                for f in dataclasses.fields(self) if f.name not in self.source_fields}
+
+    def _index_source(self, rows: Tensor) -> dict[str, Any]:
+        """The source fields, their stored rows indexed by `rows`."""
+        return {name: _select(getattr(self, name), rows) for name in self.source_fields}
+
+    def _groups_kept(self, sentences: Tensor) -> tuple[bool, bool]:
+        """sentences (R',) of the result rows -> (every run of `group` rows is one sentence,
+        and those are all the old sentences in their old order).
+
+        One host sync when group > 1; none for group 1, where every row is a group of its own.
+        """
+        g, n = self.group, self.num_rows // self.group
+        if g == 1:
+            return True, False
+        if sentences.numel() % g:
+            return False, False
+        blocks = sentences.view(-1, g)  # (R'/g, g)
+        whole = (blocks == blocks[:, :1]).all()
+        if blocks.size(0) != n:
+            return bool(whole), False
+        same = whole & (blocks[:, 0] == torch.arange(n, device=sentences.device)).all()
+        whole_kept, same_kept = torch.stack([whole, same]).tolist()
+        return whole_kept, same_kept
 
 
 class Seq2Seq(nn.Module):

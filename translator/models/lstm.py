@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from translator.cpu_fastpaths import Dropout
 from translator.models.base import DecoderState, Seq2Seq
-from translator.models.dropout import Dropout
 
 RNN_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -50,6 +50,9 @@ def run_packed(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Ten
 @dataclasses.dataclass
 class LSTMState(DecoderState):
     """memory = context (B, H); h and c (B, L, H) batch first (c is None for a GRU)."""
+
+    # Copied form: `expand` copies the small context once; repeating it every step cost more.
+    share_source = False
 
     h: Tensor | None = None
     c: Tensor | None = None
@@ -128,7 +131,7 @@ class LSTMSeq2Seq(Seq2Seq):
 
     def decode_step(self, tokens: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """tokens (B,) -> logits (B, V) and the next state."""
-        logits, h, c = self._decode(tokens.unsqueeze(1), state.memory, state.h, state.c)
+        logits, h, c = self._decode(tokens.unsqueeze(1), state.per_row(state.memory), state.h, state.c)
         return logits.squeeze(1), dataclasses.replace(state, h=h, c=c)  # (B, V)
 
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:

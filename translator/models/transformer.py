@@ -1,6 +1,7 @@
 """Pre-layer-norm Transformer encoder-decoder (Vaswani et al. 2017) with cached incremental decoding.
 
-Attention runs through `F.scaled_dot_product_attention` (boolean masks: True = attend). The
+Attention runs through `scaled_dot_product_attention` (boolean masks: True = attend), which is
+`F.scaled_dot_product_attention` with the CPU fast paths of `translator.cpu_fastpaths`. The
 decoder state carries each layer's self-attention keys/values, grown by one position per
 step, and the cross-attention keys/values, computed once from the memory in `init_state`,
 so a `decode_step` costs one position. With `decode_cache=False` the state keeps the prefix
@@ -13,11 +14,10 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from translator.cpu_fastpaths import Dropout, scaled_dot_product_attention
 from translator.models.base import DecoderState, Seq2Seq
-from translator.models.dropout import Dropout, dropout as drop
 
 TIES = ("none", "decoder", "all")
 
@@ -39,27 +39,6 @@ def attend_mask(src_mask: Tensor) -> Tensor:
     """
     mask = src_mask | ~src_mask.any(1, keepdim=True)  # (B, S)
     return mask[:, None, None, :]  # (B, 1, 1, S)
-
-
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout: float) -> Tensor:
-    """softmax(q k^T / sqrt(Dh)) v; q (B, H, T, Dh), k/v (B, H, S, Dh), mask (B, 1, 1, S) True = attend.
-
-    `scaled_dot_product_attention` everywhere except CPU training: there its flash kernel's
-    backward took 25% of a Transformer step (torch.profiler, benchmarks/speed.py --profile), and
-    the explicit matmul + softmax below ran fwd+bwd 3-6x faster at Multi30k lengths (T ~ 32).
-    """
-    if q.device.type != "cpu" or not torch.is_grad_enabled():
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal)
-    scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5)  # (B, H, T, S)
-    if causal:
-        T, S = scores.shape[-2:]
-        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)  # (T, S)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(-1)
-    if dropout > 0:
-        weights = drop(weights, dropout, True)
-    return weights @ v  # (B, H, T, Dh)
 
 
 def split_heads(x: Tensor, n: int, heads: int) -> tuple[Tensor, ...]:
@@ -95,7 +74,7 @@ class SelfAttention(nn.Module):
             k = torch.cat([cache[0], k], 2)  # (B, H, T'+T, Dh)
             v = torch.cat([cache[1], v], 2)
         p = self.dropout if self.training else 0.0
-        y = attention(q, k, v, mask, causal, p)
+        y = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out(merge_heads(y)), k, v  # (B, T, D)
 
 
@@ -127,7 +106,7 @@ class CrossAttention(nn.Module):
             q = q.view(B // group, group, H, T, Dh).transpose(1, 2).reshape(B // group, H, group * T, Dh)
         if not need_weights:
             p = self.dropout if self.training else 0.0
-            y, weights = attention(q, k, v, mask, False, p), None
+            y, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
         else:  # explicit softmax only when asked (plots): SDPA never materialises the weights
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(Dh)  # (B/group, H, group*T, S)
             weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
@@ -197,8 +176,7 @@ class TransformerState(DecoderState):
     With `decode_cache=False` the caches are empty and `prefix` (B, t) holds the tokens read so far.
     """
 
-    supports_groups = True
-
+    share_source = True  # cross-attention reads a group's queries against one memory row (CrossAttention)
     source_fields = ("memory", "src_mask", "cross_kv")
 
     cross_kv: list[tuple[Tensor, Tensor]] = dataclasses.field(default_factory=list)
@@ -336,9 +314,8 @@ class Transformer(Seq2Seq):
         """tokens (B,) -> logits (B, V); the cache grows by one position per layer."""
         if state.prefix is not None:
             prefix = torch.cat([state.prefix, tokens.unsqueeze(1)], 1)  # (B, t+1)
-            memory, src_mask = state.memory, state.src_mask
-            if state.group > 1:  # the uncached path (for speed comparisons) simply repeats the source
-                memory, src_mask = memory.repeat_interleave(state.group, 0), src_mask.repeat_interleave(state.group, 0)
+            # The uncached path (for speed comparisons) simply repeats the source: (B, S, D), (B, S).
+            memory, src_mask = state.per_row(state.memory), state.per_row(state.src_mask)
             logits, weights = self._decode(prefix, memory, src_mask, state.need_attention)
             attention = None if weights is None else weights[:, -1]  # (B, S)
             return logits[:, -1], dataclasses.replace(state, prefix=prefix, attention=attention, step=state.step + 1)
@@ -348,7 +325,7 @@ class Transformer(Seq2Seq):
         for i, layer in enumerate(self.decoder_layers):
             last = i == len(self.decoder_layers) - 1
             x, kv, w = layer(x, state.cross_kv[i], mask, cache=state.self_kv[i],
-                             need_weights=state.need_attention and last, group=state.group)
+                             need_weights=state.need_attention and last, group=state.rows_per_source)
             self_kv.append(kv)
             weights = w if w is not None else weights
         logits = self.out(self.decoder_norm(x)).squeeze(1)  # (B, V)

@@ -1,0 +1,71 @@
+"""CPU fast paths (translator.cpu_fastpaths): each keeps the behaviour of the library call it replaces."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from translator import cpu_fastpaths
+from translator.cpu_fastpaths import LEVELS, CompiledOnCPU, Dropout, dropout, scaled_dot_product_attention
+
+
+# ---- dropout with byte masks ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_byte_dropout_rate_scale_and_gradient(p):
+    torch.manual_seed(0)
+    x = torch.rand(200_000, dtype=torch.float64) + 1.0  # strictly positive, so zeros are drops
+    x.requires_grad_(True)
+    y = dropout(x, p, training=True)
+    dropped = (y == 0).double().mean().item()
+    p_used = round(p * LEVELS) / LEVELS
+    assert abs(dropped - p_used) < 0.005  # 200k draws: the standard error is ~0.001
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p_used))  # unbiased: kept values are rescaled
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (y / x).detach())  # the gradient is the same mask and scale
+
+
+def test_byte_dropout_is_identity_in_eval_reproducible_and_keeps_dtype():
+    layer = Dropout(0.2)
+    x = torch.randn(64, 32).bfloat16()
+    assert layer.eval()(x) is x
+    layer.train()
+    torch.manual_seed(3)
+    a = layer(x)
+    torch.manual_seed(3)
+    b = layer(x)
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b)
+    assert not torch.equal(a, layer(x))  # a fresh mask each call
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+
+
+# ---- attention, and the one switch ---------------------------------------------------------------
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_training_attention_equals_sdpa_with_gradients(causal):
+    """The explicit CPU-training attention gives SDPA's output and gradients (boolean mask, True = attend)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 7, 4, dtype=torch.float64) for _ in range(3))  # (B, H, T, Dh), S = T
+    mask = None if causal else (torch.arange(7)[None] < torch.tensor([7, 4, 1])[:, None])[:, None, None, :]
+    ours = [x.clone().requires_grad_(True) for x in (q, k, v)]
+    theirs = [x.clone().requires_grad_(True) for x in (q, k, v)]
+    y = scaled_dot_product_attention(*ours, attn_mask=mask, is_causal=causal)  # (B, H, T, Dh)
+    expected = F.scaled_dot_product_attention(*theirs, attn_mask=mask, is_causal=causal)
+    torch.testing.assert_close(y, expected)
+    (y * expected.detach()).sum().backward()
+    (expected * expected.detach()).sum().backward()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_switched_off_every_path_is_the_library_call(monkeypatch):
+    monkeypatch.setattr(cpu_fastpaths, "ENABLED", False)
+    x = torch.randn(64, 32)
+    torch.manual_seed(3)
+    ours = Dropout(0.1).train()(x)
+    torch.manual_seed(3)
+    assert torch.equal(ours, F.dropout(x, 0.1, True))  # p not rounded: the library's own masks
+    square = CompiledOnCPU(torch.square)
+    assert torch.equal(square(x), x * x) and square.compiled is None  # never compiled
+    assert not cpu_fastpaths.tune_malloc()
