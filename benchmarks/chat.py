@@ -45,8 +45,9 @@ CHOICES: dict[str, DecodeConfig] = {
                           min_len=1, max_len_a=1.0, max_len_b=40),
     "beam5+antiLM": CHAT_DECODING.replace(method="beam", beam_size=5, length_penalty=1.0),
     "sample": CHAT_DECODING.replace(candidates=0, lm_weight=0.0, length_bonus=0.0),
-    "sample8+rank": CHAT_DECODING.replace(lm_weight=0.0, length_bonus=0.0),
-    "default (sample8+antiLM)": CHAT_DECODING,
+    "sample8+rank": CHAT_DECODING.replace(candidates=8, lm_weight=0.0, length_bonus=0.0),
+    "sample8 lambda=0.3 gamma=0.3": CHAT_DECODING.replace(candidates=8, lm_weight=0.3, length_bonus=0.3),
+    "default (sample4 lambda=1 gamma=1)": CHAT_DECODING,
 }
 SWEEP_LAMBDAS = (0.0, 0.15, 0.3, 0.5)
 SWEEP_GAMMAS = (0.0, 0.3, 0.6)

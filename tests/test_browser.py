@@ -106,8 +106,9 @@ def test_chat_tab(page, shots):
     assert "hello, how are you?" in page.locator("#chatbot .user-row").first.inner_text()
     assert page.locator("#chatbot .bot-row").first.inner_text().strip()
     assert page.locator("#message textarea").input_value() == ""
-    page.get_by_text("Decoding").click()  # show the knobs in the screenshot
-    page.get_by_text("Temperature (sampling)").wait_for()
+    # the decoding settings are shown with their defaults, and the model's language is stated
+    page.get_by_text("Anti-LM weight").first.wait_for()
+    assert "English" in page.locator("#chat-info").inner_text()
     screenshot(page, shots, "chat.png")
     page.locator("#clear").click()
     page.wait_for_function("document.querySelectorAll('#chatbot .bot-row').length === 0")
