@@ -234,7 +234,7 @@ def find_dataset(name: str, split: str = "train", src_lang: str | None = None, t
     if split != "train" and has_train:
         raise FileNotFoundError(
             f"{name} has no {split} split here: {', '.join(needed)} is missing (the shared copies withhold some "
-            f"official test sets). Evaluate on another split (val), or download the full corpus with "
+            f"official test sets). Evaluate on the val split instead, or download the full corpus with "
             f"`translator data download {name}`.")
     raise FileNotFoundError(
         f"dataset {name!r} ({split} split) not found: looked for {', '.join(needed)} in\n" + "\n".join(looked)
