@@ -348,8 +348,6 @@ class TranslatorService:
             options["top_k"] = int_in(top_k, "top-k", 0, 1000)
         if no_repeat_ngram_size is not None:
             options["no_repeat_ngram_size"] = int_in(no_repeat_ngram_size, "no-repeat n-gram size", 0, 10)
-        if options.get("method") == "greedy":
-            options["candidates"] = 1
         bot = self.registry.chatbot()
         try:
             config = bot.default_decoding.replace(**options)
