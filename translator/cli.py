@@ -102,13 +102,14 @@ def test(args: Sequence[str] = ()) -> None:
 
 
 def translate(
-    checkpoint: str,
+    checkpoint: str | None = None,
     input: str | None = None,
     output: str | None = None,
     decode: DecodeOptions = DecodeOptions(),
     batch_size: int = 64,
     device: str = "cpu",
     precision: str = "fp32",
+    ensemble: list[str] | str | None = None,
 ) -> None:
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
@@ -121,9 +122,10 @@ def translate(
         echo "Ein Mann fährt Fahrrad." | translator translate --checkpoint CKPT
         translator translate --checkpoint CKPT --input in.de --output out.en --decode.beam_size 8 --decode.nbest 3
         translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
+        translator translate --ensemble run1/best.ckpt run2/best.ckpt run3/best.ckpt --input in.de
 
     Args:
-        checkpoint: a .ckpt written by `translator fit`.
+        checkpoint: a .ckpt written by `translator fit` (or give --ensemble instead).
         input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
         output: file to write; stdout when omitted or "-" (a progress bar is shown when writing a file).
         decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
@@ -131,10 +133,14 @@ def translate(
         batch_size: sentences decoded together (sorted by length internally).
         device: cpu, cuda, cuda:1, ...
         precision: fp32, or bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly).
+        ensemble: several checkpoints (one tokenizer, any families) that translate together, scoring every
+            token by the mean of their log-probabilities; instead of --checkpoint.
     """
     from translator.inference import translate_file
 
-    translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision)
+    members = [ensemble] if isinstance(ensemble, str) else ensemble
+    translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision,
+                   ensemble=members)
 
 
 def average(checkpoints: list[str], *, output: str) -> Path:
@@ -244,6 +250,20 @@ def _repeated_list_flags(args: list[str], list_flags: set[str]) -> list[str]:
     return out
 
 
+def _spread_list_flags(args: list[str], list_flags: set[str]) -> list[str]:
+    """`--ensemble A B C` for a list option means [A, B, C] (what a shell glob gives): the words after the
+    flag up to the next option become repeated flags, which `_repeated_list_flags` turns into a list."""
+    out: list[str] = []
+    current = None
+    for arg in args:
+        if arg.startswith("-"):
+            current = arg if arg in list_flags else None  # `--flag=value` is one value, never spread
+        elif current is not None and out and out[-1] != current:
+            out.append(current)
+        out.append(arg)
+    return out
+
+
 def _is_list(hint: Any) -> bool:
     """list[X], or a union with a list in it (`list[str] | str`)."""
     return typing.get_origin(hint) is list or any(typing.get_origin(h) is list for h in typing.get_args(hint))
@@ -264,7 +284,10 @@ def _run_function(name: str, function: Callable[..., Any], args: list[str]) -> A
     positional = name not in OPTIONS_ONLY
     if "decode" in params:
         args = _legacy_decode_flags(args)
-    args = _repeated_list_flags(args, {f"--{p}" for p in params if _is_list(hints.get(p))})
+    list_flags = {f"--{p}" for p in params if _is_list(hints.get(p))}
+    if not positional:
+        args = _spread_list_flags(args, list_flags)
+    args = _repeated_list_flags(args, list_flags)
     # jsonargparse reads a positional list as one "[a, b]" value; a shell glob gives one word per file.
     many = [p for p, param in params.items()
             if positional and param.default is param.empty and typing.get_origin(hints.get(p)) is list]

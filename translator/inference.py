@@ -20,6 +20,7 @@ from torch import Tensor
 
 from translator.checkpoint import Bundle, load_bundle
 from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, decode, sequence_log_probs
+from translator.ensemble import load_ensemble
 from translator.evaluation import read_lines, split_lines
 
 log = logging.getLogger("translator.inference")
@@ -123,6 +124,17 @@ class Translator:
         device = check_device(device)
         check_precision(precision)  # before the (slow) load
         return cls(load_bundle(path, device=device), device=device, precision=precision)
+
+    @classmethod
+    def from_ensemble(cls, paths: Sequence[str | Path], device: str | torch.device = "cpu",
+                      precision: str = "fp32") -> "Translator":
+        """Decode with several checkpoints at once: the mean of their log-probabilities (translator/ensemble.py).
+
+        They must share one tokenizer, task and language pair (else one ValueError naming the files).
+        """
+        device = check_device(device)
+        check_precision(precision)
+        return cls(load_ensemble(paths, device=device), device=device, precision=precision)
 
     @property
     def name(self) -> str:
@@ -354,9 +366,9 @@ def write_output(text: str, path: Path | None) -> None:
         raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
 
 
-def translate_file(checkpoint: str | Path, input: str | Path | None = None, output: str | Path | None = None,
+def translate_file(checkpoint: str | Path | None, input: str | Path | None = None, output: str | Path | None = None,
                    config: DecodeConfig | None = None, device: str = "cpu", batch_size: int = 64,
-                   precision: str = "fp32", **options: Any) -> int:
+                   precision: str = "fp32", ensemble: Sequence[str | Path] | None = None, **options: Any) -> int:
     """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout).
 
     Output has exactly one line per input line, in input order; empty or whitespace-only input
@@ -364,14 +376,21 @@ def translate_file(checkpoint: str | Path, input: str | Path | None = None, outp
     tab-separated `text<TAB>score` pairs (`cut -f1` gives the 1-best output); score is the
     ranking score (length-normalised log-probability, or the anti-LM score). Decoding is batched by
     length internally; `config` defaults to the checkpoint's (`Translator.default_decoding`) and
-    `options` are DecodeConfig fields over it. Returns the number of lines.
+    `options` are DecodeConfig fields over it. With `ensemble` (checkpoints; `checkpoint` None)
+    their ensemble translates (`Translator.from_ensemble`). Returns the number of lines.
     """
+    if (checkpoint is None) == (not ensemble):
+        raise ValueError("give one checkpoint (--checkpoint CKPT) or an ensemble (--ensemble CKPT CKPT ...), "
+                         + ("not both" if ensemble else "got neither"))
     decode_config(config, **options)  # a bad option fails before the checkpoint loads
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     path = _check_output(output)
     lines = read_input(input)
-    translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)
+    if ensemble:
+        translator = Translator.from_ensemble(ensemble, device=device, precision=precision)
+    else:
+        translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)
     bar = None
     if path is not None and len(lines) >= PROGRESS_MIN_LINES:
         from tqdm.auto import tqdm

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from translator.checkpoint import BUNDLE_KEY, make_bundle
-from translator.loss import label_smoothed_loss
+from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
 
@@ -54,6 +54,7 @@ class Seq2SeqSystem(L.LightningModule):
         val_max_len_a: float = 1.5,
         val_max_len_b: int = 10,
         compile_loss: bool = True,
+        rdrop_alpha: float = 0.0,
     ):
         """
         Args:
@@ -70,10 +71,16 @@ class Seq2SeqSystem(L.LightningModule):
             val_max_len_b: see val_max_len_a.
             compile_loss: on CPU, fuse the loss with `torch.compile` (translator/cpu_fastpaths.py; about 3x faster
                 than eager, falls back to eager with a warning when compiling fails).
+            rdrop_alpha: R-Drop weight alpha (Liang et al. 2021): every training batch runs through the
+                model twice (two dropout masks, one doubled batch, so about twice the compute per step) and
+                the loss is the mean of the two losses + alpha * their symmetric KL per non-pad target
+                position. 0 = off (one pass, the plain loss).
         """
         super().__init__()
         if not isinstance(model, Seq2Seq):
             raise TypeError(f"model must be a translator.models Seq2Seq, got {type(model).__name__}")
+        if not (isinstance(rdrop_alpha, (int, float)) and 0.0 <= rdrop_alpha < math.inf):
+            raise ValueError(f"rdrop_alpha must be a finite number >= 0 (0 = off), got {rdrop_alpha!r}")
         self.save_hyperparameters(ignore=["model"])
         self.hparams["model"] = model.config()  # plain data: rebuilt by load_bundle, weights_only-safe
         self.model = model
@@ -141,12 +148,21 @@ class Seq2SeqSystem(L.LightningModule):
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         """One teacher-forced step: logits for tgt_in, label-smoothed loss against tgt_out."""
         batch = self._fit_to_model(batch)
-        logits = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
+        batch_size = batch["src"].size(0)
+        rdrop = stage == "train" and self.hparams.get("rdrop_alpha", 0.0) > 0
+        if rdrop:  # rows b and B + b are the same pair under two dropout masks
+            batch = {k: torch.cat([batch[k], batch[k]]) for k in ("src", "src_mask", "tgt_in", "tgt_out")}
+        logits = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V); R-Drop: (2B, T, V)
         tgt_out = batch["tgt_out"]  # (B, T)
         flat_logits, flat_target = logits.flatten(0, 1), tgt_out.flatten()  # (B*T, V), (B*T,)
+        # R-Drop: both copies have the same targets, so this mean is the mean of the two passes' losses
         loss, nll = label_smoothed_loss(flat_logits, flat_target, self.hparams.label_smoothing, self.model.pad_id,
                                         fused=self.hparams.compile_loss)
-        batch_size = batch["src"].size(0)
+        if rdrop:
+            first, second = flat_logits.chunk(2)  # (B*T, V) each
+            kl = symmetric_kl(first, second, flat_target[:first.size(0)] != self.model.pad_id)
+            loss = loss + self.hparams.rdrop_alpha * kl
+            self.log("train/rdrop_kl", kl.detach(), on_step=True, batch_size=batch_size)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step,
                  batch_size=batch_size, sync_dist=not on_step)
