@@ -308,10 +308,14 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
     if args.ensemble_last and (args.ensemble_last < 2 or "shipped" not in args.ablations):
         raise BenchmarkError("--ensemble_last needs N >= 2 and the shipped run among --ablations")
     given = {}
-    for lever, path in parse_checkpoint_specs(args.checkpoint, bare_allowed=False):
-        if lever not in args.ablations:
-            raise BenchmarkError(f"--checkpoint {lever}=...: {lever} is not among --ablations")
-        given[lever] = path
+    for spec in args.checkpoint or []:
+        lever, sep, path = spec.partition("=")
+        if not sep or lever not in args.ablations:
+            raise BenchmarkError(f"--checkpoint {spec!r}: with --ablations write LEVER=PATH, LEVER one of "
+                                 f"{', '.join(args.ablations)}")
+        if not Path(path).is_file():
+            raise BenchmarkError(f"--checkpoint {spec!r}: no such file")
+        given[lever] = Path(path)
     check_data(args.src_lang, args.tgt_lang, args.data_dir, ["test", "val"] + (["train"] if len(given) < len(args.ablations) else []))
     if args.device is None:
         import torch
