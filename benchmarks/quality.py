@@ -284,15 +284,15 @@ def last_epochs(run_dir: Path, n: int) -> list[Path]:
 
 
 def finished(run_dir: Path, epochs: int | None) -> bool:
-    """Whether a run's last.ckpt is at its final epoch (`--reuse`)."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
+    """Whether a run has written its final epoch's checkpoint (`--reuse`)."""
+    found = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file() or not found:
         return False
     if epochs is None:
         return True
     from translator.checkpoint import read_checkpoint
 
-    return int(read_checkpoint(last).get("epoch", -1)) + 1 >= epochs
+    return int(read_checkpoint(found[-1]).get("epoch", -1)) + 1 >= epochs
 
 
 def ablations(args: argparse.Namespace, extra: list[str]) -> int:
@@ -346,14 +346,16 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         cmd = fit_command(family, args, out / "runs", name, version, [*LEVERS[lever], *extra])
         result["commands"].append(shell(cmd))
         if args.reuse and finished(run, args.epochs):  # wall time from the run's files: first written to last
-            seconds = round((run / "checkpoints" / "last.ckpt").stat().st_mtime - (run / "hparams.yaml").stat().st_mtime, 1)
+            newest = max(p.stat().st_mtime for p in (run / "checkpoints").glob("*.ckpt"))
+            seconds = round(newest - (run / "hparams.yaml").stat().st_mtime, 1)
         else:
             write_json(out / "ablations.json", result)
             seconds = round(run_logged(cmd, out / "logs" / f"{name}-fit.log"), 1)
         rows[lever] = find_trained(run)
         scored = check_checkpoint(rows[lever], args.src_lang, args.tgt_lang, family)
-        last = run / "checkpoints" / "last.ckpt"
-        facts = check_checkpoint(last, args.src_lang, args.tgt_lang, family) if last.is_file() else scored
+        # the newest epochNN.ckpt: last.ckpt is rewritten only when best.ckpt is (save_last of the BLEU monitor)
+        newest = sorted((run / "checkpoints").glob("epoch*.ckpt"))[-1:] or [run / "checkpoints" / "last.ckpt"]
+        facts = check_checkpoint(newest[0], args.src_lang, args.tgt_lang, family) if newest[0].is_file() else scored
         entry.update(checkpoint=str(rows[lever]), train_seconds=seconds, trained_here=True, **facts,
                      scored_epoch=scored["epochs"])
     ensemble = None
