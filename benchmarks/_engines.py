@@ -53,16 +53,18 @@ def measure_engine(family: str, engine: str, precision: str, translator: Any, so
         for batch_size, texts, refs in ((64, sources, references), (1, sources[:batch1], references[:batch1])):
             translator.translate(texts[:2], batch_size=batch_size, **options)  # warm-up, not timed
             latencies: list[float] = []
-            start = time.perf_counter()
+            cpu_latencies: list[float] = []
+            cpu, start = time.process_time(), time.perf_counter()
             if batch_size == 1:
                 results = []
                 for text in texts:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     results += translator.translate([text], batch_size=1, **options)
                     latencies.append(time.perf_counter() - t0)
+                    cpu_latencies.append(time.process_time() - c0)
             else:
                 results = translator.translate(texts, batch_size=batch_size, **options)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             outputs = [r.text for r in results]
             key = (decoder, batch_size)
             if engine == "pytorch" and precision == "fp32":
@@ -70,10 +72,11 @@ def measure_engine(family: str, engine: str, precision: str, translator: Any, so
             same = reference_outputs.get(key)
             row = {"family": family, "engine": engine, "precision": precision, "decoder": decoder,
                    "batch_size": batch_size, "sentences": len(texts), "seconds": round(seconds, 3),
-                   "sentences_per_s": round(len(texts) / seconds, 2),
+                   "cpu_seconds": round(cpu, 3), "sentences_per_s": round(len(texts) / seconds, 2),
                    "tokens_per_s": round(sum(len(r.tokens) for r in results) / seconds, 1),
                    "p50_ms": round(1000 * statistics.median(latencies), 2) if latencies else None,
                    "p95_ms": round(1000 * statistics.quantiles(latencies, n=20)[-1], 2) if len(latencies) > 1 else None,
+                   "p50_cpu_ms": round(1000 * statistics.median(cpu_latencies), 2) if cpu_latencies else None,
                    "bleu": _bleu(outputs, refs),
                    "same_as_fp32": None if same is None else round(sum(a == b for a, b in zip(outputs, same))
                                                                    / len(outputs), 4)}
@@ -88,15 +91,16 @@ def measure_uncached(translator: Any, sources: list[str], references: list[str])
     translator.model.decode_cache = False
     try:
         translator.translate(sources[:2], method="greedy")
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         results = translator.translate(sources, batch_size=64, method="greedy")
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         translator.model.decode_cache = True
     return {"family": "transformer", "engine": "pytorch", "precision": "fp32 no cache", "decoder": "greedy",
-            "batch_size": 64, "sentences": len(sources), "seconds": round(seconds, 3),
+            "batch_size": 64, "sentences": len(sources), "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
             "sentences_per_s": round(len(sources) / seconds, 2),
             "tokens_per_s": round(sum(len(r.tokens) for r in results) / seconds, 1), "p50_ms": None, "p95_ms": None,
+            "p50_cpu_ms": None,
             "bleu": _bleu([r.text for r in results], references), "same_as_fp32": None}
 
 
@@ -132,14 +136,15 @@ def targets(rows: list[dict[str, Any]], beam: str) -> list[dict[str, Any]]:
         add(f"CT2 int8 {beam} / PyTorch fp32 {beam} sentences/s, batch 64", ratio, ">= 3", ratio >= 3)
     for r in rows:
         if r["family"] == "transformer" and r["decoder"] == "greedy" and r["batch_size"] == 1:
-            add(f"batch-1 greedy p50 ms/sentence, {r['engine']} {r['precision']}", r["p50_ms"], "<= 10",
-                r["p50_ms"] <= 10)
-    if fp32_g and fp32_b:
-        ratio = fp32_b["seconds"] / fp32_g["seconds"]
-        add(f"PyTorch fp32 {beam} / greedy wall time, batch 64", ratio, "<= 2", ratio <= 2)
-    if fp32_g and uncached:
-        ratio = uncached["seconds"] / fp32_g["seconds"]
-        add("PyTorch fp32 greedy uncached / cached wall time, batch 64", ratio, ">= 3", ratio >= 3)
+            add(f"batch-1 greedy p50 ms/sentence, {r['engine']} {r['precision']} (CPU time p50 "
+                f"{r['p50_cpu_ms']} ms)", r["p50_ms"], "<= 10", r["p50_ms"] <= 10)
+    for clock, key in (("wall", "seconds"), ("CPU", "cpu_seconds")):  # CPU time: robust when other jobs share cores
+        if fp32_g and fp32_b:
+            ratio = fp32_b[key] / fp32_g[key]
+            add(f"PyTorch fp32 {beam} / greedy {clock} time, batch 64", ratio, "<= 2", ratio <= 2)
+        if fp32_g and uncached:
+            ratio = uncached[key] / fp32_g[key]
+            add(f"PyTorch fp32 greedy uncached / cached {clock} time, batch 64", ratio, ">= 3", ratio >= 3)
     for family in ("lstm", "attention"):
         for decoder in ("greedy", beam):
             fp = _row(rows, family=family, engine="pytorch", precision="fp32", decoder=decoder, batch_size=64)
@@ -177,10 +182,10 @@ def measure_engines(args: Any, checkpoints: list[tuple[str, Path, dict[str, Any]
 def engines_table(result: dict[str, Any], markdown: bool = False) -> str:
     from _common import fmt, table
 
-    header = ["family", "engine", "precision", "decoder", "batch", "sentences", "sent/s", "tokens/s",
-              "p50 ms", "p95 ms", "BLEU", "= fp32"]
+    header = ["family", "engine", "precision", "decoder", "batch", "sentences", "wall s", "CPU s", "sent/s",
+              "tokens/s", "p50 ms", "p95 ms", "p50 CPU ms", "BLEU", "= fp32"]
     rows = [[r["family"], r["engine"], r["precision"], r["decoder"], r["batch_size"], r["sentences"],
-             fmt(r["sentences_per_s"], 1), fmt(r["tokens_per_s"], 0), fmt(r["p50_ms"], 1), fmt(r["p95_ms"], 1),
+             fmt(r["seconds"], 1), fmt(r["cpu_seconds"], 1), fmt(r["sentences_per_s"], 1), fmt(r["tokens_per_s"], 0), fmt(r["p50_ms"], 1), fmt(r["p95_ms"], 1), fmt(r["p50_cpu_ms"], 1),
              fmt(r["bleu"], 2), None if r["same_as_fp32"] is None else f"{100 * r['same_as_fp32']:.1f}%"]
             for r in result["rows"]]
     goals = [[t["target"], fmt(t["value"], 3), t["goal"], "yes" if t["met"] else "NO"] for t in result["targets"]]
