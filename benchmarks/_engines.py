@@ -11,6 +11,7 @@ also decodes greedy without its key/value cache (the cached / uncached ratio of 
 """
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -175,6 +176,10 @@ def measure_engines(args: Any, checkpoints: list[tuple[str, Path, dict[str, Any]
             if family == "transformer" and engine == "pytorch" and precision == "fp32":
                 rows.append(measure_uncached(translator, texts, refs))
             del translator
+            partial = Path(f"{args.out}.partial")  # a long run leaves what it measured so far
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"rows": rows}, indent=1) + "\n", encoding="utf-8")
+    Path(f"{args.out}.partial").unlink(missing_ok=True)
     return {"threads": args.threads, "checkpoints": [str(p) for _, p, _ in checkpoints], "rows": rows,
             "targets": targets(rows, beam)}
 

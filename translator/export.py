@@ -145,7 +145,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, quantization: 
     ct2 = require_ctranslate2()
     checkpoint, output = Path(checkpoint), Path(output)
     if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not force)):
-        raise ValueError(f"output {output} exists and is not an empty directory; pass --force to overwrite it")
+        raise ValueError(f"output {output} exists and is not an empty directory; pass --force true to overwrite it")
     bundle = load_bundle(checkpoint)
     if not isinstance(bundle.model, Transformer):
         raise ValueError(f"{checkpoint} is a {bundle.architecture} checkpoint; only Transformer checkpoints export "
@@ -195,7 +195,7 @@ def export_command(checkpoint: str, *, output: str, quantization: str = "int8", 
         checkpoint: a Transformer .ckpt written by `translator fit` (RNN models have no CTranslate2 decoder).
         output: directory to write (must not exist or be empty, unless --force).
         quantization: weights on disk and default compute type: int8, int8_float32, bfloat16 or float32.
-        force: replace a non-empty output directory.
+        force: replace a non-empty output directory (--force true).
     """
     path = export_checkpoint(checkpoint, output, quantization, force=force)
     print(f"exported {checkpoint} ({quantization}) -> {path}")
