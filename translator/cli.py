@@ -36,6 +36,19 @@ COMMANDS: dict[str, Any] = {
     "evaluate": "translator.evaluate_cmd:evaluate",
     "average": "translator.cli:average",
     "app": "translator.app:launch",
+    "lab": {
+        "_help": "The learning lab: one idea of the RNN -> LSTM -> attention -> Transformer story per command, "
+                 "each writing a PNG and its numbers as JSON beside it.",
+        "params": "translator.lab.params:command",
+        "gradients": "translator.lab.gradients:command",
+        "gates": "translator.lab.gates:command",
+        "exposure": "translator.lab.exposure:command",
+        "positions": "translator.lab.positions:command",
+        "attention": "translator.lab.attention:command",
+        "bottleneck": "translator.lab.bottleneck:command",
+        "softmax": "translator.lab.softmax:command",
+        "beam": "translator.lab.beam:command",
+    },
     "data": {
         "_help": "The dataset registry: list the datasets, download one, batch statistics of one.",
         "list": "translator.data.registry:list_command",

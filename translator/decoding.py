@@ -518,7 +518,7 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
     return [sorted(r, key=lambda h: -h.normalized)[:nbest] for r in results]
 
 
-def _filter_logits(x: Tensor, top_k: int, top_p: float) -> Tensor:
+def filter_logits(x: Tensor, top_k: int, top_p: float) -> Tensor:
     """Keep the top_k best tokens and the smallest set whose probability reaches top_p; x (R, V)."""
     if 0 < top_k < x.size(1):
         kth = x.topk(top_k, dim=1).values[:, -1:]  # (R, 1)
@@ -529,6 +529,12 @@ def _filter_logits(x: Tensor, top_k: int, top_p: float) -> Tensor:
         drop = probs.cumsum(-1) - probs >= top_p  # mass before this token already reaches top_p
         x = x.masked_fill(drop.scatter(1, idx, drop), -math.inf)
     return x
+
+
+def sampling_distribution(log_probs: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
+    """What sampling draws the next token from: softmax(log_probs / temperature) cut to the top_k
+    best and to the nucleus of mass top_p, renormalised; log_probs (R, V) -> probs (R, V)."""
+    return filter_logits(log_probs / temperature, top_k, top_p).softmax(-1)
 
 
 def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, num_samples: int,
@@ -551,7 +557,7 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
         lp = setup.log_probs(logits, hist)  # (R, V)
         if t == 0 and setup.return_attention and state.attention is not None:
             att = torch.zeros(lp.size(0), 0, state.attention.size(1), device=dev)
-        probs = _filter_logits(lp / temperature, top_k, top_p).softmax(-1)  # (R, V)
+        probs = sampling_distribution(lp, temperature, top_k, top_p)  # (R, V)
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (R,)
         scores = scores + lp.gather(1, tokens[:, None]).squeeze(1)  # the model's log-prob, not the tempered one
         hist, att = _append(hist, att, None, tokens, None if att is None else state.attention)
