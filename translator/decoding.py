@@ -434,8 +434,12 @@ def _cannot_improve(setup: _Setup, finished: list[Hypothesis], best_live: float,
 
 
 def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, beam_size: int, nbest: int,
-               max_len_a: float, max_len_b: float, max_len: int) -> list[list[Hypothesis]]:
-    """Beam search over all sentences at once; rows are (active sentence, beam), B_active * K."""
+               max_len_a: float, max_len_b: float, max_len: int, trace: list | None = None) -> list[list[Hypothesis]]:
+    """Beam search over all sentences at once; rows are (active sentence, beam), B_active * K.
+
+    `trace`, when a list, gets one dict per step: the live beams of each active sentence (tokens so
+    far, raw scores, parent beam) and the hypotheses that ended with eos (the lab's beam view).
+    """
     K = beam_size
     state, limits, masks = _start(model, src, src_mask, setup, max_len_a, max_len_b, max_len)
     B, dev = src.size(0), src.device
@@ -483,6 +487,11 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
         step_att = None if att is None else state.attention.index_select(0, flat_rows)
         hist, att = _append(hist, att, flat_rows if K > 1 else None, live_tok.view(-1),
                             step_att)  # (Ba*K, t+1)
+        if trace is not None:
+            ended = [{"sentence": sent[i], "tokens": fin_tokens[n], "score": fin_scores[n]}
+                     for n, (i, _) in enumerate(fin_idx)] if fin_idx else []
+            trace.append({"step": t, "sentences": list(sent), "beams": hist.view(Ba, K, -1).tolist(),
+                          "scores": live_s.tolist(), "parents": (live_row % K).tolist(), "finished": ended})
 
         # Done: K hypotheses finished (the usual beam rule, which keeps width 1 greedy), no live one
         # can still enter the n-best, or the last step (then open beams are returned unfinished).
@@ -635,13 +644,14 @@ def _anti_lm_rerank(model: "Seq2Seq", results: list[list[Hypothesis]], config: D
 
 def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
            eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None,
-           empty_source: Sequence[int] | None = None, return_attention: bool = False,
+           empty_source: Sequence[int] | None = None, return_attention: bool = False, trace: list | None = None,
            **options: Any) -> list[list[Hypothesis]]:
     """Decode src (B, S) with mask (B, S) (True = real token) as `config` says; best first per sentence.
 
     `options` are DecodeConfig fields, applied over `config` (or the defaults): a shortcut for
     `decode(..., DecodeConfig(method="beam", beam_size=4))`. `byte_values` (V,) keeps byte pieces
-    in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking.
+    in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking; `trace`
+    (a list) records every step of greedy / beam search (see `_beam_loop`).
     """
     config = _with_options(config or DecodeConfig(), options)
     setup = _make_setup(config, bos_id, eos_id, pad_id, unk_id, return_attention, byte_values)
@@ -657,7 +667,7 @@ def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig
         else:
             width = config.beam_size if config.method == "beam" else 1
             results = _beam_loop(model, src, src_mask, setup, width, config.num_candidates if width > 1 else 1,
-                                 config.max_len_a, config.max_len_b, config.max_len)
+                                 config.max_len_a, config.max_len_b, config.max_len, trace)
         if config.reranks:
             results = _anti_lm_rerank(model, results, config, empty_source, bos_id, eos_id, pad_id, src.device)
     return [hyps[:config.nbest] for hyps in results]

@@ -120,6 +120,7 @@ class ShortRun:
     steps: int = 150
     lr: float = 2e-3
     seed: int = 1234
+    cache_dir: str = "data/cache"
 
 
 def datamodule(run: ShortRun) -> Any:
@@ -127,7 +128,7 @@ def datamodule(run: ShortRun) -> Any:
     from translator.data import Seq2SeqDataModule
 
     dm = Seq2SeqDataModule(dataset=run.dataset, data_dir=run.data_dir, vocab_size=run.vocab_size,
-                           max_tokens=run.max_tokens, max_len=64, seed=run.seed)
+                           max_tokens=run.max_tokens, max_len=64, seed=run.seed, cache_dir=run.cache_dir)
     dm.prepare_data()
     dm.setup("fit")
     return dm
