@@ -120,7 +120,7 @@ def tiny_data(tmp_path_factory):
 
 
 def short(tiny_data, tmp_path):
-    return ["--data_dir", str(tiny_data), "--vocab_size", "60", "--max_tokens", "200", "--cache_dir",
+    return ["--data_dir", str(tiny_data), "--vocab_size", "300", "--max_tokens", "200", "--cache_dir",
             str(tmp_path / "cache")]
 
 

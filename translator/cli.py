@@ -60,7 +60,7 @@ COMMANDS: dict[str, Any] = {
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: Commands whose required parameters are --options as well (`--checkpoint CKPT`); in the others a
 #: required parameter is positional (`translator data download NAME`, `translator average A B --output C`).
-OPTIONS_ONLY = ("translate", "evaluate")
+OPTIONS_ONLY = ("translate", "evaluate", "lab bottleneck")
 
 #: Trainer settings every shipped config shares, set once here; a config file or --trainer.* overrides
 #: them, and `translator fit --config C --print_config` shows the result.

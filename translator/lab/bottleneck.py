@@ -74,7 +74,7 @@ def figure(data: dict[str, Any]) -> Any:
     return fig
 
 
-def command(checkpoint: list[str], *, output: str = "lab-bottleneck.png", per_length: int = 200, max_join: int = 3,
+def command(checkpoint: list[str] | str, *, output: str = "lab-bottleneck.png", per_length: int = 200, max_join: int = 3,
             method: str = "greedy", data_dir: str | None = None) -> Path:
     """BLEU by source length for several models on long inputs (concatenated Multi30k test pairs).
 
@@ -91,7 +91,7 @@ def command(checkpoint: list[str], *, output: str = "lab-bottleneck.png", per_le
     """
     started = time.perf_counter()
     checkpoints = {}
-    for item in checkpoint:
+    for item in [checkpoint] if isinstance(checkpoint, str) else checkpoint:
         label, sep, path = item.partition("=")
         checkpoints[label if sep else Path(item).stem] = path if sep else item
     data = compute(checkpoints, per_length, max_join, method, data_dir)
