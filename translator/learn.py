@@ -130,8 +130,8 @@ class LearnService:
     def _json(self, name: str) -> dict[str, Any]:
         path = self.lab_dir / f"{name}.json"
         if not path.is_file():
-            raise UserError(f"No precomputed results at {path}: run `{VIEW_BY_KEY[name].command.replace(name + '.png', str(self.lab_dir / name) + '.png')}` "
-                            "first (it trains small models, a minute or two).")
+            raise UserError(f"No precomputed results at {path}: run `translator lab {name} ... --output "
+                            f"{path.with_suffix('.png')}` first (see `translator lab {name} --help`).")
         return json.loads(path.read_text(encoding="utf-8"))
 
     # ---- the views -----------------------------------------------------------------------------

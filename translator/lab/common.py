@@ -3,7 +3,6 @@ real data, and the short training some views need (through the real trainer)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import resource
 import time
 from pathlib import Path
@@ -51,14 +50,6 @@ def new_figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def load_json(path: str | Path) -> dict[str, Any]:
-    """The numbers a lab command wrote (for the app's views that need training)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no lab results at {path}; run the lab command that writes it first")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def model_from(source: str | Path, src_vocab_size: int = 8000, tgt_vocab_size: int = 8000) -> tuple[Seq2Seq, str]:
