@@ -6,7 +6,10 @@ long sentences, which Multi30k's test set barely has (26 of 1,000 sources over 2
 this view builds a longer split from it: runs of 1, 2 and 3 consecutive test pairs joined
 into one source and one reference (in-domain for Multi30k models; a joined pair is the same
 text the model already translated sentence by sentence, so the drop with length measures how
-much the model cannot hold, not harder vocabulary). BLEU is scored per source-length bucket.
+much the model cannot hold, not harder vocabulary). BLEU is scored per source-length bucket,
+with the output/reference length ratio beside it: models trained on single captions tend to stop
+after the first sentence of a joined source, which costs BLEU whatever their encoder (--max_join 1
+scores the plain test sentences instead).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from translator.data.registry import load_pairs
-from translator.evaluation import bleu_by_length
+from translator.evaluation import bleu_by_length, score
 from translator.inference import Translator
 from translator.lab.common import new_figure, save
 
@@ -54,7 +57,13 @@ def compute(checkpoints: dict[str, str], per_length: int = 200, max_join: int = 
                             "decoding": method, "checkpoints": checkpoints, "results": {}}
     for label, translator in models.items():
         hyps = [t.text for t in translator.translate(sources, method=method)]
-        data["results"][label] = bleu_by_length(lengths, hyps, refs, BUCKETS)
+        rows = bleu_by_length(lengths, hyps, refs, BUCKETS)
+        for row in rows:  # output length / reference length: a model that stops early loses BLEU for that alone
+            idx = [i for i, n in enumerate(lengths) if row["lo"] <= n and (row["hi"] is None or n <= row["hi"])]
+            if idx:
+                detail = score([hyps[i] for i in idx], [refs[i] for i in idx])["bleu_detail"]
+                row["length_ratio"] = detail["sys_len"] / max(1, detail["ref_len"])
+        data["results"][label] = rows
     return data
 
 
@@ -71,6 +80,11 @@ def figure(data: dict[str, Any]) -> Any:
            title=f"the bottleneck: {data['split']}")
     ax.grid(alpha=0.3)
     ax.legend()
+    for label, rows in data["results"].items():  # the output/reference length ratio beside each point
+        for i, r in enumerate(rows):
+            if r.get("length_ratio") is not None and r["bleu"] is not None:
+                ax.annotate(f"len {r['length_ratio']:.2f}", (i, r["bleu"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
     return fig
 
 
