@@ -82,7 +82,8 @@ def state_gradients(model: LSTMSeq2Seq, batch: dict[str, Tensor]) -> list[float]
     The encoder runs one step at a time (the same nn.RNN/LSTM/GRU module, so the same function) and
     every state h_t keeps its gradient; the decoder is the model's own.
     """
-    model.eval()
+    was_training = model.training
+    model.eval()  # no dropout in the measurement (the models here have none: the same in either mode)
     src = batch["src"].flip(1) if model.reverse_source else batch["src"]  # equal lengths: reversing = flipping
     x = model.src_emb(src)  # (B, S, E)
     hx, states = None, []
@@ -100,6 +101,7 @@ def state_gradients(model: LSTMSeq2Seq, batch: dict[str, Tensor]) -> list[float]
     loss.backward()
     norms = [float(h.grad[-1].norm(dim=-1).mean()) for h in states]  # top layer, mean over sentences
     model.zero_grad()
+    model.train(was_training)
     return norms
 
 
