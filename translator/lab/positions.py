@@ -30,9 +30,9 @@ def compute(length: int = 64, d_model: int = 256, source: str | None = None) -> 
     else:
         table = sinusoids(length, d_model)  # (L, D)
     similarity = table @ table.T  # (L, L)
-    return {"length": length, "d_model": d_model, "source": what, "table": table.round(decimals=4).tolist(),
-            "similarity": similarity.round(decimals=3).tolist(),
-            "similarity_to_first": similarity[0].round(decimals=3).tolist(),
+    return {"length": length, "d_model": d_model, "source": what, "table": table.double().round(decimals=4).tolist(),
+            "similarity": similarity.double().round(decimals=3).tolist(),
+            "similarity_to_first": similarity[0].double().round(decimals=3).tolist(),
             "shift_invariant": bool((similarity[1:, 1:] - similarity[:-1, :-1]).abs().max() < 1e-3)}
 
 
