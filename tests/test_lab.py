@@ -148,3 +148,23 @@ def test_bottleneck_command(ckpts, tiny_data, tmp_path):
                f"b={ckpts['transformer']}", "--per_length", "4", "--data_dir", str(tiny_data))
     assert data["sentences"] == 12 and set(data["results"]) == {"a", "b"}
     assert sum(r["n"] for r in data["results"]["a"]) == 12
+
+
+def test_beam_trace_records_the_real_search_without_changing_it(ckpts):
+    from translator.checkpoint import load_bundle
+    from translator.decoding import decode
+
+    bundle = load_bundle(ckpts["transformer"])
+    tok = bundle.tokenizer
+    src = torch.tensor([tok.encode_src(["a man runs in park"])[0]])
+    options = dict(bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, unk_id=tok.unk_id, method="beam",
+                   beam_size=3, nbest=3)
+    trace: list = []
+    traced = decode(bundle.model, src, src != tok.pad_id, trace=trace, **options)
+    plain = decode(bundle.model, src, src != tok.pad_id, **options)
+    assert [h.tokens for h in traced[0]] == [h.tokens for h in plain[0]]
+    ended = {tuple(e["tokens"]): e["score"] for step in trace for e in step["finished"]}
+    for h in traced[0]:  # every finished hypothesis was recorded when it ended, with its score
+        if h.finished:
+            assert ended[tuple(h.tokens)] == pytest.approx(h.score)
+    assert all(len(step["beams"][0]) == 3 for step in trace)
