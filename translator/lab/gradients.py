@@ -157,15 +157,15 @@ def figure(data: dict[str, Any]) -> Any:
     a.legend(fontsize=7)
     a.grid(alpha=0.3, which="both")
     clip = data["clip"]
-    b.plot(data["no_clip"]["norm"], color="#999999", lw=1, label="rnn, no clipping")
     b.plot(clip["before"], color="#c44e52", lw=1, label="rnn, clip 1.0: norm before the clip")
     b.plot(clip["after"], color="#8172b2", lw=1.5, label="rnn, clip 1.0: norm the optimizer used")
+    b.plot(data["no_clip"]["norm"], color="black", lw=0.8, ls=":", label="rnn, no clipping")  # on top: often the same
     b.axhline(clip["threshold"], color="black", ls="--", lw=0.8)
     b.set(yscale="log", xlabel="optimizer step", ylabel="global gradient norm",
           title=f"clipping caps the norm ({clip['share_clipped']:.0%} of steps clipped)")
     b.legend(fontsize=7)
-    c.plot(data["no_clip"]["loss"], color="#999999", lw=1, label="rnn, no clipping")
     c.plot(clip["loss"], color="#c44e52", lw=1, label="rnn, clip 1.0")
+    c.plot(data["no_clip"]["loss"], color="black", lw=0.8, ls=":", label="rnn, no clipping")
     c.set(xlabel="optimizer step", ylabel="training loss (NLL)", title="training loss")
     c.legend(fontsize=7)
     return fig
