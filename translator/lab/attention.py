@@ -116,15 +116,18 @@ def figure(data: dict[str, Any]) -> Any:
     if "alignment" not in data:
         heads = data["heads"]
         rows = [(kind, i, w) for kind, ws in data["layers"].items() for i, w in enumerate(ws)]
-        fig = new_figure(2.6 * heads + 0.6, 2.5 * len(rows) + 0.6)
+        fig = new_figure(2.6 * heads + 0.6, 2.5 * len(rows) + 0.6, layout=None)
         axes = fig.subplots(len(rows), heads, squeeze=False)
+        fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.9 / fig.get_figheight(), bottom=0.03, hspace=0.4,
+                            wspace=0.08)
         labels = {"encoder self": (src, src), "decoder self": (tgt, tgt_in), "cross": (tgt, src)}
         for r, (kind, layer, w) in enumerate(rows):
             w = np.array(w)  # (H, queries, keys)
             for h in range(heads):
                 ylab, xlab = labels[kind]
                 _heat(axes[r, h], w[h], ylab, xlab, f"{kind} · layer {layer + 1} · head {h + 1}", h == 0)
-        fig.suptitle(f"“{data['text']}” → “{data['target']}”: rows = queries, columns = keys", fontsize=10)
+        fig.suptitle(f"“{data['text']}” → “{data['target']}”: rows = queries, columns = keys", fontsize=10,
+                     y=1 - 0.2 / fig.get_figheight())
         return fig
     w = np.array(data["alignment"])
     fig = new_figure(min(3 + 0.45 * len(src), 14), min(2 + 0.35 * len(tgt), 12))

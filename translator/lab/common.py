@@ -45,11 +45,12 @@ def save(fig: Any, data: dict[str, Any], output: str | Path, started: float) -> 
     return png
 
 
-def new_figure(width: float, height: float) -> Any:
-    """A bare Figure (no pyplot: no global state shared between concurrent app requests)."""
+def new_figure(width: float, height: float, layout: str | None = "constrained") -> Any:
+    """A bare Figure (no pyplot: no global state shared between concurrent app requests); layout None
+    for big grids, where the constrained layout costs as much as drawing (attention: 1.8 s vs 0.96 s)."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return Figure(figsize=(width, height), dpi=DPI, layout=layout)
 
 
 def model_from(source: str | Path, src_vocab_size: int = 8000, tgt_vocab_size: int = 8000) -> tuple[Seq2Seq, str]:
