@@ -61,8 +61,10 @@ VIEWS = [
          "(the triangle), and cross-attention finds the source words each output word is translating.",
          "translator lab attention CKPT --text ... --output attention.png"),
     View("bottleneck", "The context-vector bottleneck", "the encoder squeezes a sentence into one vector",
-         "BLEU by source length on joined Multi30k test pairs. The context-vector model falls fastest as the "
-         "input grows: one fixed-size vector cannot hold a long sentence, while attention reads every source state.",
+         "BLEU by source length on joined Multi30k test pairs: one fixed-size context vector cannot hold a long "
+         "input, while attention reads every source state, so the context-vector model should fall fastest. The "
+         "'len' labels are output/reference length: a model that stops after the first sentence loses BLEU for "
+         "that alone.",
          "translator lab bottleneck --checkpoint A=... --checkpoint B=... --output bottleneck.png"),
     View("softmax", "Softmax and sampling", "softmax over the vocabulary, temperature, top-k and top-p",
          "The top bars are the next-word distribution after the prefix, at temperature 1 and at the chosen one "
