@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from translator.lab import attention, beam, bottleneck, exposure, gates, gradients, params, positions, softmax
+from translator.models.base import Seq2Seq
 from translator.service import ModelRegistry, UserError
 
 #: Where `translator lab ... --output benchmarks/lab/NAME.png` leaves its JSON (the committed results).
@@ -116,17 +117,20 @@ class LearnService:
     # ---- choosing a model ----------------------------------------------------------------------
     def _model(self, checkpoint: str | None, fits: Callable[[Any], bool] | None = None, need: str = "") -> tuple[Any, str]:
         """The chosen checkpoint's Translator, or the first loaded one that `fits` -> (translator, note)."""
+        # An exported engine (CTranslate2) decodes ids itself: the lab needs the PyTorch modules.
+        usable = lambda m: isinstance(m, Seq2Seq) and (fits is None or fits(m))  # noqa: E731
+        need = need or "needs a PyTorch checkpoint (not an exported engine)"
         chosen = self.registry.resolve(checkpoint)
         translator = self.registry.translator(chosen)
-        if fits is None or fits(translator.model):
+        if usable(translator.model):
             return translator, f"Model: **{chosen.label}**."
         for info in self.registry.translation:
             if info.error or info is chosen:
                 continue
             other = self.registry.translator(info)
-            if fits(other.model):
+            if usable(other.model):
                 return other, f"Model: **{info.label}** ({chosen.label} has {need.replace('needs', 'no')})."
-        raise UserError(f"This view needs {need}; {chosen.label} is a {chosen.architecture} and no loaded "
+        raise UserError(f"This view {need}; {chosen.label} is a {chosen.architecture} and no loaded "
                         "checkpoint has one. Start the app with such a checkpoint too (--checkpoint A --checkpoint B).")
 
     def _json(self, name: str) -> dict[str, Any]:
