@@ -366,7 +366,27 @@ def build_report(
 ) -> dict[str, Any]:
     """A report dict in the layout of the module docstring; speeds need `seconds` (and `generated_tokens`)."""
     s = score(hypotheses, references, target_lang=target_lang, tokenize=tokenize, lowercase=lowercase)
-    report: dict[str, Any] = {
+    by_length = [] if source_lengths is None else bleu_by_length(
+        source_lengths, hypotheses, references, buckets, tokenize=s["tokenize"], lowercase=lowercase)
+    report = _report(s, by_length, label=label, checkpoint=checkpoint, dataset=dataset, split=split,
+                     source_path=source_path, reference_path=reference_path, decoding=decoding, seconds=seconds,
+                     generated_tokens=generated_tokens)
+    if chat:
+        report.update({k: v for k, v in chat_metrics(hypotheses, references).items() if k != "n"})
+    return report
+
+
+def stream_report(scorer: StreamingScore, **meta: Any) -> dict[str, Any]:
+    """The report of `build_report` (translation) from a StreamingScore fed with every segment."""
+    return _report(scorer.score(), scorer.by_length(), **meta)
+
+
+def _report(s: dict[str, Any], by_length: list[dict[str, Any]], *, label: str | None = None,
+            checkpoint: str | None = None, dataset: str | None = None, split: str | None = None,
+            source_path: str | None = None, reference_path: str | None = None,
+            decoding: Mapping[str, Any] | None = None, seconds: float | None = None,
+            generated_tokens: int | None = None) -> dict[str, Any]:
+    return {
         "label": label or (Path(checkpoint).stem if checkpoint else None),
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "dataset": dataset,
@@ -383,13 +403,8 @@ def build_report(
         "seconds": seconds,
         "sentences_per_second": s["n"] / seconds if seconds else None,
         "tokens_per_second": generated_tokens / seconds if seconds and generated_tokens is not None else None,
-        "bleu_by_length": [] if source_lengths is None else bleu_by_length(
-            source_lengths, hypotheses, references, buckets, tokenize=s["tokenize"], lowercase=lowercase
-        ),
+        "bleu_by_length": by_length,
     }
-    if chat:
-        report.update({k: v for k, v in chat_metrics(hypotheses, references).items() if k != "n"})
-    return report
 
 
 def plot_bleu_by_length(
