@@ -14,7 +14,8 @@ train_dataloader), as a training process runs it:
     encode     tokenizer cached, encoded splits not (the old code's second start)
     cached     everything cached: what a restart or another DDP rank does
 
-Reported per run: wall seconds, the peak RSS of the main process and of its largest encoding
+Reported per run: wall seconds, CPU seconds (this process and its workers: robust to other jobs
+sharing the cores), the peak RSS of the main process and of its largest encoding
 worker (ru_maxrss), the RSS after setup over the RSS after the imports, per train+val token,
 and the pairs/s of the run. `--before DIR` runs the same steps on another checkout (e.g.
 `git worktree add /tmp/before <commit>`) through PYTHONPATH, for a before/after table in one run.
@@ -47,6 +48,7 @@ def rss():
 import numpy, torch, lightning, sentencepiece
 from translator.data import Seq2SeqDataModule
 base = rss()
+cpu_base = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ("ru_utime", "ru_stime"))
 args = json.loads(sys.argv[1])
 start = time.perf_counter()
 dm = Seq2SeqDataModule("multi30k", "en", "fr", **args)
@@ -55,13 +57,64 @@ dm.setup("fit")
 batches = len(dm.train_dataloader())
 wall = time.perf_counter() - start
 train, val = dm.stats["train"], dm.stats["val"]
-print(json.dumps({"wall_s": wall, "rss_base": base, "rss_after_setup": rss(),
+cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+          for f in ("ru_utime", "ru_stime"))
+print(json.dumps({"wall_s": wall, "cpu_s": cpu - cpu_base, "rss_base": base, "rss_after_setup": rss(),
                   "self_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                   "worker_peak": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
                   "train_pairs": train["pairs"], "batches": batches,
                   "tokens": train["src_tokens"] + train["tgt_tokens"] + val["src_tokens"] + val["tgt_tokens"],
                   "train_tokens": train["src_tokens"] + train["tgt_tokens"]}))
 """
+
+
+LOADER_CHILD = r"""
+import hashlib, json, sys, time
+import torch
+from translator.data import Seq2SeqDataModule
+args = json.loads(sys.argv[1])
+dm = Seq2SeqDataModule(**args)  # the shipped Transformer config's data options
+dm.setup("fit")
+digest, seconds, batches, tokens = hashlib.sha256(), [], 0, 0
+for epoch in range(3):
+    loader = dm.train_dataloader()
+    loader.batch_sampler.set_epoch(epoch)
+    start = time.perf_counter()
+    for batch in loader:
+        if epoch == 0:
+            for key in ("src", "src_mask", "tgt_in", "tgt_out", "index"):
+                digest.update(batch[key].numpy().tobytes())
+            batches += 1
+            tokens += int(batch["src_mask"].sum()) + int((batch["tgt_out"] != dm.pad_id).sum())
+    seconds.append(time.perf_counter() - start)
+model = hashlib.sha256(b"".join(v or b"" for v in dm.tokenizer.to_dict().values())).hexdigest()
+print(json.dumps({"batches": batches, "tokens": tokens, "epoch0_sha256": digest.hexdigest(), "tokenizer_sha256": model,
+                  "loader_s_per_epoch": min(seconds)}))
+"""
+
+
+def loader_check(codes: list[tuple[str, str, Any]], work: Path) -> list[dict]:
+    """Real Multi30k de->en with the shipped options: same batches from every code version, and the loader's cost."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "translator" / "configs" / "transformer.yaml").read_text())["data"]
+    rows = []
+    for code, root, _ in codes:
+        options = {**data, "data_dir": str(SHARED), "cache_dir": str(work / f"cache-multi30k-{code}")}
+        shutil.rmtree(options["cache_dir"], ignore_errors=True)
+        env = {**os.environ, "PYTHONPATH": root, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        proc = subprocess.run([sys.executable, "-c", LOADER_CHILD, json.dumps(options)], capture_output=True,
+                              text=True, env=env, cwd=root)
+        if proc.returncode:
+            raise BenchmarkError(f"loader check failed ({root}):\n{proc.stderr[-2000:]}")
+        row = {"code": code, **json.loads(proc.stdout.strip().splitlines()[-1])}
+        rows.append(row)
+        print(f"multi30k de->en {code}: {row['batches']} batches, {row['tokens']:,} tokens, one epoch of batches in "
+              f"{row['loader_s_per_epoch']:.2f}s, epoch 0 sha256 {row['epoch0_sha256'][:16]}, tokenizer "
+              f"{row['tokenizer_sha256'][:16]}", flush=True)
+    if len({r["epoch0_sha256"] for r in rows}) > 1:
+        print("multi30k: the code versions give DIFFERENT batches", flush=True)
+    return rows
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -72,6 +125,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--before", default=None, help="another checkout to measure the same way (PYTHONPATH)")
     p.add_argument("--before_sizes", nargs="+", type=int, default=None,
                    help="sizes for --before (default --sizes; the old code holds ~107 bytes/token: mind the RAM)")
+    p.add_argument("--parts", nargs="+", default=["scale", "loader"], choices=["scale", "loader"],
+                   help="scale: the synthetic corpora; loader: real Multi30k batches compared across code versions")
     p.add_argument("--runs", nargs="+", default=["first", "encode", "cached"], choices=["first", "encode", "cached"])
     p.add_argument("--tatoeba", default=str(SHARED / "tatoeba-eng-fra" / "fra.txt"))
     p.add_argument("--multi30k", default=str(SHARED / "multi30k"), help="folder with val/test en+fr files")
@@ -143,7 +198,7 @@ def measure(code: str, code_root: str, size: int, data_dir: Path, runs: list[str
         row = {"code": code, "pairs": size, "run": run, **result, "pairs_per_s": result["train_pairs"] / result["wall_s"],
                "bytes_per_token_after_setup": grown / result["tokens"]}
         rows.append(row)
-        print(f"{code:6s} {size:>9,d} {run:6s} {result['wall_s']:7.1f}s  peak {result['self_peak'] / 2**30:5.2f} GB "
+        print(f"{code:6s} {size:>9,d} {run:6s} {result['wall_s']:7.1f}s  cpu {result['cpu_s']:6.1f}s  peak {result['self_peak'] / 2**30:5.2f} GB "
               f"(worker {result['worker_peak'] / 2**30:4.2f} GB)  after setup +{grown / 2**20:6.0f} MB "
               f"= {row['bytes_per_token_after_setup']:5.1f} B/token  {row['pairs_per_s']:9,.0f} pairs/s", flush=True)
     shutil.rmtree(cache, ignore_errors=True)
@@ -153,26 +208,28 @@ def measure(code: str, code_root: str, size: int, data_dir: Path, runs: list[str
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     print(hardware_line(hardware()), flush=True)
-    folders = build_corpora(args)
     work = Path(args.work).resolve()
-    rows = []
+    rows: list[dict] = []
     codes = [("after", str(ROOT), args.sizes)]
     if args.before:
         codes.insert(0, ("before", str(Path(args.before).resolve()), args.before_sizes or args.sizes))
-    for size in sorted(set(args.sizes + (args.before_sizes or []))):
+    loader = loader_check(codes, work) if "loader" in args.parts else []
+    folders = build_corpora(args) if "scale" in args.parts else {}
+    for size in sorted(set(args.sizes + (args.before_sizes or []))) if "scale" in args.parts else []:
         for code, root, sizes in codes:
             if size in sizes:
                 if size not in folders:
                     folders.update(build_corpora(argparse.Namespace(**{**vars(args), "sizes": [size]})))
                 rows.extend(measure(code, root, size, folders[size], args.runs, work))
-    print(table(["code", "pairs", "run", "tokens", "wall s", "peak GB", "worker GB", "B/token after setup",
+    print(table(["code", "pairs", "run", "tokens", "wall s", "CPU s", "peak GB", "worker GB", "B/token after setup",
                  "pairs/s"],
                 [[r["code"], f"{r['pairs']:,}", r["run"], f"{r['tokens'] / 1e6:.1f} M", f"{r['wall_s']:.1f}",
+                  f"{r['cpu_s']:.1f}",
                   f"{r['self_peak'] / 2**30:.2f}", f"{r['worker_peak'] / 2**30:.2f}",
                   f"{r['bytes_per_token_after_setup']:.1f}", f"{r['pairs_per_s']:,.0f}"] for r in rows]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command": shell([sys.executable, *sys.argv]), "machine": hardware_line(hardware()),
-                                          "rows": rows}, indent=1))
+                                          "rows": rows, "multi30k_loader": loader}, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -493,7 +493,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
 def stats_command(name: str, src_lang: str | None = None, tgt_lang: str | None = None, data_dir: str | None = None,
                   tokenizer_path: str | None = None, cache_dir: str = "data/cache", vocab_size: int = 8000,
-                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = 3) -> None:
+                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = 3, tokenizer_sample: int = 300_000,
+                  encode_workers: int | None = None) -> None:
     """Pairs, dropped pairs, batches per epoch and padding of every split of dataset NAME.
 
     Args:
@@ -502,14 +503,17 @@ def stats_command(name: str, src_lang: str | None = None, tgt_lang: str | None =
         tgt_lang: target language.
         data_dir: folder holding NAME/; default $TRANSLATOR_DATA_DIR, then data/.
         tokenizer_path: reuse this SentencePiece model instead of training (or loading a cached) one.
-        cache_dir: tokenizer cache.
+        cache_dir: tokenizer and token-store cache.
         vocab_size: vocabulary size of the tokenizer to train.
         max_tokens: token budget per batch.
         max_len: longest train pair kept, in tokens.
         context_turns: dailydialog: previous turns in the context.
+        tokenizer_sample: train the tokenizer on at most this many pairs (a seeded sample).
+        encode_workers: processes encoding the splits the first time (default: one per CPU, at most 8).
     """
     dm = Seq2SeqDataModule(name, src_lang, tgt_lang, data_dir, tokenizer_path, cache_dir, vocab_size,
-                           max_tokens=max_tokens, max_len=max_len, context_turns=context_turns)
+                           max_tokens=max_tokens, max_len=max_len, context_turns=context_turns,
+                           tokenizer_sample=tokenizer_sample, encode_workers=encode_workers)
     info = dm.describe()
     print(f"{info['dataset']} {info['src_lang']}->{info['tgt_lang']} from {info['data_path']}\n"
           f"tokenizer: {info['tokenizer']} ({info['src_vocab_size']}/{info['tgt_vocab_size']} pieces)")
