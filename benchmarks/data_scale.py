@@ -3,6 +3,7 @@
     python benchmarks/data_scale.py                                   # 0.1M, 1M, 5M pairs, this tree only
     python benchmarks/data_scale.py --before /tmp/before --before_sizes 100000 1000000
     python benchmarks/data_scale.py --sizes 100000 --work /tmp/scale  # a quick look
+    python benchmarks/data_scale.py --parts translate --checkpoint CKPT    # translate: 1,000 vs 1M lines
 
 The corpora are Multi30k-shaped folders (`<work>/<N>/multi30k/train.en`, `train.fr`), each pair one
 or two Tatoeba English-French pairs joined (seeded), so sentences are short like real web
@@ -117,6 +118,37 @@ def loader_check(codes: list[tuple[str, str, Any]], work: Path) -> list[dict]:
     return rows
 
 
+def translate_check(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Peak RSS and wall of `translator translate` on files of different lengths (Multi30k test lines repeated)."""
+    if not args.checkpoint:
+        raise BenchmarkError("the translate part needs --checkpoint CKPT")
+    lines = (Path(args.multi30k) / "test_2016_flickr.de").read_text(encoding="utf-8").splitlines()
+    rows = []
+    for n in args.translate_lines:
+        src = work / f"translate-{n}.de"
+        if not src.is_file():
+            with src.open("w", encoding="utf-8") as f:
+                for i in range(n):
+                    f.write(lines[i % len(lines)] + "\n")
+        out = work / f"translate-{n}.out"
+        cmd = [sys.executable, "-m", "translator", "translate", "--checkpoint", args.checkpoint, "--input", str(src),
+               "--output", str(out), *args.translate_options]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        err = proc.stderr.read()
+        if status:
+            raise BenchmarkError(f"translate failed:\n{err[-2000:]}")
+        written = sum(1 for _ in out.open(encoding="utf-8"))
+        rows.append({"lines": n, "wall_s": wall, "peak_rss": usage.ru_maxrss * 1024, "output_lines": written,
+                     "command": shell(cmd)})
+        print(f"translate {n:>9,d} lines: {wall:7.1f}s  peak RSS {usage.ru_maxrss / 2**20:5.2f} GB  "
+              f"({written:,} lines written)", flush=True)
+    return rows
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000, 5_000_000],
@@ -125,8 +157,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--before", default=None, help="another checkout to measure the same way (PYTHONPATH)")
     p.add_argument("--before_sizes", nargs="+", type=int, default=None,
                    help="sizes for --before (default --sizes; the old code holds ~107 bytes/token: mind the RAM)")
-    p.add_argument("--parts", nargs="+", default=["scale", "loader"], choices=["scale", "loader"],
-                   help="scale: the synthetic corpora; loader: real Multi30k batches compared across code versions")
+    p.add_argument("--parts", nargs="+", default=["scale", "loader"], choices=["scale", "loader", "translate"],
+                   help="scale: the synthetic corpora; loader: real Multi30k batches compared across code versions; "
+                        "translate: peak RSS of `translator translate` by input length (needs --checkpoint)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint for the translate part")
+    p.add_argument("--translate_lines", nargs="+", type=int, default=[1000, 1_000_000])
+    p.add_argument("--translate_options", nargs="*", default=["--decode.method", "greedy", "--decode.max_len_a", "0",
+                                                              "--decode.max_len_b", "3", "--batch_size", "256"],
+                   help="options for translate (default: greedy, at most 3 output tokens: the memory, not the model)")
     p.add_argument("--runs", nargs="+", default=["first", "encode", "cached"], choices=["first", "encode", "cached"])
     p.add_argument("--tatoeba", default=str(SHARED / "tatoeba-eng-fra" / "fra.txt"))
     p.add_argument("--multi30k", default=str(SHARED / "multi30k"), help="folder with val/test en+fr files")
@@ -212,8 +250,10 @@ def main(argv: list[str]) -> int:
     rows: list[dict] = []
     codes = [("after", str(ROOT), args.sizes)]
     if args.before:
-        codes.insert(0, ("before", str(Path(args.before).resolve()), args.before_sizes or args.sizes))
+        codes.append(("before", str(Path(args.before).resolve()), args.before_sizes or args.sizes))
+    work.mkdir(parents=True, exist_ok=True)
     loader = loader_check(codes, work) if "loader" in args.parts else []
+    translate = translate_check(args, work) if "translate" in args.parts else []
     folders = build_corpora(args) if "scale" in args.parts else {}
     for size in sorted(set(args.sizes + (args.before_sizes or []))) if "scale" in args.parts else []:
         for code, root, sizes in codes:
@@ -229,7 +269,8 @@ def main(argv: list[str]) -> int:
                   f"{r['bytes_per_token_after_setup']:.1f}", f"{r['pairs_per_s']:,.0f}"] for r in rows]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command": shell([sys.executable, *sys.argv]), "machine": hardware_line(hardware()),
-                                          "rows": rows, "multi30k_loader": loader}, indent=1))
+                                          "rows": rows, "multi30k_loader": loader,
+                                          "translate": translate}, indent=1))
     print(f"wrote {args.out}")
     return 0
 
