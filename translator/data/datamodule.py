@@ -409,6 +409,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
                                        self.max_tokens if train else self.val_max_tokens, shuffle=train,
                                        seed=self.seed, num_replicas=num_replicas, rank=rank)
 
+    def _fresh_sampler(self, split: str, num_replicas: int = 1, rank: int = 0) -> TokenBudgetBatchSampler:
+        """A sampler no loader has used yet: the one built for the statistics the first time (packing a
+        corpus of millions of pairs takes seconds), a new one after that or for another shard."""
+        sampler = self._stats_sampler.pop(split, None) if num_replicas == 1 else None
+        return sampler if sampler is not None else self._sampler(self._split(split), split, num_replicas, rank)
+
     def _loader(self, split: str, sampler: TokenBudgetBatchSampler, cls: type = DataLoader, **kwargs) -> DataLoader:
         return cls(self._split(split), batch_sampler=sampler, num_workers=self.num_workers,
                    collate_fn=partial(collate, pad_id=self.pad_id, bos_id=self.bos_id, eos_id=self.eos_id),
@@ -424,17 +430,17 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 raise ValueError("Seq2SeqDataModule shards its token-budget batches across devices itself: "
                                  "set `trainer.use_distributed_sampler: false` (--trainer.use_distributed_sampler "
                                  "false) so Lightning does not replace its batch sampler")
-        sampler = self._sampler(self._split("train"), "train", num_replicas, rank)
+        sampler = self._fresh_sampler("train", num_replicas, rank)
         self._train_sampler = sampler
         self._apply_resume()
         batches = ContextDropoutBatches(sampler, self.context_dropout, self.seed) if self.context_dropout else sampler
         return self._loader("train", batches, _ResumableLoader, datamodule=self)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self._sampler(self._split("val"), "val"))
+        return self._loader("val", self._fresh_sampler("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self._sampler(self._split("test"), "test"))
+        return self._loader("test", self._fresh_sampler("test"))
 
     # ---- resume --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
