@@ -26,15 +26,14 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
-import torch
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from translator.data import token_store
@@ -193,8 +192,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
             then also scores p(reply) with no context, which anti-LM re-ranking needs; in [0, 1).
         seed: shuffling seed; epoch e uses (seed, e). The held-out splits use a fixed seed instead.
         num_workers: DataLoader worker processes.
-        tokenizer_sample: the tokenizer is trained on at most this many training pairs, a seeded uniform
-            sample (all pairs when the corpus is smaller).
+        tokenizer_sample: the tokenizer is trained on at most this many training pairs, a uniform sample
+            with a fixed seed (all pairs when the corpus is smaller).
         encode_workers: processes that encode a split the first time; None = one per CPU (at most 8),
             0 = this process only.
     """
@@ -295,7 +294,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
             return Tokenizer.load(path)
         start = time.perf_counter()
         # a seeded sample of the pairs (all of them when fewer), read as a stream
-        train = token_store.seeded_sample(self._stream("train"), self.tokenizer_sample, self.seed)
+        # a fixed seed: the tokenizer (and its cache entry) must not depend on the training seed
+        train = token_store.seeded_sample(self._stream("train"), self.tokenizer_sample, SPLIT_SEED)
         # every dialogue turn once (contexts repeat turns), so the vocabulary follows the text, not the windowing
         src = list(dict.fromkeys(x for s, _ in train for x in s.split(f" {SEP_TOKEN} ")))
         tgt = list(dict.fromkeys(x for _, t in train for x in t.split(f" {SEP_TOKEN} ")))
