@@ -134,11 +134,13 @@ def translate_check(args: argparse.Namespace, work: Path) -> list[dict]:
         cmd = [sys.executable, "-m", "translator", "translate", "--checkpoint", args.checkpoint, "--input", str(src),
                "--output", str(out), *args.translate_options]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        log_path = work / f"translate-{n}.stderr"  # a file, not a pipe: the progress bar would fill a pipe
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(cmd, env=env, stderr=log_file, text=True)
+            _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
-        err = proc.stderr.read()
+        err = log_path.read_text()
         if status:
             raise BenchmarkError(f"translate failed:\n{err[-2000:]}")
         written = sum(1 for _ in out.open(encoding="utf-8"))
