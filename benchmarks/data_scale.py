@@ -263,12 +263,13 @@ def main(argv: list[str]) -> int:
                 if size not in folders:
                     folders.update(build_corpora(argparse.Namespace(**{**vars(args), "sizes": [size]})))
                 rows.extend(measure(code, root, size, folders[size], args.runs, work))
-    print(table(["code", "pairs", "run", "tokens", "wall s", "CPU s", "peak GB", "worker GB", "B/token after setup",
-                 "pairs/s"],
-                [[r["code"], f"{r['pairs']:,}", r["run"], f"{r['tokens'] / 1e6:.1f} M", f"{r['wall_s']:.1f}",
-                  f"{r['cpu_s']:.1f}",
-                  f"{r['self_peak'] / 2**30:.2f}", f"{r['worker_peak'] / 2**30:.2f}",
-                  f"{r['bytes_per_token_after_setup']:.1f}", f"{r['pairs_per_s']:,.0f}"] for r in rows]))
+    if rows:
+        print(table(["code", "pairs", "run", "tokens", "wall s", "CPU s", "peak GB", "worker GB", "B/token after setup",
+                     "pairs/s"],
+                    [[r["code"], f"{r['pairs']:,}", r["run"], f"{r['tokens'] / 1e6:.1f} M", f"{r['wall_s']:.1f}",
+                      f"{r['cpu_s']:.1f}",
+                      f"{r['self_peak'] / 2**30:.2f}", f"{r['worker_peak'] / 2**30:.2f}",
+                      f"{r['bytes_per_token_after_setup']:.1f}", f"{r['pairs_per_s']:,.0f}"] for r in rows]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command": shell([sys.executable, *sys.argv]), "machine": hardware_line(hardware()),
                                           "rows": rows, "multi30k_loader": loader,
