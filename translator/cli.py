@@ -37,6 +37,19 @@ COMMANDS: dict[str, Any] = {
     "average": "translator.cli:average",
     "export": "translator.export:export_command",
     "app": "translator.app:launch",
+    "lab": {
+        "_help": "The learning lab: one idea of the RNN -> LSTM -> attention -> Transformer story per command, "
+                 "each writing a PNG and its numbers as JSON beside it.",
+        "params": "translator.lab.params:command",
+        "gradients": "translator.lab.gradients:command",
+        "gates": "translator.lab.gates:command",
+        "exposure": "translator.lab.exposure:command",
+        "positions": "translator.lab.positions:command",
+        "attention": "translator.lab.attention:command",
+        "bottleneck": "translator.lab.bottleneck:command",
+        "softmax": "translator.lab.softmax:command",
+        "beam": "translator.lab.beam:command",
+    },
     "data": {
         "_help": "The dataset registry: list the datasets, download one, batch statistics of one.",
         "list": "translator.data.registry:list_command",
@@ -48,7 +61,7 @@ COMMANDS: dict[str, Any] = {
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: Commands whose required parameters are --options as well (`--checkpoint CKPT`); in the others a
 #: required parameter is positional (`translator data download NAME`, `translator average A B --output C`).
-OPTIONS_ONLY = ("translate", "evaluate")
+OPTIONS_ONLY = ("translate", "evaluate", "lab bottleneck")
 
 #: Trainer settings every shipped config shares, set once here; a config file or --trainer.* overrides
 #: them, and `translator fit --config C --print_config` shows the result.
