@@ -155,6 +155,9 @@ def test_two_process_ddp_on_cpu(data_dir: Path, tmp_path: Path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
+    # rank 0 encoded the splits once (prepare_data); both ranks memory-mapped that one token store
+    stores = sorted(p.name.split("-")[3] for p in (tmp_path / "cache" / "tokens").iterdir())
+    assert stores == ["train", "val"]
 
 
 @pytest.mark.parametrize("fused", [False, True])

@@ -2,13 +2,19 @@
 
 The scoring itself is in evaluation.py (pure functions over strings); this module adds what
 needs a model: reading the test set, checking each checkpoint fits it, decoding and timing.
+
+Translation test sets given as files are streamed: read, decoded and scored in blocks of
+`BLOCK_LINES` lines (sacreBLEU statistics summed block by block, translations written as they
+come with --hypotheses), so memory does not grow with the file. Chat reports need every reply at
+once (distinct-n over the whole set) and read the set whole.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +22,43 @@ from sacrebleu.metrics import BLEU
 
 from translator import evaluation
 from translator.checkpoint import LEGACY_CONTEXT_TURNS, checkpoint_task
+from translator.data.readers import iter_lines
 from translator.data.registry import get_spec, load_pairs, normalize_split, resolve_languages
 from translator.decoding import DecodeConfig, DecodeOptions
-from translator.evaluation import build_report, check_parallel, format_table, read_lines, write_json
+from translator.evaluation import StreamingScore, build_report, format_table, stream_report, write_json
 from translator.inference import Translator, check_device, check_precision, decode_config
+
+BLOCK_LINES = 20_000  # lines decoded and scored together: length-sorted batching within a block wastes little
 
 @dataclasses.dataclass
 class TestSet:
-    """Parallel source and reference lines plus where they came from (for the report)."""
+    """Parallel source and reference lines (None: streamed from the files) plus where they came from."""
 
-    sources: list[str]
-    references: list[str]
+    sources: list[str] | None
+    references: list[str] | None
     dataset: str | None = None
     split: str | None = None
     source_path: str | None = None
     reference_path: str | None = None
+    count: int = 0  # lines of a streamed set
+
+    def blocks(self, size: int, limit: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
+        """(sources, references) in blocks of at most `size` lines, the first `limit` lines only."""
+        if self.sources is not None:
+            pairs: Iterator[tuple[str, str]] = iter(zip(self.sources, self.references))
+        else:
+            pairs = zip(iter_lines(self.source_path), iter_lines(self.reference_path))
+        pairs = itertools.islice(pairs, limit)
+        while block := list(itertools.islice(pairs, size)):
+            yield [s for s, _ in block], [r for _, r in block]
+
+    def whole(self, limit: int | None = None) -> "TestSet":
+        """The same set with its lines in memory (the first `limit`)."""
+        sources, references = [], []
+        for s, r in self.blocks(BLOCK_LINES, limit):
+            sources += s
+            references += r
+        return dataclasses.replace(self, sources=sources, references=references)
 
 
 def evaluate(
@@ -53,6 +81,7 @@ def evaluate(
     tokenize: str | None = None,
     lowercase: bool = False,
     ensemble: list[str] | str | None = None,
+    hypotheses: str | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Translate a test set with each checkpoint; print sacreBLEU/chrF, speed and BLEU by source length.
@@ -93,6 +122,7 @@ def evaluate(
         lowercase: case-insensitive BLEU and chrF.
         ensemble: checkpoints (one tokenizer, any families) to evaluate as one ensemble, e.g. the last
             epochs of a run or runs with different seeds; --checkpoint may name them too (one row each).
+        hypotheses: write the translations here, one line per source line, as they are decoded (one checkpoint).
     """
     paths = [] if checkpoint is None else [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     members = [] if ensemble is None else [ensemble] if isinstance(ensemble, (str, Path)) else list(ensemble)
@@ -106,6 +136,8 @@ def evaluate(
         raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
     if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
         raise ValueError(f"unknown BLEU tokenizer {tokenize!r}; choose one of {sorted(BLEU.TOKENIZERS)}")
+    if hypotheses and len(paths) + bool(members) > 1:
+        raise ValueError("--hypotheses takes one checkpoint; evaluate the others separately")
     files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
     check_device(device)
     check_precision(precision)
@@ -123,25 +155,27 @@ def evaluate(
         test = files or cache.get(context_turns)
         if test is None:
             test = cache[context_turns] = _load_dataset(dataset, split, pair, data_dir, context_turns)
-        if max_sentences is not None:
-            test = dataclasses.replace(test, sources=test.sources[:max_sentences],
-                                       references=test.references[:max_sentences])
         if isinstance(path, list):
             translator = Translator.from_ensemble(path, device=device, precision=precision)
         else:
             translator = Translator.from_checkpoint(path, device=device, precision=precision)
         config = decode_config(decode, translator.default_decoding, **options)
-        seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
         chat = task == "chat"
-        report = build_report(
-            [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
-            tokenize=tokenize, lowercase=lowercase, label=name,
-            checkpoint=" + ".join(map(str, path)) if isinstance(path, list) else str(path), dataset=test.dataset,
-            split=test.split, source_path=test.source_path, reference_path=test.reference_path,
-            decoding=config.summary(), seconds=seconds, generated_tokens=sum(len(r.tokens) for r in results),
-            chat=chat)
-        if chat:
+        about = dict(label=name, checkpoint=" + ".join(map(str, path)) if isinstance(path, list) else str(path),
+                     dataset=test.dataset, split=test.split,
+                     source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
+        if chat:  # distinct-n and the other chat metrics need every reply at once
+            test = test.whole(max_sentences)
+            seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
+            _write_hypotheses(hypotheses, [r.text for r in results])
+            report = build_report(
+                [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
+                tokenize=tokenize, lowercase=lowercase, seconds=seconds,
+                generated_tokens=sum(len(r.tokens) for r in results), chat=True, **about)
             report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
+        else:
+            report = _streamed_report(translator, test, config, batch_size, max_sentences, pair[1], tokenize,
+                                      lowercase, hypotheses, about)
         report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
                       batch_size=batch_size, device=str(device), precision=precision, chat=chat)
         if isinstance(path, list):
@@ -213,11 +247,28 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
     if not source or not reference:
         missing = "--reference" if source else "--source"
         raise ValueError(f"{missing} is missing: --source and --reference go together")
-    sources, references = read_lines(source), read_lines(reference)
-    check_parallel(sources, references, source, reference)
-    if not sources:
+    counts = [_count_lines(source), _count_lines(reference)]  # one pass each, nothing kept
+    if counts[0] != counts[1]:
+        raise ValueError(f"source and reference are not parallel: {source} has {counts[0]} lines "
+                         f"but {reference} has {counts[1]} lines")
+    if not counts[0]:
         raise ValueError(f"empty test set: {source} and {reference} have no lines")
-    return TestSet(sources, references, source_path=str(source), reference_path=str(reference))
+    return TestSet(None, None, source_path=str(source), reference_path=str(reference), count=counts[0])
+
+
+def _count_lines(path: str) -> int:
+    """Lines of a file as `iter_lines` reads them, counted in binary blocks (memory independent of the size)."""
+    lines, last = 0, b"\n"
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read file ({err.strerror or err})") from None
+    return lines + (last != b"\n")
 
 
 def _language_pair(paths: Sequence[str | Path], metas: Sequence[dict[str, Any]], src_lang: str | None,
@@ -247,6 +298,45 @@ def _load_dataset(dataset: str, split: str, pair: tuple[str | None, str | None],
     if not pairs:
         raise ValueError(f"empty test set: dataset {dataset!r} split {split!r} has no sentence pairs")
     return TestSet([s for s, _ in pairs], [t for _, t in pairs], dataset=dataset, split=normalize_split(split))
+
+
+def _write_hypotheses(path: str | None, lines: Sequence[str], mode: str = "w") -> None:
+    if path:
+        with open(path, mode, encoding="utf-8") as f:
+            f.writelines(f"{line}\n" for line in lines)
+
+
+def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig, batch_size: int,
+                     max_sentences: int | None, target_lang: str | None, tokenize: str | None, lowercase: bool,
+                     hypotheses: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+    """Decode and score `test` block by block (memory independent of its length); the report of `build_report`."""
+    scorer = StreamingScore(target_lang, tokenize, lowercase)
+    total = test.count if test.sources is None else len(test.sources)
+    total = min(total, max_sentences or total)
+    bar = None
+    if total >= 100:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="sent", desc=meta["label"], file=sys.stderr, leave=False)
+    seconds, generated, warm = 0.0, 0, False
+    _write_hypotheses(hypotheses, [])
+    try:
+        for sources, references in test.blocks(BLOCK_LINES, max_sentences):
+            if not warm:  # the first call pays one-off costs (allocator, CUDA context, kernel choice)
+                translator.translate(sources[:1], config, batch_size=1)
+                warm = True
+            start = time.perf_counter()
+            results = translator.translate(sources, config, batch_size=batch_size,
+                                           progress=bar.update if bar is not None else None)
+            seconds += time.perf_counter() - start
+            texts = [r.text for r in results]
+            scorer.add(texts, references, sources)
+            generated += sum(len(r.tokens) for r in results)
+            _write_hypotheses(hypotheses, texts, "a")
+    finally:
+        if bar is not None:
+            bar.close()
+    return stream_report(scorer, seconds=seconds, generated_tokens=generated, **meta)
 
 
 def _timed_translate(translator: Translator, sources: list[str], batch_size: int, name: str,

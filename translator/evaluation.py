@@ -271,6 +271,79 @@ def chat_metrics(hypotheses: Sequence[str], references: Sequence[str] | None = N
     return metrics
 
 
+class StreamingScore:
+    """Corpus BLEU/chrF overall and per source-length bucket, fed block by block.
+
+    Keeps only sacreBLEU's summed segment statistics (a few numbers per bucket), so memory does
+    not grow with the corpus; `score()` and `bleu_by_length()` of the same segments give the same
+    numbers (sacreBLEU's corpus score is computed from exactly these sums).
+    """
+
+    def __init__(self, target_lang: str | None = None, tokenize: str | None = None, lowercase: bool = False,
+                 buckets: Sequence[tuple[int, int | None]] = DEFAULT_BUCKETS):
+        self.tokenize = tokenize or choose_bleu_tokenizer(target_lang)
+        if self.tokenize not in BLEU.TOKENIZERS:
+            raise ValueError(f"unknown BLEU tokenizer {self.tokenize!r}; choose one of {sorted(BLEU.TOKENIZERS)}")
+        self.bleu, self.chrf = BLEU(tokenize=self.tokenize, lowercase=lowercase), CHRF(lowercase=lowercase)
+        self.buckets = _check_buckets(buckets)
+        self.n = 0
+        self._sums: dict[int | None, list[list[int | float]]] = {}  # bucket (None = all) -> [bleu sums, chrf sums]
+        self._counts = [0] * len(self.buckets)
+
+    def _slot(self, length: int, i: int) -> int:
+        for b, (lo, hi) in enumerate(self.buckets):
+            if lo <= length and (hi is None or length <= hi):
+                return b
+        raise ValueError(f"source {i} has length {length}, which falls in no bucket of {self.buckets}")
+
+    def add(self, hypotheses: Sequence[str], references: Sequence[str],
+            source_lengths: Sequence[int] | Sequence[str] | None = None) -> None:
+        """Add segments; `source_lengths` (ints, or source strings counted in words) feed the buckets."""
+        hyps, refs = _check_pair(hypotheses, references)
+        stats = [m._extract_corpus_statistics(hyps, [refs]) for m in (self.bleu, self.chrf)]
+        slots: list[int | None] = [None] * len(hyps)
+        if source_lengths is not None:
+            lengths = [len(x.split()) if isinstance(x, str) else int(x) for x in source_lengths]
+            if len(lengths) != len(hyps):
+                raise ValueError(f"{len(lengths)} source lengths but {len(hyps)} hypotheses")
+            slots = [self._slot(length, self.n + i) for i, length in enumerate(lengths)]
+        for i, slot in enumerate(slots):
+            for key in {None, slot}:
+                sums = self._sums.setdefault(key, [[0] * len(stats[0][i]), [0] * len(stats[1][i])])
+                for k, seg in enumerate((stats[0][i], stats[1][i])):
+                    sums[k] = [a + b for a, b in zip(sums[k], seg)]
+            if slot is not None:
+                self._counts[slot] += 1
+        self.n += len(hyps)
+
+    def score(self) -> dict[str, Any]:
+        """What `score()` returns for every segment added so far."""
+        if self.n == 0:
+            raise ValueError("empty test set: 0 hypotheses and 0 references")
+        bleu_sums, chrf_sums = self._sums[None]
+        bleu = self.bleu._compute_score_from_stats(bleu_sums)
+        return {
+            "bleu": float(bleu.score), "chrf": float(self.chrf._compute_score_from_stats(chrf_sums).score),
+            "signature": {"bleu": str(self.bleu.get_signature()), "chrf": str(self.chrf.get_signature())},
+            "bleu_detail": {"precisions": [float(p) for p in bleu.precisions], "bp": float(bleu.bp),
+                            "sys_len": int(bleu.sys_len), "ref_len": int(bleu.ref_len)},
+            "tokenize": self.tokenize, "n": self.n,
+        }
+
+    def by_length(self) -> list[dict[str, Any]]:
+        """What `bleu_by_length()` returns for every segment added with its source length."""
+        rows = []
+        for b, (lo, hi) in enumerate(self.buckets):
+            row: dict[str, Any] = {"bucket": bucket_label(lo, hi), "lo": lo, "hi": hi, "n": self._counts[b],
+                                   "bleu": None, "chrf": None}
+            if self._counts[b]:
+                bleu_sums, chrf_sums = self._sums[b]
+                row["bleu"] = float(self.bleu._compute_score_from_stats(bleu_sums).score)
+                row["chrf"] = float(self.chrf._compute_score_from_stats(chrf_sums).score)
+            rows.append(row)
+        return rows
+
+
 def build_report(
     hypotheses: Sequence[str],
     references: Sequence[str],
@@ -293,7 +366,27 @@ def build_report(
 ) -> dict[str, Any]:
     """A report dict in the layout of the module docstring; speeds need `seconds` (and `generated_tokens`)."""
     s = score(hypotheses, references, target_lang=target_lang, tokenize=tokenize, lowercase=lowercase)
-    report: dict[str, Any] = {
+    by_length = [] if source_lengths is None else bleu_by_length(
+        source_lengths, hypotheses, references, buckets, tokenize=s["tokenize"], lowercase=lowercase)
+    report = _report(s, by_length, label=label, checkpoint=checkpoint, dataset=dataset, split=split,
+                     source_path=source_path, reference_path=reference_path, decoding=decoding, seconds=seconds,
+                     generated_tokens=generated_tokens)
+    if chat:
+        report.update({k: v for k, v in chat_metrics(hypotheses, references).items() if k != "n"})
+    return report
+
+
+def stream_report(scorer: StreamingScore, **meta: Any) -> dict[str, Any]:
+    """The report of `build_report` (translation) from a StreamingScore fed with every segment."""
+    return _report(scorer.score(), scorer.by_length(), **meta)
+
+
+def _report(s: dict[str, Any], by_length: list[dict[str, Any]], *, label: str | None = None,
+            checkpoint: str | None = None, dataset: str | None = None, split: str | None = None,
+            source_path: str | None = None, reference_path: str | None = None,
+            decoding: Mapping[str, Any] | None = None, seconds: float | None = None,
+            generated_tokens: int | None = None) -> dict[str, Any]:
+    return {
         "label": label or (Path(checkpoint).stem if checkpoint else None),
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "dataset": dataset,
@@ -310,13 +403,8 @@ def build_report(
         "seconds": seconds,
         "sentences_per_second": s["n"] / seconds if seconds else None,
         "tokens_per_second": generated_tokens / seconds if seconds and generated_tokens is not None else None,
-        "bleu_by_length": [] if source_lengths is None else bleu_by_length(
-            source_lengths, hypotheses, references, buckets, tokenize=s["tokenize"], lowercase=lowercase
-        ),
+        "bleu_by_length": by_length,
     }
-    if chat:
-        report.update({k: v for k, v in chat_metrics(hypotheses, references).items() if k != "n"})
-    return report
 
 
 def plot_bleu_by_length(

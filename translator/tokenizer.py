@@ -144,13 +144,13 @@ class Tokenizer:
         return self.src.piece_to_id(SEP_TOKEN)
 
     # ---- encode / decode ---------------------------------------------------------------
-    def encode_src(self, texts: Sequence[str]) -> list[list[int]]:
-        """Source ids, no bos/eos (the encoder reads the sentence only)."""
-        return self.src.encode(list(texts))
+    def encode_src(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
+        """Source ids, no bos/eos (the encoder reads the sentence only); num_threads None = SentencePiece's default."""
+        return self.src.encode(list(texts), num_threads=num_threads)
 
-    def encode_tgt(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode_tgt(self, texts: Sequence[str], num_threads: int | None = None) -> list[list[int]]:
         """Target ids without bos/eos; the collate function adds them (tgt_in / tgt_out)."""
-        return self.tgt.encode(list(texts))
+        return self.tgt.encode(list(texts), num_threads=num_threads)
 
     def encode_sampled(self, texts: Sequence[str], side: str, alpha: float, nbest_size: int,
                        seed: int) -> list[list[int]]:

@@ -3,6 +3,7 @@
     readers.py     corpus files -> (source, target) text pairs
     registry.py    dataset names -> where they live, where they come from, their splits
     sampler.py     token-budget batches with length bucketing, DDP shards, resume
+    token_store.py encoded splits on disk (flat ids + offsets), memory-mapped; parallel encoding
     datamodule.py  Seq2SeqDataModule and collate() (imports Lightning: loaded only when asked for,
                    so readers and the registry serve inference without it)
 """

@@ -5,8 +5,16 @@ Batches are dicts (batch first, padded with pad_id):
     src_mask (B, S) bool     True = real token
     tgt_in   (B, T) long     bos + y
     tgt_out  (B, T) long     y + eos
-    src_text, tgt_text       lists of B raw strings (tgt_text is the BLEU reference)
+    src_text, tgt_text       lists of B raw strings (tgt_text is the BLEU reference); val/test only
+                             (and train with subword sampling, which re-segments it): otherwise the
+                             training split keeps no text, only its token store
     index    (B,) long       position of each example in its split
+
+Encoded splits live in a token store on disk (token_store.py), keyed by the corpus files and the
+tokenizer; every process (DDP rank, DataLoader worker) memory-maps the same files. A split's ids
+are one object per side (`EncodedSplit.src_ids` / `tgt_ids`: any sequence of id lists, a
+`TokenColumn` over the store here); a per-epoch re-encoding of the training text (subword
+sampling) replaces the train split's columns and leaves batching and resume as they are.
 
 Multi-GPU: the train batches are sharded by our own sampler, so Lightning must not inject a
 DistributedSampler: configs set `trainer.use_distributed_sampler: false` (it changes nothing on
@@ -20,17 +28,20 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from translator.data import token_store
 from translator.data.readers import Pair
-from translator.data.registry import SPLIT_SEED, find_dataset, get_spec, load_pairs, resolve_languages
+from translator.data.registry import (SPLIT_SEED, find_dataset, get_spec, iter_pairs, load_pairs, resolve_languages,
+                                      split_files)
 from translator.data.sampler import TokenBudgetBatchSampler
 from translator.data.subword import SubwordSampling, SubwordSamplingBatches
 from translator.tokenizer import SEP_TOKEN, Tokenizer
@@ -41,14 +52,18 @@ _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",
 
 
 class EncodedSplit(Dataset):
-    """One tokenized split; item i is {"index", "src", "tgt", "src_text", "tgt_text"} (ids without bos/eos).
+    """One tokenized split; item i is {"index", "src", "tgt"} (ids without bos/eos), plus "src_text" and
+    "tgt_text" when the split keeps its text (val/test: the references).
 
+    `src_ids` / `tgt_ids` are sequences of id lists: plain lists, or `TokenColumn`s over a token
+    store (whose lengths come from the offsets, without reading a token).
     Item `(i, True)` is pair i with an empty context: the source is `empty_source` (the
     `<sep>` token alone), as context dropout asks for. Item `(i, empty, src_ids, tgt_ids)` is pair
     i with the ids of this epoch's sampled segmentation (translator/data/subword.py).
     """
 
-    def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], src_text: list[str], tgt_text: list[str],
+    def __init__(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]],
+                 src_text: Sequence[str] | None = None, tgt_text: Sequence[str] | None = None,
                  empty_source: list[int] | None = None):
         self.src_ids, self.tgt_ids, self.src_text, self.tgt_text = src_ids, tgt_ids, src_text, tgt_text
         self.empty_source = empty_source or []
@@ -56,12 +71,29 @@ class EncodedSplit(Dataset):
     def __len__(self) -> int:
         return len(self.src_ids)
 
+    @staticmethod
+    def _lengths(ids: Sequence[Sequence[int]]) -> np.ndarray:
+        lengths = getattr(ids, "lengths", None)
+        return lengths if lengths is not None else np.fromiter(map(len, ids), np.int64, count=len(ids))
+
+    @property
+    def src_lens(self) -> np.ndarray:
+        """(n,) int64 source tokens per pair."""
+        return self._lengths(self.src_ids)
+
+    @property
+    def tgt_lens(self) -> np.ndarray:
+        """(n,) int64 target tokens per pair (without bos/eos)."""
+        return self._lengths(self.tgt_ids)
+
     def __getitem__(self, item: int | tuple[int, bool]) -> dict[str, Any]:
         i, empty, *ids = item if isinstance(item, tuple) else (item, False)
         src, tgt = ids if ids else (self.src_ids[i], self.tgt_ids[i])
-        if empty:
-            return {"index": i, "src": self.empty_source, "tgt": tgt, "src_text": "", "tgt_text": self.tgt_text[i]}
-        return {"index": i, "src": src, "tgt": tgt, "src_text": self.src_text[i], "tgt_text": self.tgt_text[i]}
+        example = {"index": i, "src": self.empty_source if empty else src, "tgt": tgt}
+        if self.tgt_text is not None:
+            example["src_text"] = "" if empty else self.src_text[i]
+            example["tgt_text"] = self.tgt_text[i]
+        return example
 
 
 def empty_context_mask(n: int, rate: float, seed: int, epoch: int) -> list[bool]:
@@ -114,15 +146,17 @@ def collate(examples: list[dict[str, Any]], pad_id: int, bos_id: int, eos_id: in
     tgt_out = torch.tensor([[*e["tgt"], eos_id] + [pad_id] * (max_tgt - 1 - len(e["tgt"]))
                             for e in examples])  # (B, T)
     src_lens = torch.tensor([len(e["src"]) for e in examples])  # (B,)
-    return {
+    batch = {
         "src": src,
         "src_mask": torch.arange(max_src)[None, :] < src_lens[:, None],  # (B, S) True = real token
         "tgt_in": tgt_in,
         "tgt_out": tgt_out,
-        "src_text": [e["src_text"] for e in examples],
-        "tgt_text": [e["tgt_text"] for e in examples],
         "index": torch.tensor([e["index"] for e in examples], dtype=torch.long),
     }
+    if "tgt_text" in examples[0]:
+        batch["src_text"] = [e["src_text"] for e in examples]
+        batch["tgt_text"] = [e["tgt_text"] for e in examples]
+    return batch
 
 
 class _ResumableLoader(DataLoader):
@@ -148,7 +182,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         tgt_lang: target language; None = the dataset's default (multi30k en, tatoeba fr).
         data_dir: folder holding `<dataset>/`; None = $TRANSLATOR_DATA_DIR, then data/.
         tokenizer_path: an existing SentencePiece model to reuse; None = train one (cached in cache_dir).
-        cache_dir: where trained tokenizers are cached, keyed by dataset, languages, options and text.
+        cache_dir: where trained tokenizers and encoded splits (token stores) are cached, keyed by the
+            corpus files (path, size, mtime), the reading options and the tokenizer.
         vocab_size: SentencePiece vocabulary size (per side when joint_vocab is false).
         tokenizer_type: "unigram" or "bpe".
         joint_vocab: one vocabulary for source and target (needed for weight tying).
@@ -168,6 +203,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
             lattice; with alpha 0.1 that doubles the token count on Multi30k, nbest 64 adds ~10%).
         seed: shuffling seed; epoch e uses (seed, e). The held-out splits use a fixed seed instead.
         num_workers: DataLoader worker processes.
+        tokenizer_sample: the tokenizer is trained on at most this many training pairs, a uniform sample
+            with a fixed seed (all pairs when the corpus is smaller). 200k pairs (400k sentences) is plenty
+            for an 8k-32k vocabulary; the trainer's memory grows with it (300k: 1.02 GB peak at 1M pairs).
+        encode_workers: processes that encode a split the first time; None = one per CPU (at most 8),
+            0 = this process only.
     """
 
     def __init__(self, dataset: str = "multi30k", src_lang: str | None = None, tgt_lang: str | None = None,
@@ -175,13 +215,15 @@ class Seq2SeqDataModule(L.LightningDataModule):
                  vocab_size: int = 8000, tokenizer_type: str = "unigram", joint_vocab: bool = True,
                  character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
                  max_len: int = 128, context_turns: int = 3, context_dropout: float = 0.0,
-                 subword_alpha: float = 0.0, subword_nbest_size: int = 64, seed: int = 1234, num_workers: int = 0):
+                 subword_alpha: float = 0.0, subword_nbest_size: int = 64, seed: int = 1234, num_workers: int = 0,
+                 tokenizer_sample: int = 200_000, encode_workers: int | None = None):
         super().__init__()
         self.save_hyperparameters()
         # fail fast on an unknown name or language pair, before any file is read
         self.src_lang, self.tgt_lang = resolve_languages(dataset, src_lang, tgt_lang)
         for name, value in (("vocab_size", vocab_size), ("max_tokens", max_tokens), ("max_len", max_len),
-                            ("context_turns", context_turns), ("val_max_tokens", val_max_tokens or 1)):
+                            ("context_turns", context_turns), ("val_max_tokens", val_max_tokens or 1),
+                            ("tokenizer_sample", tokenizer_sample)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         self.spec = get_spec(dataset)
@@ -204,6 +246,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self._subword: SubwordSampling | None = None
         self.max_tokens, self.val_max_tokens, self.max_len = max_tokens, val_max_tokens or max_tokens, max_len
         self.seed, self.num_workers = seed, num_workers
+        self.tokenizer_sample, self.encode_workers = tokenizer_sample, encode_workers
         self._pairs: dict[str, list[Pair]] = {}
         self._empty: dict[str, int] = {}
         self._tokenizer: Tokenizer | None = None
@@ -211,11 +254,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.splits: dict[str, EncodedSplit] = {}
         self.stats: dict[str, dict[str, Any]] = {}
         self._train_sampler: TokenBudgetBatchSampler | None = None
+        self._stats_sampler: dict[str, TokenBudgetBatchSampler] = {}
         self._resume: dict[str, Any] | None = None
 
     # ---- text ----------------------------------------------------------------------------
     def pairs(self, split: str) -> list[Pair]:
-        """Raw (source, target) text pairs of a split, read once."""
+        """Raw (source, target) text pairs of a split, read once and kept (val/test; training streams)."""
         if split not in self._pairs:
             stats: dict[str, int] = {}
             self._pairs[split] = load_pairs(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir,
@@ -238,13 +282,24 @@ class Seq2SeqDataModule(L.LightningDataModule):
         """Turns a chatbot of this data sends, its message included (None: not a chat dataset)."""
         return self.spec.chat_context_turns(self.context_turns)
 
+    def _read_key(self, split: str) -> dict[str, Any]:
+        """What a split's pairs depend on: its files (path, size, mtime) and how they are read."""
+        files = split_files(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir)
+        return {"dataset": self.dataset, "split": split, "src": self.src_lang, "tgt": self.tgt_lang,
+                "files": token_store.file_identity(files), "split_seed": SPLIT_SEED,
+                "context_turns": self.context_turns if self.spec.reader == "dialogues" else None}
+
+    def _stream(self, split: str, stats: dict | None = None):
+        """The pairs of a split as a stream (the file is never whole in memory where its reader allows)."""
+        return iter_pairs(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir, self.context_turns,
+                          SPLIT_SEED, stats=stats)
+
     # ---- tokenizer -----------------------------------------------------------------------
-    def _cache_file(self, src_texts: list[str], tgt_texts: list[str]) -> Path:
+    def _cache_file(self) -> Path:
         options = {"dataset": self.dataset, "src": self.src_lang, "tgt": self.tgt_lang, "vocab": self.vocab_size,
-                   "type": self.tokenizer_type, "joint": self.joint_vocab, "coverage": self.character_coverage}
+                   "type": self.tokenizer_type, "joint": self.joint_vocab, "coverage": self.character_coverage,
+                   "sample": self.tokenizer_sample, "train": self._read_key("train")}  # edited files: a new model
         digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-        for texts in (src_texts, tgt_texts):  # the text itself, so edited data never reuses a stale model
-            digest.update("\n".join(texts).encode() + b"\0")
         name = f"{self.dataset}-{self.src_lang}-{self.tgt_lang}-{self.tokenizer_type}{self.vocab_size}"
         return Path(self.cache_dir) / f"{name}-{digest.hexdigest()[:12]}.model"
 
@@ -252,16 +307,19 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if self.tokenizer_path is not None:
             self.tokenizer_file = Path(self.tokenizer_path)
             return Tokenizer.load(self.tokenizer_path)
-        train = self.pairs("train")
-        # every dialogue turn once (contexts repeat turns), so the vocabulary follows the text, not the windowing
-        src = list(dict.fromkeys(x for s, _ in train for x in s.split(f" {SEP_TOKEN} ")))
-        tgt = list(dict.fromkeys(x for _, t in train for x in t.split(f" {SEP_TOKEN} ")))
-        path = self._cache_file(src, tgt)
+        path = self._cache_file()
         self.tokenizer_file = path
         # a separate target model is written last, so its presence means the cache entry is complete
         if path.is_file() and (self.joint_vocab or Path(f"{path}.tgt").is_file()):
             return Tokenizer.load(path)
         start = time.perf_counter()
+        # a seeded sample of the pairs (all of them when fewer), read as a stream
+        # a fixed seed: the tokenizer (and its cache entry) must not depend on the training seed
+        train = token_store.seeded_sample(self._stream("train"), self.tokenizer_sample, SPLIT_SEED)
+        # every dialogue turn once (contexts repeat turns), so the vocabulary follows the text, not the windowing
+        src = list(dict.fromkeys(x for s, _ in train for x in s.split(f" {SEP_TOKEN} ")))
+        tgt = list(dict.fromkeys(x for _, t in train for x in t.split(f" {SEP_TOKEN} ")))
+        del train
         tokenizer = Tokenizer.train(src, tgt, self.vocab_size, self.tokenizer_type, self.character_coverage,
                                     joint=self.joint_vocab)
         tokenizer.save(path)  # atomic: concurrent processes at worst train the same model twice
@@ -302,8 +360,15 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     # ---- Lightning hooks -----------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Train (or load) and cache the tokenizer; runs once per node before setup."""
+        """Train (or load) and cache the tokenizer, and encode the splits of the Trainer's stage into
+        token stores; runs once per node before setup, so the other ranks only map the files."""
         _ = self.tokenizer
+        fn = getattr(getattr(getattr(self, "trainer", None), "state", None), "fn", None)
+        for split in _STAGE_SPLITS.get(getattr(fn, "value", fn), ()):
+            try:
+                self._store(split)
+            except FileNotFoundError:
+                pass  # setup reports a missing split
 
     def setup(self, stage: str | None = None) -> None:
         """Encode the splits a stage needs (fit: train + val; validate: val; test/predict: test)."""
@@ -320,28 +385,42 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 if stage is not None or split != "test":
                     raise  # only when describing everything is a withheld test split reported, not fatal
 
+    def _store(self, split: str) -> token_store.TokenStore:
+        """The split's token store: memory-mapped from the cache, or encoded (in worker processes) first."""
+        name = f"{self.dataset}-{self.src_lang}-{self.tgt_lang}-{split}"
+        return token_store.load_or_build(self.cache_dir, name, self._read_key(split),
+                                         lambda stats: self._stream(split, stats), self.tokenizer,
+                                         self.encode_workers)
+
     def _encode(self, split: str) -> EncodedSplit:
-        """Tokenize a split, drop what cannot be batched, and log one line of statistics."""
-        pairs = self.pairs(split)
-        src_ids = self.tokenizer.encode_src([s for s, _ in pairs])
-        tgt_ids = self.tokenizer.encode_tgt([t for _, t in pairs])
-        too_long = [len(s) > self.max_len or len(t) + 1 > self.max_len for s, t in zip(src_ids, tgt_ids)]
+        """Open (or build) a split's token store, drop what cannot be batched, and log one line of statistics."""
+        store = self._store(split)
+        src_lens, tgt_lens = store.src.lengths, store.tgt.lengths
+        too_long = (src_lens > self.max_len) | (tgt_lens + 1 > self.max_len)
         # train drops over-long pairs; val/test keep them so scores cover the whole split
-        keep = [i for i, s in enumerate(src_ids) if s and not (split == "train" and too_long[i])]
-        data = EncodedSplit([src_ids[i] for i in keep], [tgt_ids[i] for i in keep],
-                            [pairs[i][0] for i in keep], [pairs[i][1] for i in keep],
+        keep = np.flatnonzero((src_lens > 0) & ~(too_long if split == "train" else False))
+        texts: tuple[list[str] | None, list[str] | None] = (None, None)
+        if split != "train" or self.subword_alpha:  # val/test: the BLEU references; train: what sampling re-segments
+            pairs = self.pairs(split)
+            if len(pairs) != len(store):
+                raise ValueError(f"the token cache {store.path} has {len(store)} pairs but {split} has {len(pairs)}; "
+                                 f"delete it to rebuild")
+            texts = ([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
+        data = EncodedSplit(store.src.select(keep), store.tgt.select(keep), *texts,
                             empty_source=[self.tokenizer.sep_id])
         sampler = self._sampler(data, split)
+        self._stats_sampler[split] = sampler
+        kept_src, kept_tgt = data.src_lens, data.tgt_lens
         self.stats[split] = stats = {
-            "pairs": len(data), "empty_dropped": self._empty.get(split, 0),
-            "empty_source_dropped": sum(not s for s in src_ids),
-            "over_max_len": sum(too_long), "over_max_len_dropped": split == "train",
-            "src_tokens": sum(map(len, data.src_ids)), "tgt_tokens": sum(map(len, data.tgt_ids)),
+            "pairs": len(data), "empty_dropped": store.stats.get("empty", 0),
+            "empty_source_dropped": int((src_lens == 0).sum()),
+            "over_max_len": int(too_long.sum()), "over_max_len_dropped": split == "train",
+            "src_tokens": int(kept_src.sum()), "tgt_tokens": int(kept_tgt.sum()),
             "batches": len(sampler), "max_tokens": sampler.max_tokens, "padding": sampler.padding_fraction(0),
         }
         long_note = "dropped" if split == "train" else "kept"
         log.info("%s %s->%s %s: %d pairs (%d longer than %d tokens %s), %d batches of <= %d tokens, padding %.1f%%",
-                 self.dataset, self.src_lang, self.tgt_lang, split, len(data), sum(too_long), self.max_len,
+                 self.dataset, self.src_lang, self.tgt_lang, split, len(data), stats["over_max_len"], self.max_len,
                  long_note, stats["batches"], sampler.max_tokens, 100 * stats["padding"])
         return data
 
@@ -352,9 +431,15 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def _sampler(self, data: EncodedSplit, split: str, num_replicas: int = 1, rank: int = 0) -> TokenBudgetBatchSampler:
         train = split == "train"
-        return TokenBudgetBatchSampler([len(s) for s in data.src_ids], [len(t) + 1 for t in data.tgt_ids],
+        return TokenBudgetBatchSampler(data.src_lens, data.tgt_lens + 1,
                                        self.max_tokens if train else self.val_max_tokens, shuffle=train,
                                        seed=self.seed, num_replicas=num_replicas, rank=rank)
+
+    def _fresh_sampler(self, split: str, num_replicas: int = 1, rank: int = 0) -> TokenBudgetBatchSampler:
+        """A sampler no loader has used yet: the one built for the statistics the first time (packing a
+        corpus of millions of pairs takes seconds), a new one after that or for another shard."""
+        sampler = self._stats_sampler.pop(split, None) if num_replicas == 1 else None
+        return sampler if sampler is not None else self._sampler(self._split(split), split, num_replicas, rank)
 
     def _loader(self, split: str, sampler: TokenBudgetBatchSampler, cls: type = DataLoader, **kwargs) -> DataLoader:
         return cls(self._split(split), batch_sampler=sampler, num_workers=self.num_workers,
@@ -371,7 +456,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 raise ValueError("Seq2SeqDataModule shards its token-budget batches across devices itself: "
                                  "set `trainer.use_distributed_sampler: false` (--trainer.use_distributed_sampler "
                                  "false) so Lightning does not replace its batch sampler")
-        sampler = self._sampler(self._split("train"), "train", num_replicas, rank)
+        sampler = self._fresh_sampler("train", num_replicas, rank)
         self._train_sampler = sampler
         if self.subword_alpha and self.trainer is not None:
             sampler.set_epoch(self.trainer.current_epoch)  # the loader's length is that epoch's batch count
@@ -390,10 +475,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return self._subword
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self._sampler(self._split("val"), "val"))
+        return self._loader("val", self._fresh_sampler("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self._sampler(self._split("test"), "test"))
+        return self._loader("test", self._fresh_sampler("test"))
 
     # ---- resume --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -452,7 +537,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
 def stats_command(name: str, src_lang: str | None = None, tgt_lang: str | None = None, data_dir: str | None = None,
                   tokenizer_path: str | None = None, cache_dir: str = "data/cache", vocab_size: int = 8000,
-                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = 3) -> None:
+                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = 3, tokenizer_sample: int = 200_000,
+                  encode_workers: int | None = None) -> None:
     """Pairs, dropped pairs, batches per epoch and padding of every split of dataset NAME.
 
     Args:
@@ -461,14 +547,17 @@ def stats_command(name: str, src_lang: str | None = None, tgt_lang: str | None =
         tgt_lang: target language.
         data_dir: folder holding NAME/; default $TRANSLATOR_DATA_DIR, then data/.
         tokenizer_path: reuse this SentencePiece model instead of training (or loading a cached) one.
-        cache_dir: tokenizer cache.
+        cache_dir: tokenizer and token-store cache.
         vocab_size: vocabulary size of the tokenizer to train.
         max_tokens: token budget per batch.
         max_len: longest train pair kept, in tokens.
         context_turns: dailydialog: previous turns in the context.
+        tokenizer_sample: train the tokenizer on at most this many pairs (a seeded sample).
+        encode_workers: processes encoding the splits the first time (default: one per CPU, at most 8).
     """
     dm = Seq2SeqDataModule(name, src_lang, tgt_lang, data_dir, tokenizer_path, cache_dir, vocab_size,
-                           max_tokens=max_tokens, max_len=max_len, context_turns=context_turns)
+                           max_tokens=max_tokens, max_len=max_len, context_turns=context_turns,
+                           tokenizer_sample=tokenizer_sample, encode_workers=encode_workers)
     info = dm.describe()
     print(f"{info['dataset']} {info['src_lang']}->{info['tgt_lang']} from {info['data_path']}\n"
           f"tokenizer: {info['tokenizer']} ({info['src_vocab_size']}/{info['tgt_vocab_size']} pieces)")

@@ -6,8 +6,10 @@ and drops pairs whose source or target is empty, counting them in one log line p
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("translator.data")
@@ -29,6 +31,63 @@ def read_lines(path: str | Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line.removesuffix("\r") for line in lines]
+
+
+def iter_lines(path: str | Path, block_size: int = 1 << 20) -> Iterator[str]:
+    """`read_lines` as a stream, read in blocks of about `block_size` bytes: a file of any size is never
+    whole in memory. Invalid UTF-8 is reported with the file and line number, as `read_lines` does."""
+    path = Path(path)
+    line_no, rest = 1, b""
+    with path.open("rb") as f:
+        while True:
+            block = f.read(block_size)
+            data = rest + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)  # whole lines only, until the end
+            data, rest = data[:cut], data[cut:]
+            if not data:
+                if not block:
+                    break
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                line = line_no + data.count(b"\n", 0, err.start)
+                raise ValueError(f"{path}:{line}: invalid UTF-8 ({err.reason})") from None
+            if line_no == 1:
+                text = text.removeprefix("\ufeff")  # a BOM is not part of the first sentence
+            lines = text.split("\n")
+            if lines[-1] == "":
+                lines.pop()
+            line_no += len(lines)
+            for line in lines:
+                yield line.removesuffix("\r")
+
+
+def iter_parallel(src_path: str | Path, tgt_path: str | Path, *, stats: dict | None = None) -> Iterator[Pair]:
+    """`read_parallel` as a stream: stripped pairs with both sides non-empty, in file order.
+
+    The empty-pair count goes into `stats["empty"]` (and one log line) once the files are read
+    to the end; a length mismatch is reported then, naming both files and their line counts.
+    """
+    n = empty = 0
+    counts = [0, 0]
+    for s, t in itertools.zip_longest(iter_lines(src_path), iter_lines(tgt_path)):
+        if s is None or t is None:  # one file ended: count the other to the end for the message
+            counts[s is None] += 1
+            continue
+        n += 1
+        s, t = s.strip(), t.strip()
+        if s and t:
+            yield s, t
+        else:
+            empty += 1
+    if any(counts):
+        raise ValueError(f"parallel files differ in length: {src_path} has {n + counts[0]} lines, "
+                         f"{tgt_path} has {n + counts[1]} lines")
+    if stats is not None:
+        stats["empty"] = stats.get("empty", 0) + empty
+    if empty:
+        log.warning("%s + %s: dropped %d of %d pairs with an empty source or target", src_path, tgt_path, empty, n)
 
 
 def _keep_nonempty(pairs: list[Pair], what: str, stats: dict | None) -> list[Pair]:

@@ -20,10 +20,11 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from translator.data.readers import Pair, read_csv_columns, read_dailydialog, read_parallel, read_tsv
+from translator.data.readers import Pair, iter_parallel, read_csv_columns, read_dailydialog, read_parallel, read_tsv
 
 ENV_VAR = "TRANSLATOR_DATA_DIR"
 SPLITS = ("train", "val", "test")
@@ -334,6 +335,37 @@ def load_pairs(dataset: str, split: str, src_lang: str | None = None, tgt_lang: 
     if read_as != (src, tgt):
         return [(t, s) for s, t in pairs]
     return pairs
+
+
+def split_files(dataset: str, split: str, src_lang: str | None = None, tgt_lang: str | None = None,
+                data_dir: str | Path | None = None) -> list[Path]:
+    """The files a split is read from (resolved), in the reader's order: what a cache of it is keyed by."""
+    spec, split = get_spec(dataset), normalize_split(split)
+    src, tgt = resolve_languages(dataset, src_lang, tgt_lang)
+    read_as = (tgt, src) if (src, tgt) in spec.reversed_pairs else (src, tgt)
+    root = find_dataset(dataset, split, src, tgt, data_dir)
+    return [(root / f).resolve() for f in _split_files(spec, split, *read_as)]
+
+
+def iter_pairs(dataset: str, split: str, src_lang: str | None = None, tgt_lang: str | None = None,
+               data_dir: str | Path | None = None, context_turns: int = 3, seed: int = SPLIT_SEED, *,
+               stats: dict | None = None) -> Iterator[Pair]:
+    """The pairs of `load_pairs`, in the same order, as a stream.
+
+    Line-aligned parallel files with official splits (the layout large corpora come in) are read
+    line by line, never whole; the other readers build their (small) list first, and a held-out
+    split needs the whole file anyway to keep shared sentences in one split.
+    """
+    spec = get_spec(dataset)
+    src, tgt = resolve_languages(dataset, src_lang, tgt_lang)
+    if spec.reader != "parallel" or spec.holdout is not None:
+        yield from load_pairs(dataset, split, src, tgt, data_dir, context_turns, seed, stats=stats)
+        return
+    files = split_files(dataset, split, src, tgt, data_dir)
+    if (src, tgt) in spec.reversed_pairs:
+        yield from ((t, s) for s, t in iter_parallel(*files, stats=stats))
+    else:
+        yield from iter_parallel(*files, stats=stats)
 
 
 # ---- listing and downloading --------------------------------------------------------------
