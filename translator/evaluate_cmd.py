@@ -184,6 +184,13 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
     check_parallel(sources, references, source, reference)
     if not sources:
         raise ValueError(f"empty test set: {source} and {reference} have no lines")
+    blank = sum(not r.strip() for r in references)
+    if blank == len(references):
+        print(f"translator evaluate: warning: every line of {reference} is blank ({blank} lines): BLEU and chrF "
+              "against empty references are 0 whatever the translations; is it the right file?", file=sys.stderr)
+    elif blank:
+        print(f"translator evaluate: warning: {blank} of {len(references)} lines of {reference} are blank",
+              file=sys.stderr)
     return TestSet(sources, references, source_path=str(source), reference_path=str(reference))
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from translator.checkpoint import model_class
+
 #: System options that shape the optimizer or the schedule: a resume cannot apply them.
 OPTIMIZER_OPTIONS = ("lr", "weight_decay", "adam_beta2", "warmup_steps", "lr_schedule")
 #: Data options that change the tokenizer or which pairs exist: a resume cannot apply them.
@@ -42,21 +44,33 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _same_class(a: Any, b: Any) -> bool:
+    """Class paths naming the same class ("translator.models.Transformer" = "...transformer.Transformer")."""
+    if a == b:
+        return True
+    try:
+        return model_class({"class_path": a}) is model_class({"class_path": b})
+    except (ValueError, ImportError):
+        return False
+
+
 def resume_differences(saved_hparams: dict[str, Any], hparams: dict[str, Any], saved_data: dict[str, Any],
                        data: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(refused, applied): one "--flag NEW (checkpoint: OLD)" line per option that differs."""
     refused, applied = [], []
     saved_model = dict(saved_hparams.get("model") or {})
     model = dict(hparams.get("model") or {})
-    if saved_model.get("class_path") != model.get("class_path"):
+    if not _same_class(saved_model.get("class_path"), model.get("class_path")):
         refused.append(f"--model.model.class_path {model.get('class_path')} (checkpoint: {saved_model.get('class_path')})")
     else:
         old = _flat("--model.model.init_args", saved_model.get("init_args") or {})
         new = _flat("--model.model.init_args", model.get("init_args") or {})
         for key in sorted(set(old) | set(new)):
-            if key.rsplit(".", 1)[-1] in LINKED and key in old and key in new and old[key] != new[key]:
+            if old.get(key) is None or new.get(key) is None:
+                continue  # not given (a value linked from the data is filled in later)
+            if key.rsplit(".", 1)[-1] in LINKED and old[key] != new[key]:
                 refused.append(f"{key} {new.get(key)} (checkpoint: {old.get(key)}; from the data's tokenizer)")
-            elif key in old and key in new and not _same(old[key], new[key]):
+            elif not _same(old[key], new[key]):
                 refused.append(f"{key} {new[key]} (checkpoint: {old[key]})")
     for key in sorted(set(saved_hparams) | set(hparams)):
         if key == "model" or key not in saved_hparams or key not in hparams:
