@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from helpers import write_multi30k_like
-from translator.callbacks import atomic_torch_save, collect_random_states, restore_random_states
+from translator.callbacks import collect_random_states, restore_random_states
+from translator.checkpoint import atomic_torch_save
 from translator.checkpoint import read_checkpoint
 from translator.cli import main
 from translator.resume import resumed_lr_factor, schedule_anchor
@@ -94,3 +95,54 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     assert read_checkpoint(last)["global_step"] == STEPS
     difference = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert difference == 0.0, f"max weight difference {difference} after resuming from step {step}"
+
+
+def test_new_run_length_continues_the_cosine_without_a_jump():
+    warmup, old_total, new_total, step = 10, 100, 200, 60
+    reached = lr_factor(step, warmup, "cosine", old_total)
+    state = {"last_epoch": step, "base_lrs": [2e-3], "_last_lr": [2e-3 * reached]}
+
+    def factor(s, anchor):
+        return resumed_lr_factor(s, lambda k: lr_factor(k, warmup, "cosine", new_total), anchor, new_total)
+
+    assert abs(factor(step, None) - reached) > 0.05  # without the anchor the learning rate would jump
+    anchor = schedule_anchor(state, factor, None)
+    assert anchor[0] == step and anchor[1] == pytest.approx(reached)
+    values = [factor(s, anchor) for s in range(step, new_total)]
+    assert values[0] == pytest.approx(reached) and all(a >= b for a, b in zip(values, values[1:]))
+    assert max(abs(a - b) for a, b in zip(values, values[1:])) < 0.02 and factor(new_total, anchor) == 0.0
+    # The same run length again: the schedule (and a previous anchor) stays as it is.
+    same = {"last_epoch": 150, "base_lrs": [2e-3], "_last_lr": [2e-3 * factor(150, anchor)]}
+    assert schedule_anchor(same, factor, anchor) == anchor
+    plain = {"last_epoch": 50, "base_lrs": [1.0], "_last_lr": [lr_factor(50, warmup, "cosine", new_total)]}
+    assert schedule_anchor(plain, factor, None) is None
+
+
+def test_random_states_survive_weights_only_loading(tmp_path):
+    import random
+
+    import numpy as np
+
+    path = tmp_path / "states.pt"
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    atomic_torch_save(collect_random_states(), path)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    restore_random_states(torch.load(path, weights_only=True))
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], got[0]) and (expected[1] == got[1]).all() and expected[2] == got[2]
+
+
+def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+
+    def broken(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind

@@ -263,7 +263,6 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         device: Torch device for the models, e.g. cpu or cuda.
         request_time_limit: Seconds one request may decode before it is stopped with a message.
     """
-    check_port(host, port)  # a busy port is one message, before any checkpoint loads
     registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
     usable = [i for i in [*registry.translation, registry.chat] if i is not None and not i.error]
     if not usable:
@@ -274,6 +273,7 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
     for info in [*registry.translation, registry.chat]:
         if info is not None and info.error:
             print(f"translator app: warning: {info.error}", file=sys.stderr)
+    check_port(host, port)  # a busy port is one message, before any model loads
     demo = build_app(max_input_chars=max_input_chars, concurrency_limit=concurrency_limit, registry=registry,
                      request_time_limit=request_time_limit)
     try:

@@ -13,11 +13,8 @@ loud data problems.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -25,6 +22,8 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
+
+from translator.checkpoint import atomic_torch_save
 
 log = logging.getLogger("translator.callbacks")
 
@@ -125,28 +124,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, str(path).removeprefix("file://"))
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save(obj, path) such that `path` is never seen half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+@rank_zero_only
+def note(message: str) -> None:
+    """A note for the user of `translator fit` on stderr (rank zero only), not a Python warning."""
+    print(f"translator fit: note: {message}", file=sys.stderr)
 
 
 # ---- data report -------------------------------------------------------------------------------

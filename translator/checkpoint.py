@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pickle
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -228,6 +230,30 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     for key in ("epoch", "global_step", "pytorch-lightning_version"):
         if key in last:
             result[key] = last[key]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result, output)
+    atomic_torch_save(result, output)
     return output
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save(obj, path) such that `path` is never seen half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from translator.callbacks import DataReport, RandomStates
+from translator.callbacks import DataReport, RandomStates, note
 from translator.checkpoint import BUNDLE_KEY, make_bundle
 from translator.loss import label_smoothed_loss
 from translator.models.base import Seq2Seq
@@ -150,7 +150,7 @@ class Seq2SeqSystem(L.LightningModule):
             if refused:
                 raise ValueError(refused_message(path, refused))
             if applied:
-                rank_zero_warn(applied_message(path, applied))
+                note(applied_message(path, applied))
         if fitting:
             schedulers = checkpoint.get("lr_schedulers") or [None]
             anchor = (checkpoint.get(RUN_KEY) or {}).get("anchor")
@@ -283,7 +283,7 @@ class Seq2SeqSystem(L.LightningModule):
             previous = self._resumed["anchor"]
             self._anchor = schedule_anchor(self._resumed["scheduler"], factor, previous)
             if self._anchor is not None and self._anchor != previous:
-                rank_zero_warn(f"the run length changed ({total} optimizer steps now): the cosine schedule continues "
+                note(f"the run length changed ({total} optimizer steps now): the cosine schedule continues "
                                f"from the learning rate factor {self._anchor[1]:.4g} reached at step {self._anchor[0]} "
                                f"down to zero at step {total}")
             self._resumed = None
