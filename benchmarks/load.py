@@ -172,21 +172,33 @@ def run_mixed(app: App, clients: int, requests: int, timeout: float, seed: int) 
 
 def run_heavy(app: App, heavy: int, probes: int, timeout: float) -> dict:
     heavy_results: list = []
-    threads = [threading.Thread(target=lambda: heavy_results.append(call(app.base, HEAVY_TEXT, "beam", MAX_BEAM,
-                                                                            timeout))) for _ in range(heavy)]
+    heavy_ends: list[float] = []
+    t0 = time.perf_counter()
+
+    def one_heavy() -> None:
+        heavy_results.append(call(app.base, HEAVY_TEXT, "beam", MAX_BEAM, timeout))
+        heavy_ends.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=one_heavy) for _ in range(heavy)]
     for t in threads:
         t.start()
     time.sleep(2.0)  # let the heavy requests start decoding
-    probe_results = []
+    probe_results, probe_starts = [], []
     for i in range(probes):
+        probe_starts.append(time.perf_counter() - t0)
         probe_results.append(call(app.base, SENTENCES[i % len(SENTENCES)], "greedy", 5, timeout))
         time.sleep(0.2)
     for t in threads:
         t.join(timeout)
+    first_end = min(heavy_ends, default=float("inf"))
+    during = [r for r, start in zip(probe_results, probe_starts) if start + r[1] <= first_end]
+    print(f"  {len(during)} of {probes} one-sentence requests were answered while both heavy requests still ran "
+          f"(the first heavy request ended after {first_end:.0f} s)", flush=True)
     for outcome, seconds, detail in heavy_results:
         print(f"  heavy request: {outcome} after {seconds:.1f} s {detail[:120]}", flush=True)
     row = summary(f"one-sentence requests while {heavy} maximum-size requests run", probe_results)
     row["heavy"] = [{"outcome": o, "seconds": s, "detail": d} for o, s, d in heavy_results]
+    row["answered_during_heavy"] = len(during)
     return row
 
 

@@ -3,8 +3,10 @@
 A request is cut into pieces of bounded cost (a few sentences each, `pieces_by_cost`); a fixed pool
 of worker threads runs one piece at a time, always from the request that has had the least worker
 time so far. A one-sentence request that arrives while two 1,000-line requests run therefore waits
-for at most one piece, not for the long requests to finish. Each request has a deadline: when it
-passes, the request's remaining pieces are dropped and it fails with `RequestTimeout`.
+for at most one piece, not for the long requests to finish. Heavy requests (more than HEAVY_PIECES
+pieces) may use all workers but one, so with two or more workers a short request never waits for a
+worker at all. Each request has a deadline: when it passes, the request's remaining pieces are
+dropped and it fails with `RequestTimeout`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+
+#: A request of more pieces than this is heavy: it may not occupy the last free worker.
+HEAVY_PIECES = 4
 
 
 class RequestTimeout(Exception):
@@ -46,6 +52,7 @@ class _Request:
         self.order = order
         self.served = 0.0  # worker seconds spent on this request
         self.error: BaseException | None = None
+        self.heavy = len(pieces) > HEAVY_PIECES
 
     @property
     def finished(self) -> bool:
@@ -62,6 +69,8 @@ class FairScheduler:
         self._cond = threading.Condition()
         self._waiting: list[_Request] = []  # requests with pieces not yet handed out
         self._count = itertools.count()
+        self._heavy_running = 0  # pieces of heavy requests being run now
+        self._heavy_limit = max(1, workers - 1)
         for k in range(workers):
             threading.Thread(target=self._work, name=f"decode-worker-{k}", daemon=True).start()
 
@@ -90,12 +99,14 @@ class FairScheduler:
                 now = time.monotonic()
                 for request in [r for r in self._waiting if r.deadline is not None and now > r.deadline]:
                     self._fail(request, RequestTimeout())
-                if self._waiting:
-                    request = min(self._waiting, key=lambda r: (r.served, r.order))
+                ready = [r for r in self._waiting if not r.heavy or self._heavy_running < self._heavy_limit]
+                if ready:
+                    request = min(ready, key=lambda r: (r.served, r.order))
                     index = request.next
                     request.next += 1
                     if request.next == len(request.pieces):
                         self._waiting.remove(request)
+                    self._heavy_running += request.heavy
                     return request, index
                 self._cond.wait()
 
@@ -109,16 +120,19 @@ class FairScheduler:
     def _work(self) -> None:
         while True:
             request, index = self._take()
-            if request.error is not None:
-                continue
             start = time.monotonic()
             try:
-                result = request.pieces[index]()
+                result = None if request.error is not None else request.pieces[index]()
             except BaseException as err:  # noqa: BLE001 - handed to the request's caller
                 with self._cond:
+                    self._heavy_running -= request.heavy
                     self._fail(request, err)
                 continue
             with self._cond:
+                self._heavy_running -= request.heavy
+                if request.error is not None:
+                    self._cond.notify_all()
+                    continue
                 request.served += time.monotonic() - start
                 request.results[index] = result
                 request.done += 1
