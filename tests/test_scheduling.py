@@ -41,7 +41,7 @@ def test_short_request_does_not_wait_behind_two_long_ones():
     ends = {}
 
     def long(name):
-        scheduler.run([lambda: time.sleep(0.05) for _ in range(30)])  # 1.5 s of work each
+        scheduler.run([lambda: time.sleep(0.02) for _ in range(60)])  # 1.2 s of work each, heavy
         ends[name] = time.monotonic()
 
     threads = [threading.Thread(target=long, args=(n,)) for n in "ab"]

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-#: A request of more pieces than this is heavy: it may not occupy the last free worker.
-HEAVY_PIECES = 4
+#: A request of more pieces than this (about 8 s of work on one core) is heavy: it may not occupy the last free worker.
+HEAVY_PIECES = 32
 
 
 class RequestTimeout(Exception):

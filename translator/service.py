@@ -37,7 +37,7 @@ MAX_REQUEST_COST = 256_000
 #: piece, from the least-served request (translator.scheduling): about 0.2 s for the 7.6M Transformer on
 #: one core, so a one-sentence request waits at most that long behind long ones.
 PIECE_COST = 1024
-REQUEST_TIME_LIMIT = 120.0  # seconds a request may decode before it is stopped with a message
+REQUEST_TIME_LIMIT = 300.0  # seconds a request may decode before it is stopped with a message
 #: Example messages for the Chat tab, by the language the chat model speaks.
 CHAT_EXAMPLES = {
     "en": ["Hi, how are you doing today?", "Thank you so much for your help!", "What do you do for a living?",
