@@ -16,7 +16,6 @@ from helpers import write_multi30k_like
 from translator.callbacks import collect_random_states, restore_random_states
 from translator.checkpoint import atomic_torch_save
 from translator.checkpoint import read_checkpoint
-from translator.cli import main
 from translator.resume import resumed_lr_factor, schedule_anchor
 from translator.system import lr_factor
 
