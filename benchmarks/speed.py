@@ -5,6 +5,8 @@ each family reaches, and decoding speed (greedy / beam, batch 1 / 64, Transforme
     python benchmarks/speed.py --checkpoint runs/transformer/best.ckpt   # decode a trained model (representative)
     python benchmarks/speed.py --families transformer --steps 20 --parts train
     python benchmarks/speed.py --parts profile                      # torch.profiler on Transformer bf16 steps
+    python benchmarks/speed.py --parts engines --checkpoint transformer=T.ckpt --checkpoint lstm=L.ckpt
+                                   # PyTorch fp32/bf16/int8 and CTranslate2 float32/int8 side by side, BLEU per row
 
 Training runs the real training step: Seq2SeqSystem (its teacher-forced loss, and the AdamW
 groups and schedule of its configure_optimizers) in a Lightning Trainer with the config's
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import time
@@ -29,7 +32,7 @@ from _common import (DATASET, FAMILIES, TEST_SPLIT_NAME, BenchmarkError, check_c
                      table)
 
 PROG = "speed.py"
-PARTS = ("peak", "train", "decode", "profile")
+PARTS = ("peak", "train", "decode", "profile", "engines")
 PRECISIONS = {"fp32": None, "bf16": "bfloat16"}
 TRAINER_PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed"}  # Lightning's names
 FLOP_NOTE = (
@@ -64,11 +67,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="test sentences decoded at batch 64 (default: all of test_2016_flickr)")
     p.add_argument("--batch1_sentences", type=int, default=100,
                    help="test sentences decoded one at a time (default 100: batch 1 is slow)")
-    p.add_argument("--decode_precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+    p.add_argument("--decode_precisions", nargs="+", choices=["fp32", "bf16", "int8"], default=["fp32"],
                    help="decoding precisions (translate/evaluate --precision; default fp32)")
     p.add_argument("--beam_size", type=int, default=5, help="beam size of the beam rows (default 5)")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=["peak", "train", "decode"],
-                   help="what to measure (default: peak train decode)")
+                   help="what to measure (default: peak train decode; engines: see benchmarks/_engines.py)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="intra-op threads of PyTorch and CTranslate2 in the engines part (default: all cores)")
+    p.add_argument("--export_dir", default="runs/exported",
+                   help="where the engines part exports the Transformer to CTranslate2 (default %(default)s)")
     p.add_argument("--profile", action="store_true", help="also profile Transformer bf16 training steps")
     p.add_argument("--profile_steps", type=int, default=3, help="profiled steps (default 3)")
     p.add_argument("--profile_rows", type=int, default=20, help="ops shown in the profile table (default 20)")
@@ -80,7 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def preflight(args: argparse.Namespace) -> tuple[set[str], list[tuple[str, Path, dict[str, Any]]]]:
     """Check options, data and checkpoints before any measurement; returns the parts and the checkpoints."""
     for name in ("steps", "peak_repeats", "beam_size", "profile_steps", "profile_rows", "batch1_sentences",
-                 "decode_sentences"):
+                 "decode_sentences", "threads"):
         positive(f"--{name}", getattr(args, name))
     positive("--warmup", args.warmup, allow_zero=True)
     for size in args.peak_sizes:
@@ -90,8 +97,10 @@ def preflight(args: argparse.Namespace) -> tuple[set[str], list[tuple[str, Path,
     args.src_lang = args.src_lang or data.get("src_lang", "de")
     args.tgt_lang = args.tgt_lang or data.get("tgt_lang", "en")
     specs = parse_checkpoint_specs(args.checkpoint, bare_allowed=True)
+    if "engines" in parts and not specs:
+        raise BenchmarkError("--parts engines compares trained models: give --checkpoint FAMILY=PATH (one or more)")
     uses_datamodule = bool(parts & {"train", "profile"}) or ("decode" in parts and not specs)
-    splits = (["train"] if uses_datamodule else []) + (["test"] if "decode" in parts else [])
+    splits = (["train"] if uses_datamodule else []) + (["test"] if parts & {"decode", "engines"} else [])
     check_data(args.src_lang, args.tgt_lang, args.data_dir, splits or ["test"])
     checkpoints = []
     for family, path in specs:
@@ -403,12 +412,19 @@ def main(argv: list[str]) -> int:
         rows = []
         for label, translator in decode_targets(args, checkpoints, device):
             for precision in args.decode_precisions:
-                translator.precision = precision
-                rows += measure_decode(label, translator, sources, args)
+                rows += measure_decode(label, type(translator)(translator.bundle, translator.device, precision),
+                                       sources, args)
         result["decode"] = {"split": TEST_SPLIT_NAME, "trained": bool(checkpoints), "precisions": args.decode_precisions,
                             "checkpoints": [str(p) for _, p, _ in checkpoints], "rows": rows}
         if not checkpoints:
             result["notes"].append(UNTRAINED_NOTE)
+    if "engines" in parts:
+        from _engines import measure_engines
+
+        from translator.data import load_pairs
+
+        pairs = load_pairs(DATASET, "test", args.src_lang, args.tgt_lang, args.data_dir)
+        result["engines"] = measure_engines(args, checkpoints, [s for s, _ in pairs], [t for _, t in pairs])
     if "profile" in parts:
         result["profile"] = measure_profile(args, device)
         print(f"\ntorch.profiler: Transformer, {args.profile_steps} bf16-mixed training steps, "
@@ -419,7 +435,13 @@ def main(argv: list[str]) -> int:
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if parts - {"profile"}:
         print(f"\nSpeed on {hardware_line(result['hardware'])}; device {device}\n")
-        print(summary_table(result))
+        if parts - {"profile", "engines"}:
+            print(summary_table(result))
+        if "engines" in result:
+            from _engines import engines_table
+
+            print(f"\nEngines, {TEST_SPLIT_NAME} {args.src_lang}->{args.tgt_lang}, {args.threads} thread(s):\n")
+            print(engines_table(result["engines"]))
         notes = ([FLOP_NOTE] if "train" in parts else []) + result["notes"]
         print("\n" + "\n".join(f"Note: {n}" for n in notes) if notes else "")
     print(f"wrote {out}", file=sys.stderr)

@@ -2,7 +2,8 @@
 # Create .venv and install translator into it. CPU PyTorch is pinned first so that pip never
 # pulls the multi-GB CUDA build; a later `torch>=2.3` requirement is then already satisfied.
 #   bash scripts/setup.sh          runtime dependencies
-#   bash scripts/setup.sh --dev    + test dependencies (pytest, gradio_client, playwright) and Debian's chromium
+#   bash scripts/setup.sh --dev    + test dependencies (pytest, gradio_client, playwright, ctranslate2 = the
+#                                  [fast] extra, so the export tests run) and Debian's chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0; [[ "${1:-}" == "--dev" ]] && DEV=1
@@ -16,7 +17,7 @@ if ! python -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0]
     pip install -q "torch==${TORCH_VERSION}"
 fi
 if [[ $DEV == 1 ]]; then
-    pip install -q -e ".[dev]"
+    pip install -q -e ".[dev,fast]"
     # Browser tests drive Debian's Chromium (a browser download does not work offline); Nanum fonts
     # render Korean in the app's screenshots.
     if ! command -v chromium >/dev/null 2>&1; then

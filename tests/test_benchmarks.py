@@ -114,6 +114,27 @@ def test_speed_says_when_decoding_is_untrained(corpus, tmp_path):
     assert "UNTRAINED" in r.stdout and not json.loads(out.read_text())["decode"]["trained"]
 
 
+def test_speed_engines_side_by_side(corpus, ckpt, tmp_path):
+    pytest.importorskip("ctranslate2")
+    out = tmp_path / "speed.json"
+    lstm = make_tiny_checkpoint(tmp_path / "lstm.ckpt", kind="lstm", steps=2)
+    r = run("speed.py", "--parts", "engines", "--checkpoint", f"transformer={ckpt}", "--checkpoint", f"lstm={lstm}",
+            "--decode_sentences", 3, "--batch1_sentences", 2, "--threads", 1, "--export_dir", tmp_path / "exported",
+            "--data_dir", corpus, "--out", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    engines = json.loads(out.read_text())["engines"]
+    rows = engines["rows"]
+    # Transformer: 3 PyTorch precisions + 2 CTranslate2 types, x greedy/beam x batch 64/1, + uncached greedy
+    assert len([x for x in rows if x["family"] == "transformer"]) == 5 * 4 + 1
+    assert {x["precision"] for x in rows if x["family"] == "lstm"} == {"fp32", "bf16", "int8"}
+    assert all(0 <= x["bleu"] <= 100 and x["sentences_per_s"] > 0 for x in rows)
+    assert all(x["p50_ms"] > 0 for x in rows if x["batch_size"] == 1)
+    ct2 = [x for x in rows if x["engine"] == "ctranslate2" and x["precision"] == "float32" and x["decoder"] == "greedy"]
+    assert all(x["same_as_fp32"] == 1.0 for x in ct2)  # the exported float32 model decodes like PyTorch
+    assert any(t["target"].startswith("CT2 int8 beam5 /") for t in engines["targets"])
+    assert "ctranslate2" in r.stdout and "met" in r.stdout
+
+
 def test_flop_parameters_cover_every_non_embedding_weight():
     from helpers import TINY_MODELS
 

@@ -1,13 +1,16 @@
 """Load a self-contained checkpoint (weights + model config + tokenizer) safely.
 
 Loading uses `torch.load(weights_only=True)`: no arbitrary pickle runs, and the model class is
-looked up only inside `translator.models`.
+looked up only inside `translator.models`. A directory written by `translator export` (a
+CTranslate2 model) is a checkpoint too: its metadata file is read here (`read_export`), its
+weights by translator/ct2_engine.py.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import os
+import json
 import pickle
 import tempfile
 import warnings
@@ -22,6 +25,7 @@ from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
 
 BUNDLE_KEY = "translator"  # checkpoint["translator"] = {"model": config, "tokenizer": bytes, "data": {...}}
+EXPORT_FILE = "translator_export.json"  # in an exported directory: model config, data, tokenizer files, source
 
 
 @dataclasses.dataclass
@@ -48,7 +52,7 @@ class Bundle:
 
     @property
     def architecture(self) -> str:
-        return type(self.model).__name__
+        return getattr(self.model, "architecture", None) or type(self.model).__name__  # engines name themselves
 
     @property
     def task(self) -> str:
@@ -101,9 +105,35 @@ def _chat_context_turns(data: dict[str, Any]) -> int:
 
 
 def checkpoint_task(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """(task, data options) of a checkpoint, read without building its model."""
-    data = dict(read_checkpoint(path)[BUNDLE_KEY].get("data") or {})
+    """(task, data options) of a checkpoint or exported directory, read without building its model."""
+    if is_exported(path):
+        data = dict(read_export(path)[0].get("data") or {})
+    else:
+        data = dict(read_checkpoint(path)[BUNDLE_KEY].get("data") or {})
     return task_of(data), data
+
+
+def is_exported(path: str | Path) -> bool:
+    """Whether `path` is a directory written by `translator export`."""
+    return Path(path).is_dir() and (Path(path) / EXPORT_FILE).is_file()
+
+
+def read_export(path: str | Path) -> tuple[dict[str, Any], Tokenizer]:
+    """(metadata, tokenizer) of an exported directory, with one clear message per problem."""
+    path = Path(path)
+    if not is_exported(path):
+        raise ValueError(f"{path} is not an exported model (no {EXPORT_FILE}); write one with "
+                         "`translator export CKPT --output DIR`")
+    try:
+        meta = json.loads((path / EXPORT_FILE).read_text(encoding="utf-8"))
+        files = meta["tokenizer"]
+        src = (path / files["src"]).read_bytes()
+        tgt = (path / files["tgt"]).read_bytes() if files.get("tgt") else None
+        tokenizer = Tokenizer(src, tgt)
+        meta["model"]["init_args"]
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ValueError(f"{path}: unreadable exported model ({type(err).__name__}: {str(err)[:120]})") from None
+    return meta, tokenizer
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -112,7 +142,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.is_dir():
-        raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path}")
+        raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path} (an exported model "
+                                f"directory has {EXPORT_FILE}; write one with `translator export CKPT --output DIR`)")
     try:
         with warnings.catch_warnings():  # torch warns about the legacy format of some foreign files
             warnings.simplefilter("ignore")

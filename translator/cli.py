@@ -35,6 +35,7 @@ COMMANDS: dict[str, Any] = {
     "translate": "translator.cli:translate",
     "evaluate": "translator.evaluate_cmd:evaluate",
     "average": "translator.cli:average",
+    "export": "translator.export:export_command",
     "app": "translator.app:launch",
     "data": {
         "_help": "The dataset registry: list the datasets, download one, batch statistics of one.",
@@ -126,14 +127,16 @@ def translate(
         translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
 
     Args:
-        checkpoint: a .ckpt written by `translator fit`.
+        checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2).
         input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
         output: file to write; stdout when omitted or "-" (checked before the model loads).
         decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
             chat: CHAT_DECODING), e.g. --decode.method greedy --decode.nbest 3.
         batch_size: sentences decoded together (files are read 8 batches at a time and sorted by length inside).
         device: cpu, cuda, cuda:1, ...
-        precision: fp32, or bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly).
+        precision: fp32, bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly)
+            or int8 (dynamic int8 quantization, CPU). An exported directory computes in its exported type
+            under fp32, and in bfloat16 / int8 under bf16 / int8.
     """
     from translator.inference import translate_file
 

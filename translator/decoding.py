@@ -258,11 +258,7 @@ class _Setup:
             self.start_banned = never.nonzero().squeeze(1)  # (N,)
 
     def penalty(self, length: int) -> float:
-        if self.normalize:
-            return float(max(length, 1))
-        if self.length_penalty == 0.0:
-            return 1.0
-        return ((5.0 + length) / 6.0) ** self.length_penalty
+        return length_penalty_of(length, self.length_penalty, self.normalize)
 
     def log_probs(self, logits: Tensor, hist: Tensor) -> Tensor:
         """logits (R, V), hist (R, t) tokens so far -> log-probs (R, V) with banned tokens at -inf."""
@@ -271,15 +267,12 @@ class _Setup:
     def top_log_probs(self, logits: Tensor, hist: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """The k best allowed tokens of each row: log-probs and ids, (R, k) each.
 
-        Equal to `log_probs(...).topk(k)` without writing the (R, V) log-probs: log-softmax is
-        monotonic within a row, so the top k of the banned logits minus the row's log-sum-exp
-        (over all tokens, as log_probs normalises before banning) are the top k log-probs.
+        `log_probs(...).topk(k)`: the fused log-softmax kernel writes a new (R, V) tensor (so the caller's
+        logits are never written) in fewer passes than logsumexp + clone did: 1.7 vs 4.6 ms at R = 64,
+        22.8 vs 32.1 ms at R = 320, V = 8000 (one thread, this machine, shared).
         """
-        x = logits.float()  # (R, V)
-        lse = x.logsumexp(-1, keepdim=True)  # (R, 1)
-        x = self.ban(x.clone() if x is logits else x, hist)  # never write into the caller's logits
-        top, ids = x.topk(min(k, x.size(1)), dim=1)  # (R, k)
-        return top - lse, ids
+        x = self.ban(logits.float().log_softmax(-1), hist)  # (R, V)
+        return x.topk(min(k, x.size(1)), dim=1)  # (R, k) each
 
     def ban(self, scores: Tensor, hist: Tensor) -> Tensor:
         """Set banned tokens (and, with no_repeat_ngram_size, repeated n-grams) to -inf in place.
@@ -320,6 +313,20 @@ class _Setup:
             if v >= 0xC2:
                 break
         return tokens[:cut]
+
+
+def length_penalty_of(length: int, length_penalty: float, normalize: bool) -> float:
+    """The divisor that turns a raw score into `normalized` (see the module docstring), length = scored steps."""
+    if normalize:
+        return float(max(length, 1))
+    if length_penalty == 0.0:
+        return 1.0
+    return ((5.0 + length) / 6.0) ** length_penalty
+
+
+def length_limit(src_len: int, max_len_a: float, max_len_b: float, max_len: int) -> int:
+    """Steps (eos included) a sentence of `src_len` real source tokens is decoded for at most."""
+    return min(max_len, max(1, int(max_len_a * src_len + max_len_b)))
 
 
 def _utf8_next_byte(hist: Tensor, byte_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -373,7 +380,7 @@ def _start(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, max_l
     empty = [i for i, n in enumerate(src_lens) if n == 0]
     if empty:
         raise ValueError(f"source sentence(s) {empty} have no real tokens (src_mask all False)")
-    limits = [min(max_len, max(1, int(max_len_a * n + max_len_b))) for n in src_lens]
+    limits = [length_limit(n, max_len_a, max_len_b, max_len) for n in src_lens]
     memory = model.encode(src, src_mask)
     state = model.init_state(memory, src_mask, need_attention=setup.return_attention)
     masks = list(src_mask.cpu()) if setup.return_attention else []
@@ -439,11 +446,9 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
     K = beam_size
     state, limits, masks = _start(model, src, src_mask, setup, max_len_a, max_len_b, max_len)
     B, dev = src.size(0), src.device
-    if K > 1:
-        state = state.expand(K)  # B*K rows: each sentence's K beams are one group (models/base.py)
     sent = list(range(B))  # original index of each active sentence
     results: list[list[Hypothesis]] = [[] for _ in range(B)]
-    tokens = torch.full((B * K,), setup.bos_id, dtype=torch.long, device=dev)
+    tokens = torch.full((B,), setup.bos_id, dtype=torch.long, device=dev)  # one row per sentence until step 0 ran
     scores = torch.zeros(B, K, device=dev)
     scores[:, 1:] = -math.inf  # all beams start identical: only the first one is live
     hist = torch.zeros(B * K, 0, dtype=torch.long, device=dev)
@@ -452,10 +457,16 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
     for t in range(max(limits)):
         logits, state = model.decode_step(tokens, state)
         Ba = len(sent)
+        # The 2K best of all K*V continuations are among the 2K best of each beam: rank only those.
+        if t == 0 and K > 1:
+            # The K beams start identical, so the first step ran once per sentence (B rows, not B*K: as
+            # CTranslate2 does); now each sentence's K beams become one group (models/base.py).
+            state = state.expand(K)
+            row_lp, row_tok = (x.repeat_interleave(K, 0) for x in setup.top_log_probs(logits, hist[::K], 2 * K))
+        else:
+            row_lp, row_tok = setup.top_log_probs(logits, hist, 2 * K)  # (Ba*K, 2K) each
         if t == 0 and setup.return_attention and state.attention is not None:
             att = torch.zeros(Ba * K, 0, state.attention.size(1), device=dev)
-        # The 2K best of all K*V continuations are among the 2K best of each beam: rank only those.
-        row_lp, row_tok = setup.top_log_probs(logits, hist, 2 * K)  # (Ba*K, 2K) each
         W = row_lp.size(1)
         cand = (scores.view(-1, 1) + row_lp).view(Ba, K * W)  # (Ba, K*W)
         top_s, top_i = cand.topk(2 * K, dim=1)  # (Ba, 2K): at most K are eos, so >= K continue
@@ -619,9 +630,15 @@ def _anti_lm_rerank(model: "Seq2Seq", results: list[list[Hypothesis]], config: D
                                 bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, finished=[h.finished for h in flat])
         for h, s in zip(flat, lm):
             h.lm_score = s
-    for h in flat:
-        lm_term = config.lm_weight * h.lm_score if h.lm_score is not None else 0.0
-        h.normalized = h.score - lm_term + config.length_bonus * (len(h.tokens) + h.finished)
+    return apply_rerank(results, config)
+
+
+def apply_rerank(results: list[list[Hypothesis]], config: DecodeConfig) -> list[list[Hypothesis]]:
+    """Set `normalized` = score - lm_weight * lm_score + length_bonus * |r| (lm_score already set, or 0) and re-sort."""
+    for hyps in results:
+        for h in hyps:
+            lm_term = config.lm_weight * h.lm_score if h.lm_score is not None else 0.0
+            h.normalized = h.score - lm_term + config.length_bonus * (len(h.tokens) + h.finished)
     return [sorted(hyps, key=lambda h: -h.normalized) for hyps in results]
 
 

@@ -66,7 +66,8 @@ def evaluate(
     `translator.evaluation`). Python callers may pass DecodeConfig fields as keywords.
 
     Args:
-        checkpoint: one or more .ckpt files (repeat --checkpoint to compare several in one table and plot).
+        checkpoint: one or more .ckpt files or exported (CTranslate2) directories (repeat --checkpoint to compare
+            several in one table and plot).
         dataset: registry dataset to evaluate on (multi30k, tatoeba-eng-fra, chatbot-ko, dailydialog).
         split: dataset split: test, val or train.
         source: source file, one sentence per line (instead of --dataset; needs --reference).
@@ -82,7 +83,8 @@ def evaluate(
         plot: write a PNG of BLEU by source length here, one line per checkpoint.
         label: names for the checkpoints in table, JSON and plot (default: checkpoint file names).
         device: cpu, cuda, cuda:1, ...
-        precision: fp32, or bf16 (autocast: faster on CPUs with AVX-512 bf16 and on GPUs; scores may differ slightly).
+        precision: fp32, bf16 (autocast: faster on CPUs with AVX-512 bf16 and on GPUs; scores may differ slightly)
+            or int8 (dynamic int8 quantization, CPU); an exported directory keeps its exported type under fp32.
         tokenize: sacreBLEU tokenizer to use instead of the target language's default (13a, intl, char, ...).
         lowercase: case-insensitive BLEU and chrF.
     """

@@ -18,8 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from translator.checkpoint import Bundle, load_bundle
-from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, decode, sequence_log_probs
+from translator.checkpoint import Bundle, is_exported, load_bundle
+from translator.ct2_engine import load_exported
+from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
+from translator.quantize import quantize_int8
 from translator.streaming import LineSink, LineSource, progress_bar
 
 log = logging.getLogger("translator.inference")
@@ -83,11 +85,11 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def check_precision(precision: str) -> None:
-    """One ValueError naming the choices when `precision` is not fp32 or bf16."""
+    """One ValueError naming the choices when `precision` is not fp32, bf16 or int8."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
 
@@ -96,7 +98,11 @@ class Translator:
     """A loaded checkpoint that turns source sentences into target sentences.
 
     precision="bf16" decodes under bf16 autocast (faster on CPUs with AVX-512 bf16 and on GPUs;
-    outputs can differ slightly from float32, so published scores use the fp32 default).
+    outputs can differ slightly from float32, so published scores use the fp32 default);
+    precision="int8" decodes a dynamically int8-quantized copy (translator/quantize.py; CPU only).
+
+    An exported directory (`translator export`) decodes with CTranslate2 instead
+    (translator/ct2_engine.py): its model has `decode_ids`, and everything else here is shared.
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
@@ -105,6 +111,11 @@ class Translator:
         check_precision(precision)
         self.precision = precision
         self.model = bundle.model.to(self.device).eval()
+        self.engine = getattr(self.model, "decode_ids", None)  # an inference engine decodes ids itself
+        if precision == "int8" and self.engine is None:
+            if self.device.type != "cpu":
+                raise ValueError(f"precision int8 (dynamic quantization) runs on the CPU only, not {self.device}")
+            self.model = quantize_int8(self.model)
         self.tokenizer = bundle.tokenizer
         self.max_src_tokens = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
         self.byte_values = self.tokenizer.tgt_byte_values()  # keeps byte pieces in whole UTF-8 characters
@@ -122,6 +133,8 @@ class Translator:
                         precision: str = "fp32") -> "Translator":
         device = check_device(device)
         check_precision(precision)  # before the (slow) load
+        if is_exported(path):  # ctranslate2 (an optional dependency) is imported only here, by the engine
+            return cls(load_exported(path, device=device, precision=precision), device=device, precision=precision)
         return cls(load_bundle(path, device=device), device=device, precision=precision)
 
     @property
@@ -163,11 +176,7 @@ class Translator:
         encoded.sort(key=lambda item: len(item[1]))  # length-sorted batches waste little padding
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start:start + batch_size]
-            src, src_mask = self._pad([ids for _, ids, _ in chunk])
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                hyps = decode(self.model, src, src_mask, config, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                              pad_id=tok.pad_id, unk_id=tok.unk_id, byte_values=self.byte_values,
-                              empty_source=self.bundle.empty_source, return_attention=return_attention)
+            hyps = self._decode([ids for _, ids, _ in chunk], config, return_attention)
             texts_out = [tok.decode_tgt([h.tokens for h in sentence]) for sentence in hyps]
             for (i, ids, truncated), sentence, outs in zip(chunk, hyps, texts_out):
                 best = sentence[0]
@@ -181,6 +190,17 @@ class Translator:
             if progress is not None:
                 progress(len(chunk))
         return [r for r in results if r is not None]
+
+    def _decode(self, batch: list[list[int]], config: DecodeConfig, return_attention: bool) -> list[list[Hypothesis]]:
+        """Source ids of one batch (unpadded) -> hypotheses per sentence, best first."""
+        tok = self.tokenizer
+        if self.engine is not None:
+            return self.engine(batch, config, empty_source=self.bundle.empty_source, return_attention=return_attention)
+        src, src_mask = self._pad(batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return decode(self.model, src, src_mask, config, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                          unk_id=tok.unk_id, byte_values=self.byte_values, empty_source=self.bundle.empty_source,
+                          return_attention=return_attention)
 
     def perplexity(self, sources: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> float:
         """exp(mean NLL per target token, eos included) of `targets` given `sources`, by teacher forcing.
@@ -199,6 +219,11 @@ class Translator:
         total, count = 0.0, 0
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
+            if self.engine is not None:
+                scores = self.model.score_ids([s for s, _ in chunk], [t for _, t in chunk])
+                total += sum(scores)
+                count += sum(len(t) + 1 for _, t in chunk)
+                continue
             src, src_mask = self._pad([s for s, _ in chunk])
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 scores = sequence_log_probs(self.model, src, src_mask, [t for _, t in chunk], bos_id=tok.bos_id,

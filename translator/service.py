@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import BUNDLE_KEY, model_class, read_checkpoint, task_of
+from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, is_exported, model_class, read_checkpoint, read_export, task_of
+from translator.ct2_engine import CT2Model
 from translator.decoding import DecodeConfig
 from translator.evaluation import attention_figure
 from translator.inference import Chatbot, Translation, Translator, flatten_history
@@ -87,6 +88,17 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
     """Metadata of one checkpoint without building its model (mmap keeps the tensors on disk)."""
     path = Path(path)
     shown = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
+    if is_exported(path):  # a CTranslate2 directory written by `translator export`
+        try:
+            meta, _ = read_export(path)
+        except ValueError as err:
+            return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
+        data = meta.get("data") or {}
+        architecture = f"Transformer (CTranslate2 {meta.get('quantization', '?')})"
+        pair = f"{data.get('src_lang')}→{data.get('tgt_lang')}" if data.get("src_lang") else "?"
+        return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, data.get("dataset"),
+                              data.get("src_lang"), data.get("tgt_lang"), task=task_of(data),
+                              note=CT2Model.attention_note(meta["model"].get("init_args") or {}))
     try:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -108,10 +120,12 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
 
 
 def discover_checkpoints(root: str | Path | None) -> list[Path]:
-    """Every `*.ckpt` under `root` (recursive): names with 'best' first, then 'last', newest first."""
+    """Every `*.ckpt` and exported directory under `root` (recursive): names with 'best' first, then 'last',
+    newest first."""
     if root is None or not Path(root).is_dir():
         return []
     files = [p for p in Path(root).rglob("*.ckpt") if p.is_file()]
+    files += [p.parent for p in Path(root).rglob(EXPORT_FILE) if p.is_file()]
 
     def rank(p: Path) -> tuple[int, float]:
         name = p.stem.lower()
