@@ -58,9 +58,10 @@ def _config(tmp: Path, name: str, data: Path, steps: int = STEPS) -> Path:
     return path
 
 
-def _fit(*args: str) -> subprocess.Popen:
+def _fit(tmp: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "translator", "fit", *args], cwd=ROOT, env=env,
+    # cwd: LightningCLI writes its config.yaml there when there is no logger
+    return subprocess.Popen([sys.executable, "-m", "translator", "fit", *args], cwd=tmp, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -71,11 +72,11 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.filterwarnings("ignore")
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     data = write_multi30k_like(tmp_path / "data", n_train=300, n_val=10, n_test=10)
-    whole = _fit("--config", str(_config(tmp_path, "whole", data)))
+    whole = _fit(tmp_path, "--config", str(_config(tmp_path, "whole", data)))
     out, _ = whole.communicate(timeout=600)
     assert whole.returncode == 0, out
 
-    killed = _fit("--config", str(_config(tmp_path, "killed", data)))
+    killed = _fit(tmp_path / "data", "--config", str(_config(tmp_path, "killed", data)))
     deadline = time.time() + 300
     while not (tmp_path / "killed" / "step035.ckpt").exists():  # mid-epoch 2 (25 batches an epoch)
         assert killed.poll() is None, killed.communicate()[0]
@@ -86,7 +87,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     last = tmp_path / "killed" / "last.ckpt"
     step = read_checkpoint(last)["global_step"]  # loadable whenever the kill landed
     assert 30 <= step < STEPS, step  # the step checkpoint is written just before last.ckpt
-    resumed = _fit("--config", str(_config(tmp_path, "killed", data)), "--ckpt_path", str(last))
+    resumed = _fit(tmp_path / "data", "--config", str(_config(tmp_path, "killed", data)), "--ckpt_path", str(last))
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
 
