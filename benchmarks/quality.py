@@ -5,6 +5,13 @@
     python benchmarks/quality.py --families transformer --epochs 3
     python benchmarks/quality.py --families transformer --checkpoint transformer=runs/x/best.ckpt   # evaluate only
     python benchmarks/quality.py --families lstm -- --trainer.limit_train_batches 10   # extra `translator fit` args
+    python benchmarks/quality.py --ablations shipped subword rdrop --epochs 2 --ensemble_last 3   # the levers
+
+Ablations (`--ablations`, one family): the shipped recipe and each lever of LEVERS switched on over
+it, all trained with the same budget; every run, the ensemble of the shipped run's last N epoch
+checkpoints and their weight average are scored with greedy search on the validation split (the
+selection metric: a lever wins only there) and with greedy and beam search on the test split.
+Writes OUT/ablations.json and OUT/ablations.md; `--reuse` keeps runs already finished in OUT/runs.
 
 Training is `python -m translator fit --config translator/configs/<family>.yaml` in a subprocess
 (logs, metrics and checkpoints under OUT/runs/); the checkpoint with the best validation BLEU
@@ -28,6 +35,15 @@ from _common import (DATASET, FAMILIES, ROOT, TEST_SPLIT_NAME, BenchmarkError, c
                      positive, run_main, shell, table)
 
 PROG = "quality.py"
+
+#: The levers of the ablation: the `translator fit` arguments that switch each one on over the shipped recipe.
+LEVERS: dict[str, list[str]] = {
+    "shipped": [],
+    # Kudo 2018's setting (l = 64, alpha = 0.1): on Multi30k ~10% more tokens, 95% of pairs segmented anew
+    "subword": ["--data.subword_alpha", "0.1", "--data.subword_nbest_size", "64"],
+    # the R-Drop paper's alpha 5 on the sum of two passes' losses = 2.5 on their mean (Seq2SeqSystem)
+    "rdrop": ["--model.rdrop_alpha", "2.5"],
+}
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -56,6 +72,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--max_sentences", type=int, default=None,
                    help="score only the first N test sentences (quick checks)")
     p.add_argument("--device", default=None, help="evaluation device (default: cuda when available, else cpu)")
+    p.add_argument("--ablations", nargs="+", choices=list(LEVERS), default=None,
+                   help="train the shipped recipe and these levers (see LEVERS) for one family; with "
+                        "--checkpoint LEVER=PATH a lever's checkpoint is given instead of trained")
+    p.add_argument("--ensemble_last", type=int, default=0,
+                   help="ablations: also score the ensemble and the weight average of the shipped run's last N "
+                        "epochNN.ckpt (default 0 = none)")
+    p.add_argument("--reuse", action="store_true",
+                   help="ablations: a run that already finished in OUT/runs is scored, not trained again")
     return p.parse_args(argv), extra
 
 
@@ -175,6 +199,8 @@ def scores(report: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args, extra = parse_args(argv)
+    if args.ablations:
+        return ablations(args, extra)
     families, checkpoints, facts = preflight(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,6 +252,174 @@ def main(argv: list[str]) -> int:
     print("\n" + markdown)
     print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}", file=sys.stderr)
     return 0
+
+
+# ---- ablations ---------------------------------------------------------------------------------
+def ablation_evaluate(rows: dict[str, Path], ensemble: tuple[str, list[Path]] | None, args: argparse.Namespace,
+                      split: str, decoder: str, json_path: Path) -> list[str]:
+    """One `translator evaluate` over every row (and the ensemble row), on `split` with `decoder`."""
+    cmd = [sys.executable, "-m", "translator", "evaluate", "--dataset", DATASET, "--split", split,
+           "--src_lang", args.src_lang, "--tgt_lang", args.tgt_lang]
+    for label, path in rows.items():
+        cmd += ["--checkpoint", str(path), "--label", label]
+    if ensemble is not None:
+        cmd += ["--label", ensemble[0], "--ensemble", *map(str, ensemble[1])]
+    cmd += ["--decode.method", decoder, "--batch_size", str(args.batch_size), "--device", args.device,
+            "--json", str(json_path)]
+    if decoder == "beam":
+        cmd += ["--decode.beam_size", str(args.beam_size), "--decode.length_penalty", "1.0"]
+    if args.data_dir:
+        cmd += ["--data_dir", args.data_dir]
+    if args.max_sentences:
+        cmd += ["--max_sentences", str(args.max_sentences)]
+    return cmd
+
+
+def last_epochs(run_dir: Path, n: int) -> list[Path]:
+    """The last n epochNN.ckpt of a run (what `translator fit` keeps for averaging), oldest first."""
+    found = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    if len(found) < n:
+        raise BenchmarkError(f"--ensemble_last {n}: {run_dir / 'checkpoints'} holds {len(found)} epoch checkpoints")
+    return found[-n:]
+
+
+def finished(run_dir: Path, epochs: int | None) -> bool:
+    """Whether a run has written its final epoch's checkpoint (`--reuse`)."""
+    found = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file() or not found:
+        return False
+    if epochs is None:
+        return True
+    from translator.checkpoint import read_checkpoint
+
+    return int(read_checkpoint(found[-1]).get("epoch", -1)) + 1 >= epochs
+
+
+def ablations(args: argparse.Namespace, extra: list[str]) -> int:
+    """Train the shipped recipe and each lever with the same budget, then score them all (module docstring)."""
+    families = args.families or ["transformer"]
+    if len(families) != 1:
+        raise BenchmarkError(f"--ablations compares levers within one family; got --families {' '.join(families)}")
+    family = families[0]
+    positive("--epochs", args.epochs)
+    positive("--time_budget_min", args.time_budget_min)
+    if args.time_budget_min is not None:
+        max_time(args.time_budget_min)
+    if args.ensemble_last and (args.ensemble_last < 2 or "shipped" not in args.ablations):
+        raise BenchmarkError("--ensemble_last needs N >= 2 and the shipped run among --ablations")
+    given = {}
+    for spec in args.checkpoint or []:
+        lever, sep, path = spec.partition("=")
+        if not sep or lever not in args.ablations:
+            raise BenchmarkError(f"--checkpoint {spec!r}: with --ablations write LEVER=PATH, LEVER one of "
+                                 f"{', '.join(args.ablations)}")
+        if not Path(path).is_file():
+            raise BenchmarkError(f"--checkpoint {spec!r}: no such file")
+        given[lever] = Path(path)
+    check_data(args.src_lang, args.tgt_lang, args.data_dir, ["test", "val"] + (["train"] if len(given) < len(args.ablations) else []))
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    version = f"epochs{args.epochs}" if args.epochs else (f"min{args.time_budget_min:g}" if args.time_budget_min
+                                                         else "shipped")
+    result: dict[str, Any] = {
+        "benchmark": "quality-ablations", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "family": family,
+        "dataset": DATASET, "src_lang": args.src_lang, "tgt_lang": args.tgt_lang, "levers": {},
+        "budget": {"time_budget_min": args.time_budget_min, "epochs": args.epochs, "extra_fit_args": extra},
+        "hardware": hardware(), "rows": {}, "commands": [],
+    }
+    rows: dict[str, Path] = {}
+    runs: dict[str, Path] = {}
+    for lever in args.ablations:
+        entry = result["rows"][lever] = {"lever": lever, "fit_args": LEVERS[lever]}
+        if lever in given:
+            rows[lever] = given[lever]
+            runs[lever] = given[lever].parent.parent
+            entry.update(checkpoint=str(given[lever]), train_seconds=None, trained_here=False,
+                         **check_checkpoint(given[lever], args.src_lang, args.tgt_lang, family))
+            continue
+        name = f"{family}-{lever}"
+        run = runs[lever] = out / "runs" / name / version
+        cmd = fit_command(family, args, out / "runs", name, version, [*LEVERS[lever], *extra])
+        result["commands"].append(shell(cmd))
+        if args.reuse and finished(run, args.epochs):  # wall time from the run's files: first written to last
+            newest = max(p.stat().st_mtime for p in (run / "checkpoints").glob("*.ckpt"))
+            seconds = round(newest - (run / "hparams.yaml").stat().st_mtime, 1)
+        else:
+            write_json(out / "ablations.json", result)
+            seconds = round(run_logged(cmd, out / "logs" / f"{name}-fit.log"), 1)
+        rows[lever] = find_trained(run)
+        scored = check_checkpoint(rows[lever], args.src_lang, args.tgt_lang, family)
+        # the newest epochNN.ckpt: last.ckpt is rewritten only when best.ckpt is (save_last of the BLEU monitor)
+        newest = sorted((run / "checkpoints").glob("epoch*.ckpt"))[-1:] or [run / "checkpoints" / "last.ckpt"]
+        facts = check_checkpoint(newest[0], args.src_lang, args.tgt_lang, family) if newest[0].is_file() else scored
+        entry.update(checkpoint=str(rows[lever]), train_seconds=seconds, trained_here=True, **facts,
+                     scored_epoch=scored["epochs"])
+    ensemble = None
+    if args.ensemble_last:
+        members = last_epochs(runs["shipped"], args.ensemble_last)
+        for path in members:
+            rows[f"shipped {path.stem}"] = path
+        average = out / f"shipped-average-last{args.ensemble_last}.ckpt"
+        cmd = [sys.executable, "-m", "translator", "average", *map(str, members), "--output", str(average)]
+        result["commands"].append(shell(cmd))
+        run_logged(cmd, out / "logs" / "average.log")
+        rows[f"shipped average of last {args.ensemble_last}"] = average
+        ensemble = (f"shipped ensemble of last {args.ensemble_last}", members)
+    evaluations = {"val greedy": ("val", "greedy"), "test greedy": ("test", "greedy"),
+                   f"test beam{args.beam_size}": ("test", "beam")}
+    for key, (split, decoder) in evaluations.items():
+        json_path = out / f"ablations-{key.replace(' ', '-')}.json"
+        cmd = ablation_evaluate(rows, ensemble, args, split, decoder, json_path)
+        result["commands"].append(shell(cmd))
+        run_logged(cmd, out / "logs" / f"ablations-evaluate-{key.replace(' ', '-')}.log")
+        reports = json.loads(json_path.read_text(encoding="utf-8"))
+        for report in reports if isinstance(reports, list) else [reports]:
+            result["rows"].setdefault(report["label"], {"lever": report["label"]})[key] = scores(report)
+        write_json(out / "ablations.json", result)
+    val = {label: e["val greedy"]["bleu"] for label, e in result["rows"].items() if "val greedy" in e}
+    result["selected_on_val"] = max(val, key=val.get)
+    write_json(out / "ablations.json", result)
+    markdown = ablations_markdown(result, list(evaluations))
+    (out / "ablations.md").write_text(markdown, encoding="utf-8")
+    print("\n" + markdown)
+    print(f"wrote {out / 'ablations.json'} and {out / 'ablations.md'}", file=sys.stderr)
+    return 0
+
+
+def ablations_markdown(result: dict[str, Any], evaluations: list[str]) -> str:
+    """The ablation table (val BLEU is the selection metric), budget, hardware and commands."""
+    header = ["row", "fit args over the shipped recipe", "epochs", "training wall time"]
+    for key in evaluations:
+        header += [f"{key} BLEU"] + ([f"{key} chrF"] if key.startswith("test") else [])
+    rows = []
+    for label, e in result["rows"].items():
+        args = " ".join(e.get("fit_args") or []) if "fit_args" in e else "(decoding only)"
+        epochs = e.get("epochs")
+        if e.get("scored_epoch") not in (None, epochs):
+            epochs = f"{epochs} (scored: {e['scored_epoch']})"
+        row = [label, f"`{args}`" if args and args != "(decoding only)" else args or "-", epochs,
+               duration(e.get("train_seconds")) if e.get("train_seconds") else "-"]
+        for key in evaluations:
+            got = e.get(key) or {}
+            row += [fmt(got.get("bleu"), 2)] + ([fmt(got.get("chrf"), 2)] if key.startswith("test") else [])
+        rows.append(row)
+    budget = result["budget"]
+    limits = [f"max_epochs {budget['epochs']}" if budget["epochs"] else None,
+              f"at most {budget['time_budget_min']:g} min" if budget["time_budget_min"] else None]
+    return "\n".join([
+        f"# Ablations: {result['family']} on {result['dataset']} {result['src_lang']}→{result['tgt_lang']}", "",
+        f"Run {result['created']}. Every trained row: the shipped config with "
+        + (", ".join(x for x in limits if x) or "its shipped budget")
+        + "; its best-validation-BLEU checkpoint is scored. Selected on validation (greedy BLEU): "
+        f"**{result['selected_on_val']}**. Test scores are reported, never used to choose.", "",
+        table(header, rows, markdown=True), "",
+        f"Hardware: {hardware_line(result['hardware'])}", "",
+        "Commands:", "", "```", *result["commands"], "```", "",
+    ])
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -79,6 +79,34 @@ def test_quality_trains_one_epoch_then_scores(corpus, tmp_path):
     assert "--trainer.max_epochs 1 --trainer.enable_progress_bar false" in (out / "quality.md").read_text()
 
 
+@pytest.mark.slow
+def test_quality_ablations_train_each_lever_and_score_the_ensemble(corpus, tmp_path):
+    out = tmp_path / "out"
+    args = ["--families", "lstm", "--ablations", "shipped", "subword", "--epochs", 2, "--ensemble_last", 2,
+            "--max_sentences", 2, "--data_dir", corpus, "--out", out]
+    fit = ["--", "--trainer.enable_progress_bar", "false", "--data.vocab_size", 300]
+    r = run("quality.py", *args, *fit, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    result = json.loads((out / "ablations.json").read_text())
+    rows = result["rows"]
+    assert list(rows) == ["shipped", "subword", "shipped epoch00", "shipped epoch01",
+                          "shipped average of last 2", "shipped ensemble of last 2"]
+    assert rows["subword"]["fit_args"] == ["--data.subword_alpha", "0.1", "--data.subword_nbest_size", "64"]
+    for label, entry in rows.items():
+        for key in ("val greedy", "test greedy", "test beam5"):
+            assert 0 <= entry[key]["bleu"] <= 100 and entry[key]["n_sentences"] == 2, (label, key)
+    assert rows["subword"]["epochs"] == 2 and rows["subword"]["train_seconds"] > 0
+    assert result["selected_on_val"] in rows
+    markdown = (out / "ablations.md").read_text()
+    assert "--data.subword_alpha 0.1" in markdown and "| shipped ensemble of last 2 |" in markdown
+    assert "--ensemble" in markdown and "--split val" in markdown
+    # --reuse scores the finished runs again without training them
+    r = run("quality.py", *args, "--reuse", *fit, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not [line for line in r.stdout.splitlines() if line.startswith("$ ") and " translator fit " in line]
+    assert json.loads((out / "ablations.json").read_text())["rows"]["subword"]["train_seconds"] > 0
+
+
 def test_speed_smallest_mode_with_profile(corpus, ckpt, tmp_path):
     out = tmp_path / "speed.json"
     # Transformer: oneDNN has no bf16 LSTM primitive on AVX2-only CPUs (torch 2.13 raises there).

@@ -46,9 +46,10 @@ def url(tmp_path_factory):
     from translator.app import build_app
 
     translate = tiny_checkpoint(tmp_path_factory, "transformer", kind="transformer")
+    lstm = tiny_checkpoint(tmp_path_factory, "lstm", kind="lstm")  # the Learn tab's gates view needs one
     chat = tiny_checkpoint(tmp_path_factory, "chat", kind="lstm", dataset="dailydialog", src_lang="en",
                            tgt_lang="en", context_turns=2)
-    demo = build_app([translate], chat_checkpoint=chat, checkpoints_dir=None)
+    demo = build_app([translate, lstm], chat_checkpoint=chat, checkpoints_dir=None)
     _, address, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                                 quiet=True)
     yield address
@@ -121,3 +122,25 @@ def test_empty_input_shows_a_message(page):
     # Refused before it is queued: the validator's message is shown on the source box.
     page.get_by_text("the input is empty").first.wait_for()
     assert page.locator("#translation textarea").input_value() == ""
+
+
+def test_learn_tab_every_view(page, shots):
+    """Each Learn view in one click: its picture appears with what to look for; one screenshot per view."""
+    from translator.learn import DEFAULT_LAB_DIR, VIEWS
+
+    page.get_by_role("tab", name="Learn").click()
+    page.locator("#learn-text textarea").fill("a man runs in the park")
+    for view in VIEWS:
+        page.locator(f"#learn-{view.key}").click()
+        page.locator("#learn-note").get_by_role("heading", name=view.title).wait_for()
+        if view.key in ("gradients", "exposure", "bottleneck") and not (DEFAULT_LAB_DIR / f"{view.key}.json").exists():
+            page.locator("#learn-note").get_by_text("No precomputed results").wait_for()
+            continue
+        page.wait_for_function("document.querySelector('#learn-plot img') !== null && "
+                               "!document.querySelector('#learn-note').innerText.includes('⚠️')")
+        page.locator("#learn-plot img").wait_for()
+        assert view.look_for[:40] in page.locator("#learn-note").inner_text()
+        if view.key == "beam":
+            page.locator("#learn-table").get_by_text("hypothesis").first.wait_for()
+        screenshot(page, shots, f"learn-{view.key}.png")
+        assert (shots[0] / f"learn-{view.key}.png").stat().st_size > 10_000

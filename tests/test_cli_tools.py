@@ -187,7 +187,7 @@ def bad_cases(tmp_path, ckpt):
          "Given value: nucleus"),
         (["evaluate", "--checkpoint", ckpt, "--source", src, "--reference", src, "--batch_size", "many"],
          'Parser key "batch_size"'),
-        (["translate", "--input", src], "required: checkpoint"),
+        (["translate", "--input", src], "give one checkpoint (--checkpoint CKPT) or an ensemble"),
         (["evaluate", "--checkpoint", ckpt], "give --dataset NAME"),
         (["evaluate", "--checkpoint", ckpt, "--dataset", "multi30k", "--source", src, "--reference", src],
          "not both"),

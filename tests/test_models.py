@@ -16,12 +16,15 @@ V = 12
 TINY = {
     "lstm": lambda: LSTMSeq2Seq(V, V, emb_size=8, hidden_size=16, num_layers=2),
     "gru": lambda: LSTMSeq2Seq(V, V, cell="gru", emb_size=8, hidden_size=16, num_layers=2, reverse_source=False),
+    "rnn": lambda: LSTMSeq2Seq(V, V, cell="rnn", emb_size=8, hidden_size=16, num_layers=2),
     "attention-bahdanau": lambda: AttentionSeq2Seq(V, V, emb_size=8, enc_hidden_size=8, dec_hidden_size=16,
                                                    dec_layers=2, attention_size=8),
     "attention-dot": lambda: AttentionSeq2Seq(V, V, attention="dot", emb_size=8, enc_hidden_size=8,
                                               dec_hidden_size=16, enc_layers=2),
     "attention-general-gru": lambda: AttentionSeq2Seq(V, V, cell="gru", attention="general", emb_size=8,
                                                       enc_hidden_size=8, dec_hidden_size=12),
+    "attention-luong-rnn": lambda: AttentionSeq2Seq(V, V, cell="rnn", attention="general", emb_size=8,
+                                                    enc_hidden_size=8, dec_hidden_size=12, dec_layers=2),
     "transformer": lambda: Transformer(V, V, d_model=16, num_heads=2, num_encoder_layers=2,
                                        num_decoder_layers=2, ff_size=32),
     "transformer-learned-untied": lambda: Transformer(V, V, d_model=16, num_heads=4, num_encoder_layers=1,
@@ -31,7 +34,7 @@ TINY = {
                                                          num_decoder_layers=2, ff_size=32, tie_embeddings="all",
                                                          decode_cache=False),
 }
-ATTENTIVE = [name for name in TINY if not name.startswith(("lstm", "gru"))]
+ATTENTIVE = [name for name in TINY if not name.startswith(("lstm", "gru", "rnn"))]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -181,6 +184,20 @@ def test_lstm_has_no_attention():
     assert all(weights is None for weights in attention)
 
 
+@pytest.mark.parametrize("name", ["rnn", "attention-luong-rnn"])
+def test_rnn_cell_is_a_plain_tanh_recurrence_without_cell_state(name):
+    """cell: rnn is nn.RNN / nn.RNNCell (tanh), and its decoder state carries h only."""
+    model = make(name)
+    rnns = [m for m in model.modules() if isinstance(m, (torch.nn.RNN, torch.nn.RNNCell))]
+    assert rnns and all(m.nonlinearity == "tanh" for m in rnns)
+    assert not any(isinstance(m, (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell))
+                   for m in model.modules())
+    src, src_mask, _ = sample_batch()
+    state = model.init_state(model.encode(src, src_mask), src_mask)
+    _, state = model.decode_step(torch.full((src.size(0),), BOS), state)
+    assert state.c is None and state.h.shape[0] == src.size(0)
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_config_round_trip(name):
     model = make(name)
@@ -220,7 +237,9 @@ def test_invalid_options_raise_clear_errors():
     with pytest.raises(ValueError, match="dot attention"):
         AttentionSeq2Seq(10, 10, attention="dot", enc_hidden_size=8, dec_hidden_size=32)
     with pytest.raises(ValueError, match="cell"):
-        LSTMSeq2Seq(10, 10, cell="rnn")
+        LSTMSeq2Seq(10, 10, cell="elman")
+    with pytest.raises(ValueError, match="cell"):
+        AttentionSeq2Seq(10, 10, cell="elman")
     model = Transformer(V, V, d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, ff_size=16,
                         positions="learned", max_len=8)
     with pytest.raises(ValueError, match="max_len=8"):

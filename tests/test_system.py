@@ -15,7 +15,7 @@ from translator.cli import main
 from translator.system import lr_factor
 
 CONFIGS = sorted((Path(__file__).parents[1] / "translator" / "configs").glob("*.yaml"))
-TRANSLATION_CONFIGS = [c for c in CONFIGS if c.stem in ("lstm", "attention", "transformer")]
+TRANSLATION_CONFIGS = [c for c in CONFIGS if c.stem in ("rnn", "lstm", "attention", "transformer")]
 TINY = {  # shrink every family so a CLI run takes seconds
     "transformer": ["--model.model.init_args.d_model", "32", "--model.model.init_args.num_heads", "2",
                     "--model.model.init_args.ff_size", "64", "--model.model.init_args.num_encoder_layers", "1",

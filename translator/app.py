@@ -1,4 +1,4 @@
-"""Gradio app over translator checkpoints: a Translate tab (with attention heatmaps) and a Chat tab.
+"""Gradio app over translator checkpoints: a Translate tab (with attention heatmaps), a Chat tab and a Learn tab.
 
 Only the Gradio layer lives here: layout, and mapping `UserError` to warnings in the UI or
 `gr.Error` for API clients. What the app can do (checkpoints, the model cache, translate and
@@ -17,6 +17,7 @@ import gradio as gr
 from matplotlib.figure import Figure
 
 from translator.inference import flatten_history
+from translator.learn import VIEWS, LearnService
 from translator.service import (CHAT_TRAIN_HINT, MAX_BEAM, MAX_CANDIDATES, REQUEST_TIME_LIMIT, TRAIN_HINT,
                                 CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
                                 discover_checkpoints, read_info)
@@ -117,6 +118,28 @@ class TranslatorApp(TranslatorService):
                            print_exception=False) from None
 
 
+def learn_ui(learn: LearnService, key: str, checkpoint: str | None, text: str, prefix: str, temperature: float,
+             top_k: float, top_p: float, beam_size: float) -> tuple[Any, Any, str, str]:
+    """A Learn button: (figure or None, table update, what to look for + note, the CLI command)."""
+    view = next(v for v in VIEWS if v.key == key)
+    head = f"### {view.title}\n*{view.idea}*\n\n{view.look_for}"
+    try:
+        result = learn.show(key, checkpoint, text, prefix, temperature, top_k, top_p, beam_size)
+    except UserError as err:
+        gr.Warning(str(err))
+        return None, gr.Dataframe(visible=False), f"{head}\n\n⚠️ {err}", f"`{view.command}`"
+    except Exception:  # noqa: BLE001 - never a stack trace in the UI; the log has it
+        log.exception("learn view %s failed", key)
+        text = "Something went wrong while making this view; the server log has the details."
+        gr.Warning(text)
+        return None, gr.Dataframe(visible=False), f"{head}\n\n⚠️ {text}", f"`{view.command}`"
+    table = gr.Dataframe(visible=False)
+    if result.table is not None:
+        header, rows = result.table
+        table = gr.Dataframe(value=rows, headers=header, visible=True)
+    return result.figure, table, f"{head}\n\n{result.note}", f"Same view from the command line: `{view.command}`"
+
+
 def _plain_history(history: Sequence[Any] | None) -> list[dict]:
     """Gradio's chat history as [{'role', 'content': str}] (it sends content as a list of parts)."""
     plain = []
@@ -132,8 +155,8 @@ def _plain_history(history: Sequence[Any] | None) -> list[dict]:
 def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
               checkpoints_dir: str | Path | None = None, max_input_chars: int = 2000, concurrency_limit: int = 2,
               device: str = "cpu", registry: ModelRegistry | None = None,
-              request_time_limit: float = REQUEST_TIME_LIMIT) -> gr.Blocks:
-    """The Gradio Blocks with Translate and Chat tabs and the /translate and /chat endpoints (queued).
+              lab_dir: str | Path | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> gr.Blocks:
+    """The Gradio Blocks with Translate, Chat and Learn tabs and the /translate and /chat endpoints (queued).
 
     `concurrency_limit` decoding workers are shared fairly by all requests (translator.scheduling): a long
     request is decoded a few sentences at a time, so it cannot hold every worker. Invalid requests are
@@ -154,6 +177,8 @@ def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpo
                 _translate_tab(app, limits, private)
             with gr.Tab("Chat", id="chat"):
                 _chat_tab(app, limits, private)
+            with gr.Tab("Learn", id="learn"):
+                _learn_tab(LearnService(registry, lab_dir), registry, limits, private)
         gr.api(app.api_translate, api_name="translate", **limits)
         gr.api(app.api_chat, api_name="chat", **limits)
     # gr.api takes no validator argument; its BlockFunction runs one like any event's (gradio/queueing.py).
@@ -196,6 +221,33 @@ def _translate_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str
                  validator=app.validate_translate)
     model.change(app.describe_checkpoint, [model], [info], queue=False, **private)
     decoder.change(lambda d: gr.Slider(visible=d == "beam"), [decoder], [beam_size], queue=False, **private)
+
+
+def _learn_tab(learn: LearnService, registry: ModelRegistry, limits: dict[str, Any], private: dict[str, Any]) -> None:
+    gr.Markdown("Each button shows one idea of the RNN → LSTM → attention → Transformer story on the loaded "
+                "checkpoints, with what to look for. Views that need training show a `translator lab` run's results.")
+    default = registry.default
+    with gr.Row():
+        model = gr.Dropdown(choices=registry.labels, value=default.label if default else None, label="Checkpoint",
+                            elem_id="learn-checkpoint", scale=2)
+        text = gr.Textbox(label="Source sentence", value=EXAMPLES[0], elem_id="learn-text", scale=3)
+    with gr.Accordion("Options (softmax, beam search)", open=False):
+        with gr.Row():
+            prefix = gr.Textbox(label="Prefix already written (softmax)", value="A man", elem_id="learn-prefix")
+            temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="Temperature")
+            top_k = gr.Slider(0, 50, value=10, step=1, label="Top-k (0 = off)")
+            top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (1 = off)")
+            beam_size = gr.Slider(1, MAX_BEAM, value=4, step=1, label="Beam size K")
+    with gr.Row():
+        buttons = {v.key: gr.Button(v.title, elem_id=f"learn-{v.key}", size="sm") for v in VIEWS}
+    note = gr.Markdown("Pick a view.", elem_id="learn-note")
+    plot = gr.Plot(format="png", elem_id="learn-plot", show_label=False)
+    table = gr.Dataframe(visible=False, interactive=False, wrap=True, elem_id="learn-table")
+    command = gr.Markdown("", elem_id="learn-command")
+    inputs = [model, text, prefix, temperature, top_k, top_p, beam_size]
+    for key, button in buttons.items():
+        button.click(lambda *args, key=key: learn_ui(learn, key, *args), inputs, [plot, table, note, command],
+                     **limits, **private)
 
 
 def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any]) -> None:
@@ -245,8 +297,8 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
 def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | None = None,
            checkpoints_dir: str | None = "checkpoints", host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, max_input_chars: int = 2000, concurrency_limit: int = 2,
-           device: str = "cpu", request_time_limit: float = REQUEST_TIME_LIMIT) -> None:
-    """Serve the translator web app: a Translate tab with attention heatmaps and a Chat tab.
+           device: str = "cpu", lab_dir: str | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> None:
+    """Serve the translator web app: a Translate tab with attention heatmaps, a Chat tab and a Learn tab.
 
     Args:
         checkpoint: Translation checkpoint to offer, or a list "[a.ckpt, b.ckpt]"; every *.ckpt under
@@ -261,6 +313,8 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         concurrency_limit: Decoding workers: how many pieces of work (a few sentences each) run at the same time;
             every request gets its share, so a long request cannot hold them all.
         device: Torch device for the models, e.g. cpu or cuda.
+        lab_dir: Folder of `translator lab` results (NAME.json) for the Learn tab's views that need training;
+            default: the repository's benchmarks/lab/.
         request_time_limit: Seconds one request may decode before it is stopped with a message.
     """
     registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
@@ -275,7 +329,7 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
             print(f"translator app: warning: {info.error}", file=sys.stderr)
     check_port(host, port)  # a busy port is one message, before any model loads
     demo = build_app(max_input_chars=max_input_chars, concurrency_limit=concurrency_limit, registry=registry,
-                     request_time_limit=request_time_limit)
+                     lab_dir=lab_dir, request_time_limit=request_time_limit)
     try:
         demo.launch(server_name=host, server_port=port, share=share, show_error=False)
     except OSError as err:  # the port was taken in the meantime, or the host is not an address of this machine

@@ -37,6 +37,19 @@ COMMANDS: dict[str, Any] = {
     "average": "translator.cli:average",
     "export": "translator.export:export_command",
     "app": "translator.app:launch",
+    "lab": {
+        "_help": "The learning lab: one idea of the RNN -> LSTM -> attention -> Transformer story per command, "
+                 "each writing a PNG and its numbers as JSON beside it.",
+        "params": "translator.lab.params:command",
+        "gradients": "translator.lab.gradients:command",
+        "gates": "translator.lab.gates:command",
+        "exposure": "translator.lab.exposure:command",
+        "positions": "translator.lab.positions:command",
+        "attention": "translator.lab.attention:command",
+        "bottleneck": "translator.lab.bottleneck:command",
+        "softmax": "translator.lab.softmax:command",
+        "beam": "translator.lab.beam:command",
+    },
     "data": {
         "_help": "The dataset registry: list the datasets, download one, batch statistics of one.",
         "list": "translator.data.registry:list_command",
@@ -48,7 +61,7 @@ COMMANDS: dict[str, Any] = {
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: Commands whose required parameters are --options as well (`--checkpoint CKPT`); in the others a
 #: required parameter is positional (`translator data download NAME`, `translator average A B --output C`).
-OPTIONS_ONLY = ("translate", "evaluate")
+OPTIONS_ONLY = ("translate", "evaluate", "lab bottleneck")
 
 #: Trainer settings every shipped config shares, set once here; a config file or --trainer.* overrides
 #: them, and `translator fit --config C --print_config` shows the result.
@@ -103,13 +116,14 @@ def test(args: Sequence[str] = ()) -> None:
 
 
 def translate(
-    checkpoint: str,
+    checkpoint: str | None = None,
     input: str | None = None,
     output: str | None = None,
     decode: DecodeOptions = DecodeOptions(),
     batch_size: int = 64,
     device: str = "cpu",
     precision: str = "fp32",
+    ensemble: list[str] | str | None = None,
 ) -> None:
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
@@ -125,9 +139,11 @@ def translate(
         echo "Ein Mann fährt Fahrrad." | translator translate --checkpoint CKPT
         translator translate --checkpoint CKPT --input in.de --output out.en --decode.beam_size 8 --decode.nbest 3
         translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
+        translator translate --ensemble run1/best.ckpt run2/best.ckpt run3/best.ckpt --input in.de
 
     Args:
-        checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2).
+        checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2);
+            or give --ensemble instead.
         input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
         output: file to write; stdout when omitted or "-" (checked before the model loads).
         decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
@@ -137,10 +153,14 @@ def translate(
         precision: fp32, bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly)
             or int8 (dynamic int8 quantization, CPU). An exported directory computes in its exported type
             under fp32, and in bfloat16 / int8 under bf16 / int8.
+        ensemble: several .ckpt files (one tokenizer, any families) that translate together, scoring every
+            token by the mean of their log-probabilities; instead of --checkpoint.
     """
     from translator.inference import translate_file
 
-    translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision)
+    members = [ensemble] if isinstance(ensemble, str) else ensemble
+    translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision,
+                   ensemble=members)
 
 
 def average(checkpoints: list[str], *, output: str) -> Path:
@@ -281,6 +301,20 @@ def _repeated_list_flags(args: list[str], list_flags: set[str]) -> list[str]:
     return out
 
 
+def _spread_list_flags(args: list[str], list_flags: set[str]) -> list[str]:
+    """`--ensemble A B C` for a list option means [A, B, C] (what a shell glob gives): the words after the
+    flag up to the next option become repeated flags, which `_repeated_list_flags` turns into a list."""
+    out: list[str] = []
+    current = None
+    for arg in args:
+        if arg.startswith("-"):
+            current = arg if arg in list_flags else None  # `--flag=value` is one value, never spread
+        elif current is not None and out and out[-1] != current:
+            out.append(current)
+        out.append(arg)
+    return out
+
+
 def _is_list(hint: Any) -> bool:
     """list[X], or a union with a list in it (`list[str] | str`)."""
     return typing.get_origin(hint) is list or any(typing.get_origin(h) is list for h in typing.get_args(hint))
@@ -301,7 +335,10 @@ def _run_function(name: str, function: Callable[..., Any], args: list[str]) -> A
     positional = name not in OPTIONS_ONLY
     if "decode" in params:
         args = _legacy_decode_flags(args)
-    args = _repeated_list_flags(args, {f"--{p}" for p in params if _is_list(hints.get(p))})
+    list_flags = {f"--{p}" for p in params if _is_list(hints.get(p))}
+    if not positional:
+        args = _spread_list_flags(args, list_flags)
+    args = _repeated_list_flags(args, list_flags)
     # jsonargparse reads a positional list as one "[a, b]" value; a shell glob gives one word per file.
     many = [p for p, param in params.items()
             if positional and param.default is param.empty and typing.get_origin(hints.get(p)) is list]

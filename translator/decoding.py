@@ -441,8 +441,12 @@ def _cannot_improve(setup: _Setup, finished: list[Hypothesis], best_live: float,
 
 
 def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, beam_size: int, nbest: int,
-               max_len_a: float, max_len_b: float, max_len: int) -> list[list[Hypothesis]]:
-    """Beam search over all sentences at once; rows are (active sentence, beam), B_active * K."""
+               max_len_a: float, max_len_b: float, max_len: int, trace: list | None = None) -> list[list[Hypothesis]]:
+    """Beam search over all sentences at once; rows are (active sentence, beam), B_active * K.
+
+    `trace`, when a list, gets one dict per step: the live beams of each active sentence (tokens so
+    far, raw scores, parent beam) and the hypotheses that ended with eos (the lab's beam view).
+    """
     K = beam_size
     state, limits, masks = _start(model, src, src_mask, setup, max_len_a, max_len_b, max_len)
     B, dev = src.size(0), src.device
@@ -494,6 +498,11 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
         step_att = None if att is None else state.attention.index_select(0, flat_rows)
         hist, att = _append(hist, att, flat_rows if K > 1 else None, live_tok.view(-1),
                             step_att)  # (Ba*K, t+1)
+        if trace is not None:
+            ended = [{"sentence": sent[i], "tokens": fin_tokens[n], "score": fin_scores[n]}
+                     for n, (i, _) in enumerate(fin_idx)] if fin_idx else []
+            trace.append({"step": t, "sentences": list(sent), "beams": hist.view(Ba, K, -1).tolist(),
+                          "scores": live_s.tolist(), "parents": (live_row % K).tolist(), "finished": ended})
 
         # Done: K hypotheses finished (the usual beam rule, which keeps width 1 greedy), no live one
         # can still enter the n-best, or the last step (then open beams are returned unfinished).
@@ -529,7 +538,7 @@ def _beam_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, b
     return [sorted(r, key=lambda h: -h.normalized)[:nbest] for r in results]
 
 
-def _filter_logits(x: Tensor, top_k: int, top_p: float) -> Tensor:
+def filter_logits(x: Tensor, top_k: int, top_p: float) -> Tensor:
     """Keep the top_k best tokens and the smallest set whose probability reaches top_p; x (R, V)."""
     if 0 < top_k < x.size(1):
         kth = x.topk(top_k, dim=1).values[:, -1:]  # (R, 1)
@@ -540,6 +549,12 @@ def _filter_logits(x: Tensor, top_k: int, top_p: float) -> Tensor:
         drop = probs.cumsum(-1) - probs >= top_p  # mass before this token already reaches top_p
         x = x.masked_fill(drop.scatter(1, idx, drop), -math.inf)
     return x
+
+
+def sampling_distribution(log_probs: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
+    """What sampling draws the next token from: softmax(log_probs / temperature) cut to the top_k
+    best and to the nucleus of mass top_p, renormalised; log_probs (R, V) -> probs (R, V)."""
+    return filter_logits(log_probs / temperature, top_k, top_p).softmax(-1)
 
 
 def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, num_samples: int,
@@ -562,7 +577,7 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
         lp = setup.log_probs(logits, hist)  # (R, V)
         if t == 0 and setup.return_attention and state.attention is not None:
             att = torch.zeros(lp.size(0), 0, state.attention.size(1), device=dev)
-        probs = _filter_logits(lp / temperature, top_k, top_p).softmax(-1)  # (R, V)
+        probs = sampling_distribution(lp, temperature, top_k, top_p)  # (R, V)
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (R,)
         scores = scores + lp.gather(1, tokens[:, None]).squeeze(1)  # the model's log-prob, not the tempered one
         hist, att = _append(hist, att, None, tokens, None if att is None else state.attention)
@@ -646,13 +661,14 @@ def apply_rerank(results: list[list[Hypothesis]], config: DecodeConfig) -> list[
 
 def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
            eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None,
-           empty_source: Sequence[int] | None = None, return_attention: bool = False,
+           empty_source: Sequence[int] | None = None, return_attention: bool = False, trace: list | None = None,
            **options: Any) -> list[list[Hypothesis]]:
     """Decode src (B, S) with mask (B, S) (True = real token) as `config` says; best first per sentence.
 
     `options` are DecodeConfig fields, applied over `config` (or the defaults): a shortcut for
     `decode(..., DecodeConfig(method="beam", beam_size=4))`. `byte_values` (V,) keeps byte pieces
-    in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking.
+    in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking; `trace`
+    (a list) records every step of greedy / beam search (see `_beam_loop`).
     """
     config = _with_options(config or DecodeConfig(), options)
     setup = _make_setup(config, bos_id, eos_id, pad_id, unk_id, return_attention, byte_values)
@@ -668,7 +684,7 @@ def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig
         else:
             width = config.beam_size if config.method == "beam" else 1
             results = _beam_loop(model, src, src_mask, setup, width, config.num_candidates if width > 1 else 1,
-                                 config.max_len_a, config.max_len_b, config.max_len)
+                                 config.max_len_a, config.max_len_b, config.max_len, trace)
         if config.reranks:
             results = _anti_lm_rerank(model, results, config, empty_source, bos_id, eos_id, pad_id, src.device)
     return [hyps[:config.nbest] for hyps in results]

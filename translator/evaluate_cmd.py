@@ -34,7 +34,7 @@ class TestSet:
 
 
 def evaluate(
-    checkpoint: list[str] | str,
+    checkpoint: list[str] | str | None = None,
     dataset: str | None = None,
     split: str = "test",
     source: str | None = None,
@@ -52,6 +52,7 @@ def evaluate(
     precision: str = "fp32",
     tokenize: str | None = None,
     lowercase: bool = False,
+    ensemble: list[str] | str | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Translate a test set with each checkpoint; print sacreBLEU/chrF, speed and BLEU by source length.
@@ -62,8 +63,10 @@ def evaluate(
     BLEU uses the tokenizer for the target language (char for Korean, see
     `evaluation.choose_bleu_tokenizer`); chat checkpoints also get distinct-1/2, generic share,
     reply lengths and 4-gram entropy (beside the same of the references: the human ceiling) and
-    the perplexity of the references. Returns one report per checkpoint (layout in
-    `translator.evaluation`). Python callers may pass DecodeConfig fields as keywords.
+    the perplexity of the references. With --ensemble, the ensemble of those checkpoints (the mean
+    of their log-probabilities) is one more row, after the --checkpoint rows. Returns one report
+    per row (layout in `translator.evaluation`). Python callers may pass DecodeConfig fields as
+    keywords.
 
     Args:
         checkpoint: one or more .ckpt files or exported (CTranslate2) directories (repeat --checkpoint to compare
@@ -81,17 +84,21 @@ def evaluate(
         max_sentences: evaluate only the first N sentences of the test set.
         json: write the report(s) here as JSON (one checkpoint: an object; several: a list).
         plot: write a PNG of BLEU by source length here, one line per checkpoint.
-        label: names for the checkpoints in table, JSON and plot (default: checkpoint file names).
+        label: names for the checkpoints in table, JSON and plot (default: checkpoint file names); one more
+            names the ensemble (default: ensemble(A+B+...)).
         device: cpu, cuda, cuda:1, ...
         precision: fp32, bf16 (autocast: faster on CPUs with AVX-512 bf16 and on GPUs; scores may differ slightly)
             or int8 (dynamic int8 quantization, CPU); an exported directory keeps its exported type under fp32.
         tokenize: sacreBLEU tokenizer to use instead of the target language's default (13a, intl, char, ...).
         lowercase: case-insensitive BLEU and chrF.
+        ensemble: checkpoints (one tokenizer, any families) to evaluate as one ensemble, e.g. the last
+            epochs of a run or runs with different seeds; --checkpoint may name them too (one row each).
     """
-    paths = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
-    if not paths:
-        raise ValueError("no checkpoint given; pass --checkpoint CKPT")
-    labels = _labels(paths, label)
+    paths = [] if checkpoint is None else [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    members = [] if ensemble is None else [ensemble] if isinstance(ensemble, (str, Path)) else list(ensemble)
+    if not paths and not members:
+        raise ValueError("no checkpoint given; pass --checkpoint CKPT (or --ensemble CKPT CKPT ...)")
+    labels = _labels(paths, label, members)
     decode_config(decode, **options)  # bad options fail before anything loads
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -102,13 +109,16 @@ def evaluate(
     files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
     check_device(device)
     check_precision(precision)
-    tasks = [checkpoint_task(p) for p in paths]
-    _check_tasks(paths, tasks, dataset)
+    every = list(dict.fromkeys([*paths, *members]))
+    tasks = [checkpoint_task(p) for p in every]
+    _check_tasks(every, tasks, dataset)
     metas = [data for _, data in tasks]
-    pair = _language_pair(paths, metas, src_lang, tgt_lang, dataset)
+    pair = _language_pair(every, metas, src_lang, tgt_lang, dataset)
+    task_of = dict(zip(every, tasks))
+    rows = [(p, task_of[p]) for p in paths] + ([(members, task_of[members[0]])] if members else [])
 
     reports, cache = [], {}
-    for path, name, (task, meta) in zip(paths, labels, tasks):
+    for (path, (task, meta)), name in zip(rows, labels):  # path: a checkpoint, or the ensemble's list
         context_turns = int(meta.get("context_turns") or LEGACY_CONTEXT_TURNS)
         test = files or cache.get(context_turns)
         if test is None:
@@ -116,13 +126,17 @@ def evaluate(
         if max_sentences is not None:
             test = dataclasses.replace(test, sources=test.sources[:max_sentences],
                                        references=test.references[:max_sentences])
-        translator = Translator.from_checkpoint(path, device=device, precision=precision)
+        if isinstance(path, list):
+            translator = Translator.from_ensemble(path, device=device, precision=precision)
+        else:
+            translator = Translator.from_checkpoint(path, device=device, precision=precision)
         config = decode_config(decode, translator.default_decoding, **options)
         seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
         chat = task == "chat"
         report = build_report(
             [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
-            tokenize=tokenize, lowercase=lowercase, label=name, checkpoint=str(path), dataset=test.dataset,
+            tokenize=tokenize, lowercase=lowercase, label=name,
+            checkpoint=" + ".join(map(str, path)) if isinstance(path, list) else str(path), dataset=test.dataset,
             split=test.split, source_path=test.source_path, reference_path=test.reference_path,
             decoding=config.summary(), seconds=seconds, generated_tokens=sum(len(r.tokens) for r in results),
             chat=chat)
@@ -130,6 +144,8 @@ def evaluate(
             report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
         report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
                       batch_size=batch_size, device=str(device), precision=precision, chat=chat)
+        if isinstance(path, list):
+            report["ensemble"] = [str(p) for p in path]
         reports.append(report)
         del translator  # one model in memory at a time
 
@@ -154,21 +170,36 @@ def _check_tasks(paths: Sequence[str | Path], tasks: Sequence[tuple[str, dict[st
                              f"on {task} data")
 
 
-def _labels(paths: Sequence[str | Path], label: Sequence[str] | str | None) -> list[str]:
-    """One distinct label per checkpoint: the given ones, else file stems (with the folder when stems clash)."""
+def _labels(paths: Sequence[str | Path], label: Sequence[str] | str | None,
+            ensemble: Sequence[str | Path] = ()) -> list[str]:
+    """One distinct label per row: the given ones, else file stems (with the folder when stems clash),
+    and `ensemble(A+B)` for the ensemble row when `ensemble` names checkpoints."""
+    rows = len(paths) + bool(ensemble)
     if label is not None:
         labels = [label] if isinstance(label, str) else [str(x) for x in label]
-        if len(labels) != len(paths):
-            raise ValueError(f"{len(labels)} label(s) for {len(paths)} checkpoint(s); give one --label per --checkpoint")
+        if len(labels) == len(paths) and ensemble:
+            labels.append(_stem_labels(ensemble, "ensemble(", ")")[0])
+        if len(labels) != rows:
+            raise ValueError(f"{len(labels)} label(s) for {len(paths)} checkpoint(s)"
+                             f"{' and an ensemble' if ensemble else ''}; give one --label per --checkpoint"
+                             f"{' (and optionally one more for the ensemble)' if ensemble else ''}")
         if len(set(labels)) != len(labels):
             raise ValueError(f"labels must differ, got {labels}")
         return labels
+    labels = _stem_labels(paths)
+    if ensemble:
+        labels += _stem_labels(ensemble, "ensemble(", ")")
+    return labels
+
+
+def _stem_labels(paths: Sequence[str | Path], prefix: str = "", suffix: str = "") -> list[str]:
+    """Distinct file stems, with the folder when stems clash; with a prefix, all of them joined into one label."""
     labels = [Path(p).stem for p in paths]
     if len(set(labels)) < len(labels):  # e.g. runs/a/last.ckpt and runs/b/last.ckpt
         labels = [f"{Path(p).parent.name}/{Path(p).stem}" for p in paths]
     if len(set(labels)) < len(labels):
         labels = [f"{i + 1}:{x}" for i, x in enumerate(labels)]
-    return labels
+    return [prefix + "+".join(labels) + suffix] if prefix else labels
 
 
 def _read_files(dataset: str | None, source: str | None, reference: str | None) -> TestSet | None:

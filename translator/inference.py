@@ -21,6 +21,7 @@ from torch import Tensor
 from translator.checkpoint import Bundle, is_exported, load_bundle
 from translator.ct2_engine import load_exported
 from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
+from translator.ensemble import load_ensemble
 from translator.quantize import quantize_int8
 from translator.streaming import LineSink, LineSource, progress_bar
 
@@ -136,6 +137,17 @@ class Translator:
         if is_exported(path):  # ctranslate2 (an optional dependency) is imported only here, by the engine
             return cls(load_exported(path, device=device, precision=precision), device=device, precision=precision)
         return cls(load_bundle(path, device=device), device=device, precision=precision)
+
+    @classmethod
+    def from_ensemble(cls, paths: Sequence[str | Path], device: str | torch.device = "cpu",
+                      precision: str = "fp32") -> "Translator":
+        """Decode with several checkpoints at once: the mean of their log-probabilities (translator/ensemble.py).
+
+        They must share one tokenizer, task and language pair (else one ValueError naming the files).
+        """
+        device = check_device(device)
+        check_precision(precision)
+        return cls(load_ensemble(paths, device=device), device=device, precision=precision)
 
     @property
     def name(self) -> str:
@@ -338,9 +350,9 @@ def format_output(result: Translation, nbest: int = 1) -> str:
 CHUNK_BATCHES = 8
 
 
-def translate_file(checkpoint: str | Path, input: str | Path | None = None, output: str | Path | None = None,
+def translate_file(checkpoint: str | Path | None, input: str | Path | None = None, output: str | Path | None = None,
                    config: DecodeConfig | None = None, device: str = "cpu", batch_size: int = 64,
-                   precision: str = "fp32", **options: Any) -> int:
+                   precision: str = "fp32", ensemble: Sequence[str | Path] | None = None, **options: Any) -> int:
     """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout), streaming.
 
     Output has exactly one line per input line, in input order; empty or whitespace-only input
@@ -351,15 +363,22 @@ def translate_file(checkpoint: str | Path, input: str | Path | None = None, outp
     the input, a line piped alone is answered at once, and a terminal gets a prompt per line.
     `config` defaults to the checkpoint's (`Translator.default_decoding`) and `options` are
     DecodeConfig fields over it. Input, output and options are checked before the model loads.
-    Returns the number of lines.
+    With `ensemble` (checkpoints; `checkpoint` None) their ensemble translates
+    (`Translator.from_ensemble`). Returns the number of lines.
     """
+    if (checkpoint is None) == (not ensemble):
+        raise ValueError("give one checkpoint (--checkpoint CKPT) or an ensemble (--ensemble CKPT CKPT ...), "
+                         + ("not both" if ensemble else "got neither"))
     decode_config(config, **options)  # a bad option fails before the checkpoint loads
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sink = LineSink(output)  # an unwritable output is found now, not after decoding
     source = LineSource(input)
     try:
-        translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)
+        if ensemble:
+            translator = Translator.from_ensemble(ensemble, device=device, precision=precision)
+        else:
+            translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)
         config = decode_config(config, translator.default_decoding, **options)
         show_bar = _isatty(sys.stderr) and not source.interactive
         bar = progress_bar(source.total() if show_bar else None, enabled=show_bar)

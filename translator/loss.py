@@ -4,7 +4,7 @@ With eps spread over all V classes (as `F.cross_entropy(label_smoothing=eps)` do
 
     loss_i = (1 - eps) * (lse_i - x_i[y_i]) + eps * (lse_i - mean_v x_i[v]),   lse_i = logsumexp_v x_i[v]
 
-averaged over the non-pad targets. On CPU it runs compiled (`translator.cpu_fastpaths`, where the
+averaged over the non-pad targets. `symmetric_kl` is R-Drop's consistency term. On CPU it runs compiled (`translator.cpu_fastpaths`, where the
 measured gain is written); every device computes this one formula.
 """
 from __future__ import annotations
@@ -35,3 +35,14 @@ def label_smoothed_loss(logits: Tensor, target: Tensor, eps: float, ignore_index
     """`smoothed_cross_entropy`, compiled on CPU when `fused` (eager elsewhere, and if compiling fails)."""
     loss = fused_smoothed_cross_entropy if fused else smoothed_cross_entropy
     return loss(logits, target, eps, ignore_index)
+
+
+def symmetric_kl(logits_a: Tensor, logits_b: Tensor, keep: Tensor) -> Tensor:
+    """R-Drop's term (Liang et al. 2021): (KL(p_a || p_b) + KL(p_b || p_a)) / 2 per position, averaged
+    over the positions where `keep` is True; logits (N, V) of two dropout passes over the same input, keep (N,).
+
+    KL(p || q) + KL(q || p) = sum_v (p_v - q_v) (log p_v - log q_v), so one pass computes both.
+    """
+    lp_a, lp_b = logits_a.float().log_softmax(-1), logits_b.float().log_softmax(-1)  # (N, V)
+    both = ((lp_a.exp() - lp_b.exp()) * (lp_a - lp_b)).sum(-1)  # (N,)
+    return torch.where(keep, both, 0.0).sum() / (2 * keep.sum().clamp(min=1))

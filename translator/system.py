@@ -17,7 +17,7 @@ from torch import Tensor
 
 from translator.callbacks import DataReport, RandomStates, note
 from translator.checkpoint import BUNDLE_KEY, make_bundle
-from translator.loss import label_smoothed_loss
+from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
 from translator.resume import (applied_message, refused_message, resume_differences, resumed_lr_factor,
                                schedule_anchor)
@@ -60,6 +60,9 @@ class Seq2SeqSystem(L.LightningModule):
         val_max_len_a: float = 1.5,
         val_max_len_b: int = 10,
         compile_loss: bool = True,
+        teacher_forcing_ratio: float = 1.0,
+        teacher_forcing_decay_steps: int = 0,
+        rdrop_alpha: float = 0.0,
     ):
         """
         Args:
@@ -76,10 +79,27 @@ class Seq2SeqSystem(L.LightningModule):
             val_max_len_b: see val_max_len_a.
             compile_loss: on CPU, fuse the loss with `torch.compile` (translator/cpu_fastpaths.py; about 3x faster
                 than eager, falls back to eager with a warning when compiling fails).
+            teacher_forcing_ratio: share of the decoder's input tokens that are the reference in training;
+                the others are the model's own greedy predictions from a first teacher-forced pass without
+                gradients (scheduled sampling, Bengio et al. 2015, in its two-pass form, Mihaylova & Martins
+                2019, so every family, the Transformer included, trains the same way). 1.0 = plain teacher
+                forcing (no second pass). Validation always teacher-forces; val BLEU runs free.
+            teacher_forcing_decay_steps: > 0: the ratio falls linearly from 1.0 to teacher_forcing_ratio over
+                this many optimizer steps, then stays (a schedule); 0: the ratio from the first step.
+            rdrop_alpha: R-Drop weight alpha (Liang et al. 2021): every training batch runs through the
+                model twice (two dropout masks, one doubled batch, so about twice the compute per step) and
+                the loss is the mean of the two losses + alpha * their symmetric KL per non-pad target
+                position. 0 = off (one pass, the plain loss).
         """
         super().__init__()
+        if not 0.0 <= teacher_forcing_ratio <= 1.0:
+            raise ValueError(f"teacher_forcing_ratio must be in [0, 1], got {teacher_forcing_ratio}")
+        if teacher_forcing_decay_steps < 0:
+            raise ValueError(f"teacher_forcing_decay_steps must be >= 0, got {teacher_forcing_decay_steps}")
         if not isinstance(model, Seq2Seq):
             raise TypeError(f"model must be a translator.models Seq2Seq, got {type(model).__name__}")
+        if not (isinstance(rdrop_alpha, (int, float)) and 0.0 <= rdrop_alpha < math.inf):
+            raise ValueError(f"rdrop_alpha must be a finite number >= 0 (0 = off), got {rdrop_alpha!r}")
         self.save_hyperparameters(ignore=["model"])
         self.hparams["model"] = model.config()  # plain data: rebuilt by load_bundle, weights_only-safe
         self.model = model
@@ -178,15 +198,53 @@ class Seq2SeqSystem(L.LightningModule):
             batch[key] = batch[key][:, :limit]
         return batch
 
+    def teacher_forcing_now(self) -> float:
+        """The teacher-forcing ratio at the current optimizer step (the schedule of teacher_forcing_*)."""
+        hp = self.hparams
+        final = float(hp.get("teacher_forcing_ratio", 1.0))
+        decay = int(hp.get("teacher_forcing_decay_steps", 0))
+        if final >= 1.0 or decay <= 0:
+            return final
+        step = self.trainer.global_step if self._trainer is not None else 0
+        return 1.0 - (1.0 - final) * min(1.0, step / decay)
+
+    def scheduled_inputs(self, batch: dict[str, Tensor], ratio: float) -> Tensor:
+        """tgt_in (B, T) with each token after bos kept with probability `ratio`, else replaced by the
+        model's greedy prediction of it from a teacher-forced pass (no gradients); padding stays."""
+        tgt_in = batch["tgt_in"]
+        with torch.no_grad():
+            predicted = self.model(batch["src"], batch["src_mask"], tgt_in).argmax(-1)  # (B, T): guess of tgt_out
+        keep = torch.rand(tgt_in[:, 1:].shape, device=tgt_in.device) < ratio  # (B, T-1)
+        keep |= tgt_in[:, 1:] == self.model.pad_id
+        mixed = torch.where(keep, tgt_in[:, 1:], predicted[:, :-1])  # position t reads the guess made at t-1
+        return torch.cat([tgt_in[:, :1], mixed], 1)  # (B, T) bos first
+
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
-        """One teacher-forced step: logits for tgt_in, label-smoothed loss against tgt_out."""
+        """One teacher-forced step: logits for tgt_in, label-smoothed loss against tgt_out.
+
+        In training with a teacher-forcing ratio below 1, tgt_in mixes in the model's own predictions.
+        """
         batch = self._fit_to_model(batch)
-        logits = self.model(batch["src"], batch["src_mask"], batch["tgt_in"])  # (B, T, V)
+        batch_size = batch["src"].size(0)
+        ratio = self.teacher_forcing_now() if stage == "train" else 1.0
+        tgt_in = batch["tgt_in"] if ratio >= 1.0 else self.scheduled_inputs(batch, ratio)
+        if stage == "train" and self.hparams.get("teacher_forcing_ratio", 1.0) < 1.0:
+            self.log("train/teacher_forcing", ratio, on_step=True, batch_size=batch_size)
+        rdrop = stage == "train" and self.hparams.get("rdrop_alpha", 0.0) > 0
+        if rdrop:  # rows b and B + b are the same pair (same inputs) under two dropout masks
+            batch = {k: torch.cat([batch[k], batch[k]]) for k in ("src", "src_mask", "tgt_out")}
+            tgt_in = torch.cat([tgt_in, tgt_in])
+        logits = self.model(batch["src"], batch["src_mask"], tgt_in)  # (B, T, V); R-Drop: (2B, T, V)
         tgt_out = batch["tgt_out"]  # (B, T)
         flat_logits, flat_target = logits.flatten(0, 1), tgt_out.flatten()  # (B*T, V), (B*T,)
+        # R-Drop: both copies have the same targets, so this mean is the mean of the two passes' losses
         loss, nll = label_smoothed_loss(flat_logits, flat_target, self.hparams.label_smoothing, self.model.pad_id,
                                         fused=self.hparams.compile_loss)
-        batch_size = batch["src"].size(0)
+        if rdrop:
+            first, second = flat_logits.chunk(2)  # (B*T, V) each
+            kl = symmetric_kl(first, second, flat_target[:first.size(0)] != self.model.pad_id)
+            loss = loss + self.hparams.rdrop_alpha * kl
+            self.log("train/rdrop_kl", kl.detach(), on_step=True, batch_size=batch_size)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step,
                  batch_size=batch_size, sync_dist=not on_step)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SEP_TOKEN = "<sep>"
+_SEED_RANGE = 0xFFFFFFFF  # SentencePiece seeds are uint32, and 0xFFFFFFFF itself means "unseeded"
 
 
 def _train_model(texts: Iterable[str], vocab_size: int, model_type: str, character_coverage: float,
@@ -150,6 +151,23 @@ class Tokenizer:
     def encode_tgt(self, texts: Sequence[str]) -> list[list[int]]:
         """Target ids without bos/eos; the collate function adds them (tgt_in / tgt_out)."""
         return self.tgt.encode(list(texts))
+
+    def encode_sampled(self, texts: Sequence[str], side: str, alpha: float, nbest_size: int,
+                       seed: int) -> list[list[int]]:
+        """Sampled segmentations of `texts` (subword regularization, Kudo 2018), the same for the same seed.
+
+        `side` is "src" or "tgt". Unigram models sample from the `nbest_size` best segmentations
+        (-1 = the whole lattice) with smoothing `alpha`; BPE models apply BPE-dropout with
+        probability `alpha` (`nbest_size` is ignored). Reproducible: SentencePiece's generator is
+        seeded from `seed`, and one thread encodes the batch in order (with several, the draws
+        would depend on how sentences are shared out between them).
+        """
+        if side not in ("src", "tgt"):
+            raise ValueError(f"side must be 'src' or 'tgt', got {side!r}")
+        proc = self.src if side == "src" else self.tgt
+        spm.set_random_generator_seed(int(seed) % _SEED_RANGE)
+        return proc.encode(list(texts), enable_sampling=True, alpha=float(alpha), nbest_size=int(nbest_size),
+                           num_threads=1)
 
     def decode_src(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return self.src.decode([list(x) for x in ids])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -31,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from translator.data.readers import Pair
 from translator.data.registry import SPLIT_SEED, find_dataset, get_spec, load_pairs, resolve_languages
 from translator.data.sampler import TokenBudgetBatchSampler
+from translator.data.subword import SubwordSampling, SubwordSamplingBatches
 from translator.tokenizer import SEP_TOKEN, Tokenizer
 
 log = logging.getLogger("translator.data")
@@ -42,7 +44,8 @@ class EncodedSplit(Dataset):
     """One tokenized split; item i is {"index", "src", "tgt", "src_text", "tgt_text"} (ids without bos/eos).
 
     Item `(i, True)` is pair i with an empty context: the source is `empty_source` (the
-    `<sep>` token alone), as context dropout asks for.
+    `<sep>` token alone), as context dropout asks for. Item `(i, empty, src_ids, tgt_ids)` is pair
+    i with the ids of this epoch's sampled segmentation (translator/data/subword.py).
     """
 
     def __init__(self, src_ids: list[list[int]], tgt_ids: list[list[int]], src_text: list[str], tgt_text: list[str],
@@ -54,12 +57,11 @@ class EncodedSplit(Dataset):
         return len(self.src_ids)
 
     def __getitem__(self, item: int | tuple[int, bool]) -> dict[str, Any]:
-        i, empty = item if isinstance(item, tuple) else (item, False)
+        i, empty, *ids = item if isinstance(item, tuple) else (item, False)
+        src, tgt = ids if ids else (self.src_ids[i], self.tgt_ids[i])
         if empty:
-            return {"index": i, "src": self.empty_source, "tgt": self.tgt_ids[i], "src_text": "",
-                    "tgt_text": self.tgt_text[i]}
-        return {"index": i, "src": self.src_ids[i], "tgt": self.tgt_ids[i],
-                "src_text": self.src_text[i], "tgt_text": self.tgt_text[i]}
+            return {"index": i, "src": self.empty_source, "tgt": tgt, "src_text": "", "tgt_text": self.tgt_text[i]}
+        return {"index": i, "src": src, "tgt": tgt, "src_text": self.src_text[i], "tgt_text": self.tgt_text[i]}
 
 
 def empty_context_mask(n: int, rate: float, seed: int, epoch: int) -> list[bool]:
@@ -158,6 +160,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
         context_dropout: chat only: share of training pairs whose source is replaced by an empty
             context (the `<sep>` token alone), drawn anew every epoch from (seed, epoch). The model
             then also scores p(reply) with no context, which anti-LM re-ranking needs; in [0, 1).
+        subword_alpha: subword regularization of the training split, a new segmentation every epoch drawn
+            from (seed, epoch); val/test stay deterministic. Unigram tokenizers: SentencePiece sampling
+            with this smoothing alpha (0.1 with nbest 64 is Kudo's setting); BPE: BPE-dropout with this
+            rate (0.1). 0 = off.
+        subword_nbest_size: unigram sampling draws among this many best segmentations (-1 = the whole
+            lattice; with alpha 0.1 that doubles the token count on Multi30k, nbest 64 adds ~10%).
         seed: shuffling seed; epoch e uses (seed, e). The held-out splits use a fixed seed instead.
         num_workers: DataLoader worker processes.
     """
@@ -166,8 +174,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
                  data_dir: str | None = None, tokenizer_path: str | None = None, cache_dir: str = "data/cache",
                  vocab_size: int = 8000, tokenizer_type: str = "unigram", joint_vocab: bool = True,
                  character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
-                 max_len: int = 128, context_turns: int = 3, context_dropout: float = 0.0, seed: int = 1234,
-                 num_workers: int = 0):
+                 max_len: int = 128, context_turns: int = 3, context_dropout: float = 0.0,
+                 subword_alpha: float = 0.0, subword_nbest_size: int = 64, seed: int = 1234, num_workers: int = 0):
         super().__init__()
         self.save_hyperparameters()
         # fail fast on an unknown name or language pair, before any file is read
@@ -183,10 +191,17 @@ class Seq2SeqDataModule(L.LightningDataModule):
             raise ValueError(f"context_dropout applies to chat datasets; {dataset!r} is a {self.spec.task} dataset")
         if tokenizer_type not in ("unigram", "bpe"):
             raise ValueError(f"tokenizer_type must be 'unigram' or 'bpe', got {tokenizer_type!r}")
+        if not (0.0 <= subword_alpha < (1.0 if tokenizer_type == "bpe" else math.inf)):
+            kind = "a BPE-dropout rate in [0, 1)" if tokenizer_type == "bpe" else "a finite number >= 0"
+            raise ValueError(f"subword_alpha must be {kind} (0 = no subword sampling), got {subword_alpha}")
+        if subword_alpha and subword_nbest_size != -1 and subword_nbest_size < 2:
+            raise ValueError(f"subword_nbest_size must be -1 (the whole lattice) or at least 2, got {subword_nbest_size}")
         self.dataset, self.data_dir, self.tokenizer_path, self.cache_dir = dataset, data_dir, tokenizer_path, cache_dir
         self.vocab_size, self.tokenizer_type, self.joint_vocab = vocab_size, tokenizer_type, joint_vocab
         self.character_coverage, self.context_turns = character_coverage, context_turns
         self.context_dropout = context_dropout
+        self.subword_alpha, self.subword_nbest_size = subword_alpha, subword_nbest_size
+        self._subword: SubwordSampling | None = None
         self.max_tokens, self.val_max_tokens, self.max_len = max_tokens, val_max_tokens or max_tokens, max_len
         self.seed, self.num_workers = seed, num_workers
         self._pairs: dict[str, list[Pair]] = {}
@@ -292,6 +307,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Encode the splits a stage needs (fit: train + val; validate: val; test/predict: test)."""
+        if stage == "fit" and self.subword_alpha and self.trainer is not None:
+            # each epoch's segmentation has its own lengths, hence its own batch count: Lightning reads
+            # the count when it builds the train loader, so it must build it anew every epoch
+            if self.trainer.reload_dataloaders_every_n_epochs != 1:
+                log.info("subword sampling: the train loader is rebuilt every epoch (reload_dataloaders_every_n_epochs=1)")
+            self.trainer.reload_dataloaders_every_n_epochs = 1
         for split in _STAGE_SPLITS.get(stage, ("train", "val", "test")):
             try:
                 self._split(split)
@@ -352,9 +373,21 @@ class Seq2SeqDataModule(L.LightningDataModule):
                                  "false) so Lightning does not replace its batch sampler")
         sampler = self._sampler(self._split("train"), "train", num_replicas, rank)
         self._train_sampler = sampler
+        if self.subword_alpha and self.trainer is not None:
+            sampler.set_epoch(self.trainer.current_epoch)  # the loader's length is that epoch's batch count
         self._apply_resume()
         batches = ContextDropoutBatches(sampler, self.context_dropout, self.seed) if self.context_dropout else sampler
+        if self.subword_alpha:
+            batches = SubwordSamplingBatches(batches, sampler, self.subword_sampling())
         return self._loader("train", batches, _ResumableLoader, datamodule=self)
+
+    def subword_sampling(self) -> SubwordSampling:
+        """The per-epoch sampled segmentations of the training split (subword_alpha > 0)."""
+        if self._subword is None:
+            train = self._split("train")
+            self._subword = SubwordSampling(self.tokenizer, train.src_text, train.tgt_text, train.src_ids,
+                                            train.tgt_ids, self.subword_alpha, self.subword_nbest_size, self.max_len)
+        return self._subword
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self._sampler(self._split("val"), "val"))

@@ -62,20 +62,28 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
-        if len(src_lens) != len(tgt_lens):
-            raise ValueError(f"{len(src_lens)} source lengths but {len(tgt_lens)} target lengths")
-        self.src_lens = np.asarray(src_lens, dtype=np.int64)
-        self.tgt_lens = np.asarray(tgt_lens, dtype=np.int64)
         self.max_tokens, self.shuffle, self.seed = max_tokens, shuffle, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
         self.batches_yielded = 0  # of the current epoch on this rank (what a manual resume needs)
         self._skip: tuple[int, int] | None = None
-        # the sorted length sequence, hence the cut points, is the same for every epoch
+        self.set_lengths(src_lens, tgt_lens)
+
+    def set_lengths(self, src_lens: Sequence[int], tgt_lens: Sequence[int]) -> None:
+        """Batch these lengths from now on (the same examples, segmented anew: subword sampling).
+
+        The cut points follow the sorted lengths, so they are recomputed here; epoch, seed and a
+        pending `skip` stay. The batch count may change with the lengths.
+        """
+        if len(src_lens) != len(tgt_lens):
+            raise ValueError(f"{len(src_lens)} source lengths but {len(tgt_lens)} target lengths")
+        self.src_lens = np.asarray(src_lens, dtype=np.int64)
+        self.tgt_lens = np.asarray(tgt_lens, dtype=np.int64)
+        # the sorted length sequence, hence the cut points, is the same for every epoch with these lengths
         order = self._order(np.arange(len(self.src_lens)))
-        bounds = pack(self.src_lens[order], self.tgt_lens[order], max_tokens)
-        self._bounds = split_to_multiple(bounds, num_replicas)
-        self._num_global = len(self._bounds) + (-len(self._bounds) % num_replicas)
+        bounds = pack(self.src_lens[order], self.tgt_lens[order], self.max_tokens)
+        self._bounds = split_to_multiple(bounds, self.num_replicas)
+        self._num_global = len(self._bounds) + (-len(self._bounds) % self.num_replicas)
 
     @property
     def sampler(self) -> "TokenBudgetBatchSampler":

@@ -1,6 +1,6 @@
 """Recurrent encoder-decoder with attention (Bahdanau et al. 2015; Luong et al. 2015).
 
-A bidirectional LSTM/GRU encodes the source into one vector per token (the memory). At each
+A bidirectional RNN/LSTM/GRU encodes the source into one vector per token (the memory). At each
 step the decoder RNN reads [previous word; previous attentional vector] (input feeding),
 its top hidden state queries the memory (additive, dot or general scores; padding masked),
 and the attentional vector tanh(W [context; hidden]) feeds the output layer. All scorers
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from translator.cpu_fastpaths import Dropout
 from translator.models.base import DecoderState, Seq2Seq
-from translator.models.lstm import RNN_CELLS, run_packed, source_lengths
+from translator.models.lstm import RNN_CELLS, RNN_STEP_CELLS, run_packed, source_lengths
 
 ATTENTIONS = ("bahdanau", "dot", "general")
 
@@ -80,7 +80,7 @@ class AttentionSeq2Seq(Seq2Seq):
         src_vocab_size: int,
         tgt_vocab_size: int,
         pad_id: int = 0,
-        cell: Literal["lstm", "gru"] = "lstm",
+        cell: Literal["rnn", "lstm", "gru"] = "lstm",
         attention: Literal["bahdanau", "dot", "general"] = "bahdanau",
         emb_size: int = 256,
         enc_hidden_size: int = 256,
@@ -104,7 +104,7 @@ class AttentionSeq2Seq(Seq2Seq):
                                        bidirectional=True, dropout=dropout if enc_layers > 1 else 0.0)
         # Bridge: both directions' top final states -> every decoder layer's initial hidden state.
         self.bridge = nn.Linear(memory_size, dec_layers * dec_hidden_size)
-        cell_type = nn.LSTMCell if cell == "lstm" else nn.GRUCell
+        cell_type = RNN_STEP_CELLS[cell]
         self.cells = nn.ModuleList(
             cell_type(emb_size + dec_hidden_size if i == 0 else dec_hidden_size, dec_hidden_size)
             for i in range(dec_layers))

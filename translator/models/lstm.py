@@ -18,7 +18,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from translator.cpu_fastpaths import Dropout
 from translator.models.base import DecoderState, Seq2Seq
 
-RNN_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+#: The recurrent cells: a plain tanh RNN (the lectures' starting point), and the gated LSTM and GRU.
+RNN_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+#: The same cells one step at a time (the attention decoder steps itself: input feeding).
+RNN_STEP_CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
 
 def source_lengths(src_mask: Tensor) -> Tensor:
@@ -49,7 +52,7 @@ def run_packed(rnn: nn.RNNBase, x: Tensor, lengths: Tensor) -> tuple[Tensor, Ten
 
 @dataclasses.dataclass
 class LSTMState(DecoderState):
-    """memory = context (B, H); h and c (B, L, H) batch first (c is None for a GRU)."""
+    """memory = context (B, H); h and c (B, L, H) batch first (c is None for a GRU or plain RNN: no cell state)."""
 
     # Copied form: `expand` copies the small context once; repeating it every step cost more.
     share_source = False
@@ -59,7 +62,7 @@ class LSTMState(DecoderState):
 
 
 class LSTMSeq2Seq(Seq2Seq):
-    """Multi-layer LSTM/GRU encoder-decoder whose only view of the source is one context vector."""
+    """Multi-layer RNN/LSTM/GRU encoder-decoder whose only view of the source is one context vector."""
 
     max_src_len = None
 
@@ -68,7 +71,7 @@ class LSTMSeq2Seq(Seq2Seq):
         src_vocab_size: int,
         tgt_vocab_size: int,
         pad_id: int = 0,
-        cell: Literal["lstm", "gru"] = "lstm",
+        cell: Literal["rnn", "lstm", "gru"] = "lstm",
         emb_size: int = 256,
         hidden_size: int = 512,
         num_layers: int = 2,
@@ -102,7 +105,7 @@ class LSTMSeq2Seq(Seq2Seq):
                 "context vector, so there is no heatmap to show.")
 
     def encode(self, src: Tensor, src_mask: Tensor) -> tuple[Tensor, Tensor | None]:
-        """src, src_mask (B, S) -> final encoder state (h, c), each (B, L, H) (c None for a GRU)."""
+        """src, src_mask (B, S) -> final encoder state (h, c), each (B, L, H) (c None for a GRU or RNN)."""
         if self.reverse_source:
             src = reverse_padded(src, src_mask)
         x = self.dropout(self.src_emb(src))  # (B, S, E)
