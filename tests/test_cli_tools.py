@@ -75,7 +75,7 @@ def test_translate_keeps_one_line_per_input_line(ckpts, tmp_path, capsys):
     assert out_file.read_text(encoding="utf-8").split("\n") == [*lines, ""]
 
 
-def test_nbest_format_and_progress_bar(ckpts, tmp_path, capsys):
+def test_nbest_format_and_progress_bar(ckpts, tmp_path, capsys, monkeypatch):
     src = write(tmp_path / "in.txt", AWKWARD[:3] + AWKWARD[7:])
     code, one_best, _ = run_cli(capsys, "translate", "--checkpoint", ckpts[0], "--input", src)
     code, out, _ = run_cli(capsys, "translate", "--checkpoint", ckpts[0], "--input", src, "--nbest", "3")
@@ -91,9 +91,10 @@ def test_nbest_format_and_progress_bar(ckpts, tmp_path, capsys):
             assert fields[0] == best  # `cut -f1` is the 1-best output
 
     many = write(tmp_path / "many.txt", tiny_sentences(120, seed=5))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # the bar shows on a terminal
     code, out, err = run_cli(capsys, "translate", "--checkpoint", ckpts[0], "--input", many,
                              "--output", tmp_path / "many.out", "--decoder", "greedy")
-    assert code == 0 and "120/120" in err  # tqdm's bar on stderr when writing a file
+    assert code == 0 and "120/120" in err  # tqdm's bar on stderr whenever it is a terminal
     assert len((tmp_path / "many.out").read_text(encoding="utf-8").split("\n")) == 121
 
 

@@ -5,7 +5,9 @@ Only the Gradio layer lives here: layout, and mapping `UserError` to warnings in
 reply) is `translator.service`, which knows nothing of Gradio.
 """
 # No `from __future__ import annotations`: gr.api reads the API functions' annotations at runtime.
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +18,9 @@ from matplotlib.figure import Figure
 
 from translator.inference import flatten_history
 from translator.learn import VIEWS, LearnService
-from translator.service import (CHAT_TRAIN_HINT, MAX_BEAM, MAX_CANDIDATES, TRAIN_HINT, CheckpointInfo, ModelCache,
-                                ModelRegistry, TranslatorService, UserError, discover_checkpoints, read_info)
+from translator.service import (CHAT_TRAIN_HINT, MAX_BEAM, MAX_CANDIDATES, REQUEST_TIME_LIMIT, TRAIN_HINT,
+                                CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
+                                discover_checkpoints, read_info)
 
 __all__ = ["CHAT_TRAIN_HINT", "TRAIN_HINT", "CheckpointInfo", "ModelCache", "ModelRegistry", "TranslatorApp",
            "UserError", "build_app", "discover_checkpoints", "launch", "read_info"]
@@ -65,6 +68,24 @@ class TranslatorApp(TranslatorService):
         history = [*history, {"role": "user", "content": str(message).strip()},
                    {"role": "assistant", "content": shown}]
         return history, "", ""
+
+    # Validators: run by Gradio before a request enters the queue, so invalid requests never wait or count
+    # toward the queue limit (cheap checks only: no model is loaded here).
+
+    def validate_translate(self, text: Any, checkpoint: Any = "", decoder: Any = "greedy", beam_size: Any = 5
+                           ) -> list[dict]:
+        try:
+            self.check_translate(text, checkpoint, decoder, beam_size)
+        except UserError as err:
+            return [gr.validate(False, str(err)), gr.validate(True, ""), gr.validate(True, ""), gr.validate(True, "")]
+        return [gr.validate(True, "")] * 4
+
+    def validate_chat(self, message: Any, *rest: Any) -> list[dict]:
+        try:
+            self.check_text(message, "message")
+        except UserError as err:
+            return [gr.validate(False, str(err))] + [gr.validate(True, "")] * len(rest)
+        return [gr.validate(True, "")] * (1 + len(rest))
 
     # The API endpoints: typed (gr.api reads the hints), text in, text out, gr.Error for user errors.
 
@@ -134,14 +155,20 @@ def _plain_history(history: Sequence[Any] | None) -> list[dict]:
 def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
               checkpoints_dir: str | Path | None = None, max_input_chars: int = 2000, concurrency_limit: int = 2,
               device: str = "cpu", registry: ModelRegistry | None = None,
-              lab_dir: str | Path | None = None) -> gr.Blocks:
-    """The Gradio Blocks with Translate, Chat and Learn tabs and the /translate and /chat endpoints (queued)."""
+              lab_dir: str | Path | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> gr.Blocks:
+    """The Gradio Blocks with Translate, Chat and Learn tabs and the /translate and /chat endpoints (queued).
+
+    `concurrency_limit` decoding workers are shared fairly by all requests (translator.scheduling): a long
+    request is decoded a few sentences at a time, so it cannot hold every worker. Invalid requests are
+    refused before they are queued.
+    """
     if concurrency_limit < 1:
         raise ValueError(f"concurrency_limit must be >= 1, got {concurrency_limit}")
     registry = registry or ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
-    app = TranslatorApp(registry, max_input_chars)
-    # All model work shares one concurrency group, so at most `concurrency_limit` decodes run at once.
-    limits = {"concurrency_limit": concurrency_limit, "concurrency_id": "models"}
+    app = TranslatorApp(registry, max_input_chars, workers=concurrency_limit, time_limit=request_time_limit)
+    # Handlers mostly wait for the shared decoding workers, so more of them may be in flight than there are
+    # workers: a new request reaches the fair scheduler at once instead of waiting in Gradio's queue.
+    limits = {"concurrency_limit": max(16, 4 * concurrency_limit), "concurrency_id": "models"}
     private: dict[str, Any] = {"api_visibility": "private"}
     with gr.Blocks(title="translator") as demo:
         gr.Markdown("# translator\nSeq2seq translation and chat with LSTM, attention and Transformer models.")
@@ -154,7 +181,13 @@ def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpo
                 _learn_tab(LearnService(registry, lab_dir), registry, limits, private)
         gr.api(app.api_translate, api_name="translate", **limits)
         gr.api(app.api_chat, api_name="chat", **limits)
-    demo.queue(default_concurrency_limit=concurrency_limit, max_size=64)
+    # gr.api takes no validator argument; its BlockFunction runs one like any event's (gradio/queueing.py).
+    for function in demo.fns.values():
+        if function.api_name == "translate":
+            function.validator = app.validate_translate
+        elif function.api_name == "chat":
+            function.validator = app.validate_chat
+    demo.queue(default_concurrency_limit=limits["concurrency_limit"], max_size=64)
     demo.translator_app = app  # type: ignore[attr-defined]  # tests and embedders reach the functions here
     return demo
 
@@ -184,7 +217,8 @@ def _translate_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str
                                    "start the app with `translator app --checkpoint PATH`.", elem_id="translate-info")
             plot = gr.Plot(label="Attention (rows: output pieces, columns: source pieces)", format="png",
                            elem_id="attention")
-    button.click(app.translate_ui, [source, model, decoder, beam_size], [output, plot, info], **limits, **private)
+    button.click(app.translate_ui, [source, model, decoder, beam_size], [output, plot, info], **limits, **private,
+                 validator=app.validate_translate)
     model.change(app.describe_checkpoint, [model], [info], queue=False, **private)
     decoder.change(lambda d: gr.Slider(visible=d == "beam"), [decoder], [beam_size], queue=False, **private)
 
@@ -255,14 +289,15 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
             beam_size = gr.Slider(1, MAX_BEAM, value=d.beam_size, step=1, label="Beam size (beam search)")
     inputs = [message, chatbot, method, temperature, top_p, lm_weight, candidates, beam_size]
     for trigger in (send.click, message.submit):
-        trigger(app.chat_respond, inputs, [chatbot, message, status], **limits, **private)
+        trigger(app.chat_respond, inputs, [chatbot, message, status], **limits, **private,
+                validator=app.validate_chat)
     clear.click(lambda: ([], "", ""), None, [chatbot, message, status], queue=False, **private)
 
 
 def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | None = None,
            checkpoints_dir: str | None = "checkpoints", host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, max_input_chars: int = 2000, concurrency_limit: int = 2,
-           device: str = "cpu", lab_dir: str | None = None) -> None:
+           device: str = "cpu", lab_dir: str | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> None:
     """Serve the translator web app: a Translate tab with attention heatmaps, a Chat tab and a Learn tab.
 
     Args:
@@ -275,10 +310,12 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         port: TCP port to listen on.
         share: Also open a public gradio.live link (anyone with the link can use the app).
         max_input_chars: Longest input (characters) one request may send; longer input gets a message.
-        concurrency_limit: How many translations/replies may run at the same time; others wait in the queue.
+        concurrency_limit: Decoding workers: how many pieces of work (a few sentences each) run at the same time;
+            every request gets its share, so a long request cannot hold them all.
         device: Torch device for the models, e.g. cpu or cuda.
         lab_dir: Folder of `translator lab` results (NAME.json) for the Learn tab's views that need training;
             default: the repository's benchmarks/lab/.
+        request_time_limit: Seconds one request may decode before it is stopped with a message.
     """
     registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
     usable = [i for i in [*registry.translation, registry.chat] if i is not None and not i.error]
@@ -290,6 +327,29 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
     for info in [*registry.translation, registry.chat]:
         if info is not None and info.error:
             print(f"translator app: warning: {info.error}", file=sys.stderr)
+    check_port(host, port)  # a busy port is one message, before any model loads
     demo = build_app(max_input_chars=max_input_chars, concurrency_limit=concurrency_limit, registry=registry,
-                     lab_dir=lab_dir)
-    demo.launch(server_name=host, server_port=port, share=share, show_error=False)
+                     lab_dir=lab_dir, request_time_limit=request_time_limit)
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, show_error=False)
+    except OSError as err:  # the port was taken in the meantime, or the host is not an address of this machine
+        raise ValueError(f"cannot serve on {host}:{port}: {' '.join(str(err).split())}") from None
+
+
+def check_port(host: str, port: int) -> None:
+    """ValueError when `port` is not a TCP port, or `host:port` is taken or cannot be bound here."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ValueError(f"cannot serve on {host!r}: {err.strerror or err}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            reason = "is already in use (another `translator app`?)" if err.errno == errno.EADDRINUSE else \
+                f"cannot be used ({err.strerror or err})"
+            raise ValueError(f"port {port} on {host} {reason}; pass --port N for another one") from None

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import json
 import pickle
+import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -142,19 +145,43 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path} (an exported model "
                                 f"directory has {EXPORT_FILE}; write one with `translator export CKPT --output DIR`)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the legacy format of some foreign files
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for bad files (KeyError, EOFError, RuntimeError...)
-        if isinstance(err, pickle.UnpicklingError) and zipfile.is_zipfile(path):
-            raise ValueError(f"{path} holds objects that safe (weights_only) loading refuses to unpickle; it was "
-                             "not written by translator's trainer, and loading it unsafely could run arbitrary "
-                             "code") from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
-                         f"{first[:120]}") from None
+        raise ValueError(unreadable_reason(path, err)) from None
     if not isinstance(checkpoint, dict) or BUNDLE_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a translator checkpoint (no '{BUNDLE_KEY}' bundle or no weights); "
                          "train one with `translator fit --config translator/configs/transformer.yaml`")
     return checkpoint
+
+
+def unreadable_reason(path: Path, err: BaseException) -> str:
+    """Why torch.load failed on `path`, said in terms of the file (torch's own text names its internals)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as os_err:
+        return f"{path}: cannot read file ({os_err.strerror or os_err})"
+    if size == 0:
+        return f"{path} is empty (0 bytes), not a checkpoint; was its writing or copying interrupted?"
+    refused = isinstance(err, pickle.UnpicklingError) and (zipfile.is_zipfile(path) or head.startswith(b"\x80"))
+    if refused:  # a real pickle (protocol 2+) or torch archive with objects other than tensors and plain data
+        return (f"{path} holds objects that safe (weights_only) loading refuses to unpickle; it was not written by "
+                "translator's trainer, and loading it unsafely could run arbitrary code")
+    if head.startswith(b"PK\x03\x04"):
+        return (f"{path} is a damaged or truncated torch checkpoint ({size:,} bytes; the archive does not open); "
+                "was its writing or copying interrupted?")
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip() and all(c.isprintable() or c in "\t\r\n" for c in text[:200]):
+        first = " ".join(text.strip().split()[:8])
+        first = first if len(first) <= 60 else first[:60].rsplit(" ", 1)[0] + " …"
+        return f"{path} is a text file, not a checkpoint (it starts with {first!r})"
+    return f"{path} is not a torch checkpoint ({size:,} bytes of unrecognised content)"
 
 
 def model_class(config: dict[str, Any], source: str = "checkpoint") -> type[Seq2Seq]:
@@ -234,6 +261,30 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     for key in ("epoch", "global_step", "pytorch-lightning_version"):
         if key in last:
             result[key] = last[key]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result, output)
+    atomic_torch_save(result, output)
     return output
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save(obj, path) such that `path` is never seen half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+

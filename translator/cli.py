@@ -128,6 +128,9 @@ def translate(
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
     Every input line gives exactly one output line; empty and whitespace-only lines stay empty.
+    Streaming: each chunk of lines is written (and flushed) as soon as it is translated, so a line
+    piped alone is answered at once; a terminal gets a prompt per line; memory does not grow with
+    the input. A progress bar is shown on stderr whenever stderr is a terminal.
     With --decode.nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
     first (`cut -f1` gives the 1-best translations; score = the ranking score). A chat checkpoint
     replies to each line with its chat decoding.
@@ -142,10 +145,10 @@ def translate(
         checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2);
             or give --ensemble instead.
         input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
-        output: file to write; stdout when omitted or "-" (a progress bar is shown when writing a file).
+        output: file to write; stdout when omitted or "-" (checked before the model loads).
         decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
             chat: CHAT_DECODING), e.g. --decode.method greedy --decode.nbest 3.
-        batch_size: sentences decoded together (sorted by length internally).
+        batch_size: sentences decoded together (files are read 8 batches at a time and sorted by length inside).
         device: cpu, cuda, cuda:1, ...
         precision: fp32, bf16 (autocast: faster on AVX-512 bf16 / AMX CPUs and GPUs; output may differ slightly)
             or int8 (dynamic int8 quantization, CPU). An exported directory computes in its exported type
@@ -195,13 +198,22 @@ def _lightning_cli(args: list[str]) -> None:
             for name in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
                 parser.link_arguments(f"data.{name}", f"model.model.init_args.{name}", apply_on="instantiate")
 
+        def _parse_ckpt_path(self) -> None:
+            # LightningCLI would replace the model options given with the checkpoint's, silently; instead a
+            # bad file is one message and options that cannot change within a run are refused, before any data
+            # is read (translator.resume; the system lists the options it applies when the checkpoint loads).
+            subcommand = self.config.get("subcommand")
+            if subcommand:
+                _check_resume(self.config[subcommand], subcommand)
+
         def before_instantiate_classes(self) -> None:
             _cpu_precision(self.config.get(self.config.get("subcommand")) or self.config)
 
     # Each subcommand's help is its function's docstring (subcommand parsers take the main one's formatter).
     help_of: dict[str, Any] = {name: {"description": _description(inspect.getdoc(_load(COMMANDS[name])) or "")}
                                for name in LIGHTNING_COMMANDS}
-    help_of.update(prog="translator", formatter_class=_HelpFormatter)
+    help_of.update(prog="translator", formatter_class=_HelpFormatter,
+                   exit_on_error=False)  # a bad option or config key: main() prints the one line that matters
     # LightningCLI reads sys.argv itself; handing it `args` as well only makes it warn.
     saved_argv = sys.argv
     sys.argv = ["translator", *args]
@@ -209,6 +221,28 @@ def _lightning_cli(args: list[str]) -> None:
         TranslatorCLI(Seq2SeqSystem, Seq2SeqDataModule, save_config_kwargs={"overwrite": True}, parser_kwargs=help_of)
     finally:
         sys.argv = saved_argv
+
+
+def _check_resume(config: Any, subcommand: str) -> None:
+    """--ckpt_path: a missing, corrupt or foreign file, or options the run cannot change, as one ValueError."""
+    ckpt_path = config.get("ckpt_path")
+    if not ckpt_path or str(ckpt_path) in ("last", "best", "hpc", "registry") or "://" in str(ckpt_path):
+        return  # Lightning's own names for checkpoints it finds itself
+    from translator.checkpoint import BUNDLE_KEY, read_checkpoint
+    from translator.resume import refused_message, resume_differences
+
+    checkpoint = read_checkpoint(ckpt_path)
+    plain = config.clone().as_dict() if hasattr(config, "as_dict") else dict(config)
+    saved = dict(checkpoint.get("hyper_parameters") or {})
+    if saved.get("model") is None:
+        return
+    refused, _ = resume_differences(saved, dict(plain.get("model") or {}),
+                                    dict((checkpoint.get(BUNDLE_KEY) or {}).get("data") or {}),
+                                    dict(plain.get("data") or {}))
+    if subcommand != "fit":
+        refused = [line for line in refused if line.startswith("--model.model.")]
+    if refused:
+        raise ValueError(refused_message(str(ckpt_path), refused))
 
 
 def _cpu_precision(config: Any) -> None:

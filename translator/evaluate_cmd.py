@@ -253,6 +253,12 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
                          f"but {reference} has {counts[1]} lines")
     if not counts[0]:
         raise ValueError(f"empty test set: {source} and {reference} have no lines")
+    blank = sum(not line.strip() for line in iter_lines(reference))  # streamed: nothing kept
+    if blank == counts[0]:
+        print(f"translator evaluate: warning: every line of {reference} is blank ({blank} lines): BLEU and chrF "
+              "against empty references are 0 whatever the translations; is it the right file?", file=sys.stderr)
+    elif blank:
+        print(f"translator evaluate: warning: {blank} of {counts[0]} lines of {reference} are blank", file=sys.stderr)
     return TestSet(None, None, source_path=str(source), reference_path=str(reference), count=counts[0])
 
 

@@ -23,7 +23,7 @@ from translator.ct2_engine import load_exported
 from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
 from translator.ensemble import load_ensemble
 from translator.quantize import quantize_int8
-from translator.evaluation import read_lines, split_lines
+from translator.streaming import LineSink, LineSource, progress_bar
 
 log = logging.getLogger("translator.inference")
 
@@ -325,26 +325,10 @@ def flatten_history(history: Sequence[Any]) -> list[str]:
     return turns
 
 
-#: Inputs at least this long get a progress bar on stderr when the output goes to a file.
-PROGRESS_MIN_LINES = 100
 NBEST_SEPARATOR = "\t"
 # Characters that some reader (str.splitlines, editors, less) treats as a line break; an output
 # containing one would shift every later line, so they become spaces.
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-def read_input(input: str | Path | None = None) -> list[str]:
-    """Lines of `input` (a file, or stdin for None / "-"), split on "\\n" only, so line i is segment i."""
-    if input is not None and str(input) != "-":
-        return read_lines(input)
-    if sys.stdin is None:
-        raise ValueError("no input: stdin is closed; pass --input FILE")
-    if sys.stdin.isatty():
-        print("reading sentences from stdin, one per line; end with Ctrl-D", file=sys.stderr)
-    # Bytes, not text: text-mode stdin would also turn a lone "\r" into a line break.
-    stream = getattr(sys.stdin, "buffer", None)
-    data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
-    return split_lines(data, "<stdin>")
 
 
 def format_output(result: Translation, nbest: int = 1) -> str:
@@ -362,47 +346,25 @@ def format_output(result: Translation, nbest: int = 1) -> str:
     return NBEST_SEPARATOR.join(fields)
 
 
-def _check_output(output: str | Path | None) -> Path | None:
-    """The output path (None = stdout), checked before any decoding so a typo does not waste a run."""
-    if output is None or str(output) == "-":
-        return None
-    path = Path(output)
-    if path.is_dir():
-        raise ValueError(f"output {path} is a directory; give a file name")
-    return path
-
-
-def write_output(text: str, path: Path | None) -> None:
-    """Write UTF-8 `text` to `path`, or to stdout (as bytes when possible, whatever the locale)."""
-    if path is None:
-        sys.stdout.flush()
-        stream = getattr(sys.stdout, "buffer", None)
-        if stream is not None:
-            stream.write(text.encode("utf-8"))
-            stream.flush()
-        else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8", newline="\n")
-    except OSError as err:
-        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
+#: Input lines translated together (one chunk, sorted by length inside) = batch_size * CHUNK_BATCHES.
+CHUNK_BATCHES = 8
 
 
 def translate_file(checkpoint: str | Path | None, input: str | Path | None = None, output: str | Path | None = None,
                    config: DecodeConfig | None = None, device: str = "cpu", batch_size: int = 64,
                    precision: str = "fp32", ensemble: Sequence[str | Path] | None = None, **options: Any) -> int:
-    """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout).
+    """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout), streaming.
 
     Output has exactly one line per input line, in input order; empty or whitespace-only input
     lines give empty output lines. With `nbest` > 1 each line holds the hypotheses best first as
     tab-separated `text<TAB>score` pairs (`cut -f1` gives the 1-best output); score is the
-    ranking score (length-normalised log-probability, or the anti-LM score). Decoding is batched by
-    length internally; `config` defaults to the checkpoint's (`Translator.default_decoding`) and
-    `options` are DecodeConfig fields over it. With `ensemble` (checkpoints; `checkpoint` None)
-    their ensemble translates (`Translator.from_ensemble`). Returns the number of lines.
+    ranking score (length-normalised log-probability, or the anti-LM score). Lines are read,
+    translated and written a chunk at a time (`translator.streaming`): memory does not grow with
+    the input, a line piped alone is answered at once, and a terminal gets a prompt per line.
+    `config` defaults to the checkpoint's (`Translator.default_decoding`) and `options` are
+    DecodeConfig fields over it. Input, output and options are checked before the model loads.
+    With `ensemble` (checkpoints; `checkpoint` None) their ensemble translates
+    (`Translator.from_ensemble`). Returns the number of lines.
     """
     if (checkpoint is None) == (not ensemble):
         raise ValueError("give one checkpoint (--checkpoint CKPT) or an ensemble (--ensemble CKPT CKPT ...), "
@@ -410,23 +372,37 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
     decode_config(config, **options)  # a bad option fails before the checkpoint loads
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    path = _check_output(output)
-    lines = read_input(input)
-    if ensemble:
-        translator = Translator.from_ensemble(ensemble, device=device, precision=precision)
-    else:
-        translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)
-    bar = None
-    if path is not None and len(lines) >= PROGRESS_MIN_LINES:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(lines), unit="line", desc="translate", file=sys.stderr)
+    sink = LineSink(output)  # an unwritable output is found now, not after decoding
+    source = LineSource(input)
     try:
+        if ensemble:
+            translator = Translator.from_ensemble(ensemble, device=device, precision=precision)
+        else:
+            translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)
         config = decode_config(config, translator.default_decoding, **options)
-        results = translator.translate(lines, config, batch_size=batch_size,
-                                       progress=bar.update if bar is not None else None)
+        show_bar = _isatty(sys.stderr) and not source.interactive
+        bar = progress_bar(source.total() if show_bar else None, enabled=show_bar)
+        count = 0
+        sink.open()
+        try:
+            prompt = f"{translator.bundle.src_lang or 'source'}> "
+            for chunk in source.chunks(batch_size * CHUNK_BATCHES, prompt=prompt):
+                results = translator.translate(chunk, config, batch_size=batch_size)
+                sink.write("".join(format_output(r, config.nbest) + "\n" for r in results))
+                count += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+            sink.close()
     finally:
-        if bar is not None:
-            bar.close()
-    write_output("".join(format_output(r, config.nbest) + "\n" for r in results), path)
-    return len(lines)
+        source.close()
+    return count
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False

@@ -20,7 +20,8 @@ from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, is_exported, model_cl
 from translator.ct2_engine import CT2Model
 from translator.decoding import DecodeConfig
 from translator.evaluation import attention_figure
-from translator.inference import Chatbot, Translator, flatten_history
+from translator.inference import Chatbot, Translation, Translator, flatten_history
+from translator.scheduling import FairScheduler, RequestTimeout, pieces_by_cost
 
 log = logging.getLogger("translator.service")
 
@@ -30,6 +31,14 @@ MAX_FOUND = 50  # checkpoints listed from checkpoints_dir; a training run can le
 MAX_BEAM = 16
 MAX_CANDIDATES = 32
 MAX_HISTORY_TURNS = 20  # API clients may send any history; more than this never reaches the model
+#: Largest request, in decoded hypothesis-tokens (sum over lines of beam x output length limit): 1,000
+#: one-word lines at the largest beam fit; more lines (a raised --max_input_chars) get a message.
+MAX_REQUEST_COST = 256_000
+#: Cost of one piece of work (a few sentences) that a decoding worker runs before it picks the next
+#: piece, from the least-served request (translator.scheduling): about 0.2 s for the 7.6M Transformer on
+#: one core, so a one-sentence request waits at most that long behind long ones.
+PIECE_COST = 1024
+REQUEST_TIME_LIMIT = 300.0  # seconds a request may decode before it is stopped with a message
 #: Example messages for the Chat tab, by the language the chat model speaks.
 CHAT_EXAMPLES = {
     "en": ["Hi, how are you doing today?", "Thank you so much for your help!", "What do you do for a living?",
@@ -262,11 +271,17 @@ class ChatSettings:
 class TranslatorService:
     """Translate and chat; every problem a user can cause raises UserError. No Gradio here."""
 
-    def __init__(self, registry: ModelRegistry, max_input_chars: int = 2000):
+    def __init__(self, registry: ModelRegistry, max_input_chars: int = 2000, workers: int = 2,
+                 max_request_cost: int = MAX_REQUEST_COST, time_limit: float = REQUEST_TIME_LIMIT):
         if max_input_chars < 1:
             raise ValueError(f"max_input_chars must be >= 1, got {max_input_chars}")
+        if time_limit <= 0:
+            raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
         self.registry = registry
         self.max_input_chars = max_input_chars
+        self.max_request_cost = max_request_cost
+        self.time_limit = time_limit
+        self.scheduler = FairScheduler(workers)  # every decode of this service runs here, fairly shared
 
     def check_text(self, text: Any, what: str = "sentence") -> str:
         """The text to use, or UserError for empty or over-long input (checked before any tokenizing)."""
@@ -279,6 +294,50 @@ class TranslatorService:
                             "`translator translate`.")
         return text
 
+    def check_translate(self, text: Any, checkpoint: str | None = None, decoder: str = "greedy",
+                        beam_size: Any = 5) -> tuple[str, CheckpointInfo, DecodeConfig]:
+        """The request's text, checkpoint and decoding, or UserError; cheap (no model is loaded), so the app
+        runs it before a request is queued."""
+        text = self.check_text(text)
+        if decoder not in ("greedy", "beam"):
+            raise UserError(f"Unknown decoder {decoder!r}; choose greedy or beam.")
+        beam_size = int_in(beam_size, "beam size", 1, MAX_BEAM)
+        info = self.registry.resolve(checkpoint)
+        if info.error:
+            raise UserError(info.error)
+        return text, info, DecodeConfig(method=decoder, beam_size=beam_size)
+
+    def _translate_lines(self, translator: Translator, lines: list[str], config: DecodeConfig) -> list[Translation]:
+        """Decode `lines` on the shared workers in pieces of PIECE_COST; UserError over the budget or time limit."""
+        tok = translator.tokenizer
+        lengths = [min(len(ids), translator.max_src_tokens) if line.strip() else 0
+                   for line, ids in zip(lines, tok.encode_src(lines))]
+        max_len = min(config.max_len, translator.max_src_tokens)
+        width = config.beam_size if config.method == "beam" else max(1, config.num_candidates)
+        costs = [width * min(max_len, max(1, int(config.max_len_a * n + config.max_len_b))) if n else 0
+                 for n in lengths]
+        total = sum(costs)
+        if total > self.max_request_cost:
+            raise UserError(f"This request would decode about {total:,} tokens (lines × beam × output length); "
+                            f"the limit is {self.max_request_cost:,}. Send fewer lines or use a smaller beam.")
+        order = sorted(range(len(lines)), key=lambda i: lengths[i])  # similar lengths share a piece: less padding
+        groups = [[order[j] for j in group] for group in pieces_by_cost([costs[i] for i in order], PIECE_COST)]
+
+        def piece(indices: list[int]) -> Any:
+            return lambda: translator.translate([lines[i] for i in indices], config, batch_size=len(indices),
+                                                return_attention=True)
+
+        try:
+            parts = self.scheduler.run([piece(g) for g in groups], self.time_limit)
+        except RequestTimeout:
+            raise UserError(f"The translation took longer than {self.time_limit:.0f} s and was stopped. Send fewer "
+                            "lines or use greedy decoding.") from None
+        results: list[Any] = [None] * len(lines)
+        for indices, part in zip(groups, parts):
+            for i, result in zip(indices, part):
+                results[i] = result
+        return results
+
     def translate_text(self, text: str, checkpoint: str | None = None, decoder: str = "greedy",
                        beam_size: int = 5) -> TranslateResult:
         """Translate `text` line by line; `first` (for the heatmap) is the first non-empty line's result.
@@ -286,15 +345,9 @@ class TranslatorService:
         Never raises: a user error or a failure comes back in `error` (and `info`).
         """
         try:
-            text = self.check_text(text)
-            if decoder not in ("greedy", "beam"):
-                raise UserError(f"Unknown decoder {decoder!r}; choose greedy or beam.")
-            beam_size = int_in(beam_size, "beam size", 1, MAX_BEAM)
-            info = self.registry.resolve(checkpoint)
+            text, info, config = self.check_translate(text, checkpoint, decoder, beam_size)
             translator = self.registry.translator(info)
-            lines = text.splitlines()
-            config = DecodeConfig(method=decoder, beam_size=beam_size)
-            results = translator.translate(lines, config, return_attention=True)
+            results = self._translate_lines(translator, text.splitlines(), config)
         except UserError as err:
             return TranslateResult("", None, f"⚠️ {err}", error=str(err))
         except Exception:  # noqa: BLE001 - never a stack trace in the UI; the log has it
@@ -370,7 +423,12 @@ class TranslatorService:
         if config.lm_weight and bot.bundle.empty_source is None:
             config = config.replace(lm_weight=0.0)  # a model without context dropout has no reply LM
         turns = [t[-self.max_input_chars:] for t in flatten_history(history or [])][-MAX_HISTORY_TURNS:]
-        return printable(bot.reply(turns, message, config))
+        try:
+            reply = self.scheduler.run([lambda: bot.reply(turns, message, config)], self.time_limit)[0]
+        except RequestTimeout:
+            raise UserError(f"The reply took longer than {self.time_limit:.0f} s and was stopped; try greedy "
+                            "decoding or fewer candidates.") from None
+        return printable(reply)
 
 
 def printable(text: str) -> str:

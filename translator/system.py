@@ -15,10 +15,16 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from translator.callbacks import DataReport, RandomStates, note
 from translator.checkpoint import BUNDLE_KEY, make_bundle
 from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
+from translator.resume import (applied_message, refused_message, resume_differences, resumed_lr_factor,
+                               schedule_anchor)
 from translator.tokenizer import Tokenizer
+
+#: Checkpoint key of the run facts a resume needs: run length and the schedule's anchor (translator.resume).
+RUN_KEY = "translator_run"
 
 
 def lr_factor(step: int, warmup_steps: int, schedule: str, total_steps: int) -> float:
@@ -101,6 +107,12 @@ class Seq2SeqSystem(L.LightningModule):
         self._val_hyps: list[tuple[int, str, str]] = []
         self._step_start = 0.0
         self._warned_truncation = False
+        self._resumed: dict[str, Any] | None = None  # the loaded checkpoint's schedule facts, for configure_optimizers
+        self._anchor: tuple[int, float] | None = None  # where a resumed cosine schedule was re-anchored
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """Exact resume (every random state in the checkpoint, atomic writes) and the data report."""
+        return [RandomStates(), DataReport()]
 
     # ---- wiring ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -121,6 +133,10 @@ class Seq2SeqSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[BUNDLE_KEY] = make_bundle(self.hparams["model"], self.tokenizer, self._data_options())
+        trainer = self._trainer
+        checkpoint[RUN_KEY] = {"max_steps": getattr(trainer, "max_steps", None),
+                               "max_epochs": getattr(trainer, "max_epochs", None),
+                               "anchor": list(self._anchor) if self._anchor else None}
 
     def _data_options(self) -> dict[str, Any]:
         """The DataModule's options with the language pair it resolved (defaults are None)."""
@@ -134,14 +150,38 @@ class Seq2SeqSystem(L.LightningModule):
         return options
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        bundle = checkpoint.get(BUNDLE_KEY)
-        if bundle is None or bundle.get("tokenizer") is None or self.tokenizer is None:
+        bundle = checkpoint.get(BUNDLE_KEY) or {}
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        path = str(getattr(self._trainer, "ckpt_path", None) or "the checkpoint") if self._trainer is not None \
+            else "the checkpoint"
+        saved = dict(checkpoint.get("hyper_parameters") or {})
+        if saved.get("model") is not None:
+            refused, applied = resume_differences(saved, dict(self.hparams), dict(bundle.get("data") or {}),
+                                                  self._data_options())
+            if not fitting:  # validate / test: only the model's shape matters
+                refused = [line for line in refused if line.startswith("--model.model.")]
+                applied = []
+            run = checkpoint.get(RUN_KEY) or {}
+            if fitting:
+                for key in ("max_steps", "max_epochs"):
+                    now = getattr(self.trainer, key, None)
+                    if key in run and run[key] != now:
+                        applied.append(f"--trainer.{key} {now} (checkpoint: {run[key]})")
+            if refused:
+                raise ValueError(refused_message(path, refused))
+            if applied:
+                note(applied_message(path, applied))
+        if fitting:
+            schedulers = checkpoint.get("lr_schedulers") or [None]
+            anchor = (checkpoint.get(RUN_KEY) or {}).get("anchor")
+            self._resumed = {"scheduler": schedulers[0], "anchor": tuple(anchor) if anchor else None}
+        if bundle.get("tokenizer") is None or self.tokenizer is None:
             return
         if bundle["tokenizer"] != self.tokenizer.to_dict():
             raise ValueError(
-                "the checkpoint's tokenizer differs from the tokenizer of the data it is asked to continue on; "
-                "pass the checkpoint's tokenizer (`translator export-tokenizer CKPT`, then --data.tokenizer_path) "
-                "or start a new run")
+                "the checkpoint's tokenizer differs from the tokenizer of the data it is asked to continue on "
+                "(another --data.vocab_size, dataset or language pair?); resume with the options the checkpoint "
+                "was trained with, or start a new run without --ckpt_path")
 
     # ---- teacher forcing ---------------------------------------------------------------
     def _fit_to_model(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -292,8 +332,20 @@ class Seq2SeqSystem(L.LightningModule):
         if self.hparams.lr_schedule == "cosine":
             total = int(self.trainer.estimated_stepping_batches)
         hp = self.hparams
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, hp.warmup_steps, hp.lr_schedule, total))
+
+        def factor(step: int, anchor: tuple[int, float] | None) -> float:
+            return resumed_lr_factor(step, lambda s: lr_factor(s, hp.warmup_steps, hp.lr_schedule, total), anchor,
+                                     total)
+
+        if self._resumed is not None:  # a resume: keep the learning rate continuous (translator.resume)
+            previous = self._resumed["anchor"]
+            self._anchor = schedule_anchor(self._resumed["scheduler"], factor, previous)
+            if self._anchor is not None and self._anchor != previous:
+                note(f"the run length changed ({total} optimizer steps now): the cosine schedule continues "
+                               f"from the learning rate factor {self._anchor[1]:.4g} reached at step {self._anchor[0]} "
+                               f"down to zero at step {total}")
+            self._resumed = None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, self._anchor))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
