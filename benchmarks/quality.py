@@ -138,12 +138,20 @@ def fit_command(family: str, args: argparse.Namespace, run_dir: Path, name: str,
 
 def evaluate_command(checkpoints: dict[str, Path], args: argparse.Namespace, decoder: str, json_path: Path,
                      plot_path: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "translator", "evaluate", "--dataset", DATASET, "--split", "test",
+    return _evaluate(checkpoints, None, args, "test", decoder, json_path) + ["--plot", str(plot_path)]
+
+
+def _evaluate(rows: dict[str, Path], ensemble: tuple[str, list[Path]] | None, args: argparse.Namespace,
+              split: str, decoder: str, json_path: Path) -> list[str]:
+    """One `translator evaluate` over every labelled checkpoint (and an ensemble row), on `split` with `decoder`."""
+    cmd = [sys.executable, "-m", "translator", "evaluate", "--dataset", DATASET, "--split", split,
            "--src_lang", args.src_lang, "--tgt_lang", args.tgt_lang]
-    for family, path in checkpoints.items():
-        cmd += ["--checkpoint", str(path), "--label", family]
+    for label, path in rows.items():
+        cmd += ["--checkpoint", str(path), "--label", label]
+    if ensemble is not None:
+        cmd += ["--label", ensemble[0], "--ensemble", *map(str, ensemble[1])]
     cmd += ["--decode.method", decoder, "--batch_size", str(args.batch_size), "--device", args.device,
-            "--json", str(json_path), "--plot", str(plot_path)]
+            "--json", str(json_path)]
     if decoder == "beam":
         cmd += ["--decode.beam_size", str(args.beam_size), "--decode.length_penalty", "1.0"]
     if args.data_dir:
@@ -258,21 +266,7 @@ def main(argv: list[str]) -> int:
 def ablation_evaluate(rows: dict[str, Path], ensemble: tuple[str, list[Path]] | None, args: argparse.Namespace,
                       split: str, decoder: str, json_path: Path) -> list[str]:
     """One `translator evaluate` over every row (and the ensemble row), on `split` with `decoder`."""
-    cmd = [sys.executable, "-m", "translator", "evaluate", "--dataset", DATASET, "--split", split,
-           "--src_lang", args.src_lang, "--tgt_lang", args.tgt_lang]
-    for label, path in rows.items():
-        cmd += ["--checkpoint", str(path), "--label", label]
-    if ensemble is not None:
-        cmd += ["--label", ensemble[0], "--ensemble", *map(str, ensemble[1])]
-    cmd += ["--decode.method", decoder, "--batch_size", str(args.batch_size), "--device", args.device,
-            "--json", str(json_path)]
-    if decoder == "beam":
-        cmd += ["--decode.beam_size", str(args.beam_size), "--decode.length_penalty", "1.0"]
-    if args.data_dir:
-        cmd += ["--data_dir", args.data_dir]
-    if args.max_sentences:
-        cmd += ["--max_sentences", str(args.max_sentences)]
-    return cmd
+    return _evaluate(rows, ensemble, args, split, decoder, json_path)
 
 
 def last_epochs(run_dir: Path, n: int) -> list[Path]:

@@ -12,7 +12,6 @@ import importlib
 import os
 import json
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from translator.atomic import atomic_open
 from translator.data.registry import get_spec, resolve_languages
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
@@ -267,24 +267,6 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save(obj, path) such that `path` is never seen half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
+
+from translator.atomic import atomic_open
 
 # (lo, hi) in source words/tokens, both inclusive; hi=None means open-ended.
 DEFAULT_BUCKETS: tuple[tuple[int, int | None], ...] = (
@@ -544,18 +545,8 @@ def write_json(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], path: str 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"  # serialise first: a bad value leaves no file
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); a report should be as readable as any file we write.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(text)
     return path
 
 
