@@ -327,6 +327,15 @@ def test_fit_with_every_pair_dropped_fails_with_the_counts(env, tmp_path, capsys
     assert "0 pairs in 0 batches" in err and "longer than 2 tokens dropped" in err and "raise --data.max_len" in err
 
 
+def test_fit_with_checkpointing_off_runs(env, tmp_path, capsys):
+    """The shared trainer defaults add ModelCheckpoints; turning checkpointing off drops them (no Lightning error)."""
+    code, out, err = run_cli(capsys, "fit", "--config", CONFIG, "--data.data_dir", env["data"],
+                             "--data.cache_dir", tmp_path / "cache", "--trainer.default_root_dir", tmp_path,
+                             "--trainer.limit_val_batches", "0", "--trainer.enable_checkpointing", "false", *TINY_FIT)
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
 @pytest.fixture(scope="module")
 def fitted(env, tmp_path_factory):
     """A real `translator fit` checkpoint (2 steps) to resume from."""

@@ -207,7 +207,9 @@ def _lightning_cli(args: list[str]) -> None:
                 _check_resume(self.config[subcommand], subcommand)
 
         def before_instantiate_classes(self) -> None:
-            _cpu_precision(self.config.get(self.config.get("subcommand")) or self.config)
+            config = self.config.get(self.config.get("subcommand")) or self.config
+            _cpu_precision(config)
+            _checkpointing_off(config)
 
     # Each subcommand's help is its function's docstring (subcommand parsers take the main one's formatter).
     help_of: dict[str, Any] = {name: {"description": _description(inspect.getdoc(_load(COMMANDS[name])) or "")}
@@ -221,6 +223,18 @@ def _lightning_cli(args: list[str]) -> None:
         TranslatorCLI(Seq2SeqSystem, Seq2SeqDataModule, save_config_kwargs={"overwrite": True}, parser_kwargs=help_of)
     finally:
         sys.argv = saved_argv
+
+
+def _checkpointing_off(config: Any) -> None:
+    """--trainer.enable_checkpointing false: drop the ModelCheckpoints (TRAINER_DEFAULTS adds two), which
+    Lightning would otherwise refuse together with the flag."""
+    trainer = config.get("trainer")
+    if trainer is None or trainer.get("enable_checkpointing") is not False:
+        return
+    callbacks = trainer.get("callbacks") or []
+    trainer.callbacks = [c for c in callbacks
+                         if not str(c.get("class_path", "") if hasattr(c, "get") else type(c).__name__)
+                         .endswith("ModelCheckpoint")]
 
 
 def _check_resume(config: Any, subcommand: str) -> None:
