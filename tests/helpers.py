@@ -93,3 +93,16 @@ def collate_copy(batch_ids: list[list[int]], tokenizer: Tokenizer) -> dict[str, 
         tgt_in[row, : len(ids) + 1] = torch.tensor([bos, *ids])
         tgt_out[row, : len(ids) + 1] = torch.tensor([*ids, eos])
     return {"src": src, "src_mask": src != pad, "tgt_in": tgt_in, "tgt_out": tgt_out}
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """`translator.cli.main(argv)` in-process -> (exit code, stdout, stderr)."""
+    from translator.cli import main
+
+    code = 0
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err

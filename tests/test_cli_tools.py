@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from helpers import make_tiny_checkpoint, tiny_sentences, write_multi30k_like
+from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_multi30k_like
 from translator import evaluation
-from translator.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 AWKWARD = [
@@ -39,17 +38,6 @@ def ckpts(tmp_path_factory):
     second = root / "tiny2.ckpt"
     shutil.copy(first, second)
     return first, second
-
-
-def run_cli(capsys, *argv):
-    """main(argv) -> (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write(path, lines, final_newline=True):

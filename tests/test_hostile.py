@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_tiny_checkpoint, tiny_sentences, write_multi30k_like
+from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_multi30k_like
 from translator.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,16 +65,6 @@ BAD_CHECKPOINTS = {  # file name -> what the message must say
     "folder.ckpt": "is a directory",
     "missing.ckpt": "checkpoint not found",
 }
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_clean_error(code: int, out: str, err: str, fragment: str, expected_code: int | None = None) -> None:
