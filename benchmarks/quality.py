@@ -254,12 +254,16 @@ def main(argv: list[str]) -> int:
         result[f"plot_{key}"] = str(out / plot)
     result["signatures"] = sorted({s for e in result["families"].values() for k in decoders
                                    for s in e[k]["signature"].values()})
-    write_json(out / "quality.json", result)
-    markdown = to_markdown(result, list(decoders))
-    (out / "quality.md").write_text(markdown, encoding="utf-8")
-    print("\n" + markdown)
-    print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}", file=sys.stderr)
+    write_results(out, "quality", result, to_markdown(result, list(decoders)))
     return 0
+
+
+def write_results(out: Path, name: str, result: dict, markdown: str) -> None:
+    """OUT/NAME.json and OUT/NAME.md, and the table on stdout."""
+    write_json(out / f"{name}.json", result)
+    (out / f"{name}.md").write_text(markdown, encoding="utf-8")
+    print("\n" + markdown)
+    print(f"wrote {out / f'{name}.json'} and {out / f'{name}.md'}", file=sys.stderr)
 
 
 # ---- ablations ---------------------------------------------------------------------------------
@@ -376,11 +380,7 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         write_json(out / "ablations.json", result)
     val = {label: e["val greedy"]["bleu"] for label, e in result["rows"].items() if "val greedy" in e}
     result["selected_on_val"] = max(val, key=val.get)
-    write_json(out / "ablations.json", result)
-    markdown = ablations_markdown(result, list(evaluations))
-    (out / "ablations.md").write_text(markdown, encoding="utf-8")
-    print("\n" + markdown)
-    print(f"wrote {out / 'ablations.json'} and {out / 'ablations.md'}", file=sys.stderr)
+    write_results(out, "ablations", result, ablations_markdown(result, list(evaluations)))
     return 0
 
 
