@@ -6,10 +6,12 @@
     python benchmarks/quality.py --families transformer --checkpoint transformer=runs/x/best.ckpt   # evaluate only
     python benchmarks/quality.py --families lstm -- --trainer.limit_train_batches 10   # extra `translator fit` args
     python benchmarks/quality.py --ablations shipped subword rdrop --epochs 2 --ensemble_last 3   # the levers
+    python benchmarks/quality.py --ablations shipped subword rdrop --epochs 6 --ensemble_runs --reuse
 
 Ablations (`--ablations`, one family): the shipped recipe and each lever of LEVERS switched on over
-it, all trained with the same budget; every run, the ensemble of the shipped run's last N epoch
-checkpoints and their weight average are scored with greedy search on the validation split (the
+it, all trained with the same CPU budget (a lever that costs more per epoch trains fewer epochs,
+LEVER_COST); every run, the ensemble of the runs themselves (`--ensemble_runs`), the ensemble of the
+shipped run's last N epoch checkpoints and their weight average are scored with greedy search on the validation split (the
 selection metric: a lever wins only there) and with greedy and beam search on the test split.
 Writes OUT/ablations.json and OUT/ablations.md; `--reuse` keeps runs already finished in OUT/runs.
 
@@ -45,6 +47,19 @@ LEVERS: dict[str, list[str]] = {
     "rdrop": ["--model.rdrop_alpha", "2.5"],
 }
 
+#: Training cost of one epoch relative to the shipped recipe: with `--epochs N` a lever of cost c trains
+#: round(N / c) epochs, so every row gets the same CPU budget (`--same_epochs` gives all N instead).
+#: R-Drop runs every batch twice (two dropout masks). Subword sampling's ~10% more tokens are left at 1:
+#: they are the lever's own price (benchmarks/subword_cost.py).
+LEVER_COST: dict[str, float] = {"rdrop": 2.0}
+
+
+def lever_epochs(lever: str, epochs: int | None, same_epochs: bool) -> int | None:
+    """The epochs a lever trains for under `--epochs` (the same CPU budget unless same_epochs)."""
+    if epochs is None or same_epochs:
+        return epochs
+    return max(1, round(epochs / LEVER_COST.get(lever, 1.0)))
+
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Options before `--`, and the extra `translator fit` arguments after it."""
@@ -78,6 +93,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--ensemble_last", type=int, default=0,
                    help="ablations: also score the ensemble and the weight average of the shipped run's last N "
                         "epochNN.ckpt (default 0 = none)")
+    p.add_argument("--ensemble_runs", action="store_true",
+                   help="ablations: also score the ensemble of the trained rows' checkpoints (runs that differ in "
+                        "their lever: the members an ensemble gains from)")
+    p.add_argument("--same_epochs", action="store_true",
+                   help="ablations: every lever trains --epochs epochs (default: a lever that costs c times "
+                        "the shipped recipe per epoch, see LEVER_COST, trains --epochs / c: the same CPU budget)")
     p.add_argument("--reuse", action="store_true",
                    help="ablations: a run that already finished in OUT/runs is scored, not trained again")
     return p.parse_args(argv), extra
@@ -122,15 +143,17 @@ def run_logged(cmd: list[str], log_path: Path) -> float:
 
 
 def fit_command(family: str, args: argparse.Namespace, run_dir: Path, name: str, version: str,
-                extra: list[str]) -> list[str]:
+                extra: list[str], epochs: int | None = None) -> list[str]:
+    """`translator fit` of `family` into run_dir/name/version; `epochs` (default --epochs) sets max_epochs."""
+    epochs = args.epochs if epochs is None else epochs
     cmd = [sys.executable, "-m", "translator", "fit", "--config", display_path(config_path(family)),
            "--data.src_lang", args.src_lang, "--data.tgt_lang", args.tgt_lang,
            "--trainer.logger.init_args.save_dir", str(run_dir),
            "--trainer.logger.init_args.name", name, "--trainer.logger.init_args.version", version]
     if args.data_dir:
         cmd += ["--data.data_dir", args.data_dir]
-    if args.epochs is not None:
-        cmd += ["--trainer.max_epochs", str(args.epochs)]
+    if epochs is not None:
+        cmd += ["--trainer.max_epochs", str(epochs)]
     if args.time_budget_min is not None:
         cmd += ["--trainer.max_time", max_time(args.time_budget_min)]
     return cmd + extra
@@ -305,6 +328,8 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         max_time(args.time_budget_min)
     if args.ensemble_last and (args.ensemble_last < 2 or "shipped" not in args.ablations):
         raise BenchmarkError("--ensemble_last needs N >= 2 and the shipped run among --ablations")
+    if args.ensemble_runs and len(set(args.ablations)) < 2:
+        raise BenchmarkError("--ensemble_runs needs at least two --ablations rows to ensemble")
     given = {}
     for spec in args.checkpoint or []:
         lever, sep, path = spec.partition("=")
@@ -321,12 +346,11 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    version = f"epochs{args.epochs}" if args.epochs else (f"min{args.time_budget_min:g}" if args.time_budget_min
-                                                         else "shipped")
     result: dict[str, Any] = {
         "benchmark": "quality-ablations", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "family": family,
         "dataset": DATASET, "src_lang": args.src_lang, "tgt_lang": args.tgt_lang, "levers": {},
-        "budget": {"time_budget_min": args.time_budget_min, "epochs": args.epochs, "extra_fit_args": extra},
+        "budget": {"time_budget_min": args.time_budget_min, "epochs": args.epochs, "extra_fit_args": extra,
+                   "same_epochs": args.same_epochs},
         "hardware": hardware(), "rows": {}, "commands": [],
     }
     rows: dict[str, Path] = {}
@@ -340,10 +364,13 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
                          **check_checkpoint(given[lever], args.src_lang, args.tgt_lang, family))
             continue
         name = f"{family}-{lever}"
+        epochs = lever_epochs(lever, args.epochs, args.same_epochs)
+        version = f"epochs{epochs}" if epochs else (f"min{args.time_budget_min:g}" if args.time_budget_min
+                                                    else "shipped")
         run = runs[lever] = out / "runs" / name / version
-        cmd = fit_command(family, args, out / "runs", name, version, [*LEVERS[lever], *extra])
+        cmd = fit_command(family, args, out / "runs", name, version, [*LEVERS[lever], *extra], epochs)
         result["commands"].append(shell(cmd))
-        if args.reuse and finished(run, args.epochs):  # wall time from the run's files: first written to last
+        if args.reuse and finished(run, epochs):  # wall time from the run's files: first written to last
             newest = max(p.stat().st_mtime for p in (run / "checkpoints").glob("*.ckpt"))
             seconds = round(newest - (run / "hparams.yaml").stat().st_mtime, 1)
         else:
@@ -356,7 +383,7 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         facts = check_checkpoint(newest[0], args.src_lang, args.tgt_lang, family) if newest[0].is_file() else scored
         entry.update(checkpoint=str(rows[lever]), train_seconds=seconds, trained_here=True, **facts,
                      scored_epoch=scored["epochs"])
-    ensemble = None
+    ensembles: list[tuple[str, list[Path]]] = []
     if args.ensemble_last:
         members = last_epochs(runs["shipped"], args.ensemble_last)
         for path in members:
@@ -366,18 +393,23 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         result["commands"].append(shell(cmd))
         run_logged(cmd, out / "logs" / "average.log")
         rows[f"shipped average of last {args.ensemble_last}"] = average
-        ensemble = (f"shipped ensemble of last {args.ensemble_last}", members)
+        ensembles.append((f"shipped ensemble of last {args.ensemble_last}", members))
+    if args.ensemble_runs:
+        ensembles.append((f"ensemble of {' + '.join(args.ablations)}", [rows[lever] for lever in args.ablations]))
     evaluations = {"val greedy": ("val", "greedy"), "test greedy": ("test", "greedy"),
                    f"test beam{args.beam_size}": ("test", "beam")}
     for key, (split, decoder) in evaluations.items():
-        json_path = out / f"ablations-{key.replace(' ', '-')}.json"
-        cmd = ablation_evaluate(rows, ensemble, args, split, decoder, json_path)
-        result["commands"].append(shell(cmd))
-        run_logged(cmd, out / "logs" / f"ablations-evaluate-{key.replace(' ', '-')}.log")
-        reports = json.loads(json_path.read_text(encoding="utf-8"))
-        for report in reports if isinstance(reports, list) else [reports]:
-            result["rows"].setdefault(report["label"], {"lever": report["label"]})[key] = scores(report)
-        write_json(out / "ablations.json", result)
+        # the rows and the first ensemble in one call; `translator evaluate` takes one --ensemble per call
+        for i, ensemble in enumerate(ensembles or [None]):
+            stem = f"ablations-{key.replace(' ', '-')}" + (f"-ensemble{i + 1}" if i else "")
+            json_path = out / f"{stem}.json"
+            cmd = ablation_evaluate(rows if i == 0 else {}, ensemble, args, split, decoder, json_path)
+            result["commands"].append(shell(cmd))
+            run_logged(cmd, out / "logs" / f"{stem.replace('ablations-', 'ablations-evaluate-')}.log")
+            reports = json.loads(json_path.read_text(encoding="utf-8"))
+            for report in reports if isinstance(reports, list) else [reports]:
+                result["rows"].setdefault(report["label"], {"lever": report["label"]})[key] = scores(report)
+            write_json(out / "ablations.json", result)
     val = {label: e["val greedy"]["bleu"] for label, e in result["rows"].items() if "val greedy" in e}
     result["selected_on_val"] = max(val, key=val.get)
     write_results(out, "ablations", result, ablations_markdown(result, list(evaluations)))
@@ -402,12 +434,16 @@ def ablations_markdown(result: dict[str, Any], evaluations: list[str]) -> str:
             row += [fmt(got.get("bleu"), 2)] + ([fmt(got.get("chrf"), 2)] if key.startswith("test") else [])
         rows.append(row)
     budget = result["budget"]
-    limits = [f"max_epochs {budget['epochs']}" if budget["epochs"] else None,
+    scaled = "" if budget.get("same_epochs", True) or not budget["epochs"] else (
+        " (divided by the lever's cost per epoch for the same CPU budget: "
+        + ", ".join(f"{lever} ×{cost:g}" for lever, cost in LEVER_COST.items()) + ")")
+    limits = [f"max_epochs {budget['epochs']}{scaled}" if budget["epochs"] else None,
               f"at most {budget['time_budget_min']:g} min" if budget["time_budget_min"] else None]
     return "\n".join([
         f"# Ablations: {result['family']} on {result['dataset']} {result['src_lang']}→{result['tgt_lang']}", "",
         f"Run {result['created']}. Every trained row: the shipped config with "
         + (", ".join(x for x in limits if x) or "its shipped budget")
+        + (f", extra fit args `{' '.join(budget['extra_fit_args'])}`" if budget["extra_fit_args"] else "")
         + "; its best-validation-BLEU checkpoint is scored. Selected on validation (greedy BLEU): "
         f"**{result['selected_on_val']}**. Test scores are reported, never used to choose.", "",
         table(header, rows, markdown=True), "",

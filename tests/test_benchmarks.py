@@ -83,14 +83,14 @@ def test_quality_trains_one_epoch_then_scores(corpus, tmp_path):
 def test_quality_ablations_train_each_lever_and_score_the_ensemble(corpus, tmp_path):
     out = tmp_path / "out"
     args = ["--families", "lstm", "--ablations", "shipped", "subword", "--epochs", 2, "--ensemble_last", 2,
-            "--max_sentences", 2, "--data_dir", corpus, "--out", out]
+            "--ensemble_runs", "--max_sentences", 2, "--data_dir", corpus, "--out", out]
     fit = ["--", "--trainer.enable_progress_bar", "false", "--data.vocab_size", 300]
     r = run("quality.py", *args, *fit, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     result = json.loads((out / "ablations.json").read_text())
     rows = result["rows"]
     assert list(rows) == ["shipped", "subword", "shipped epoch00", "shipped epoch01",
-                          "shipped average of last 2", "shipped ensemble of last 2"]
+                          "shipped average of last 2", "shipped ensemble of last 2", "ensemble of shipped + subword"]
     assert rows["subword"]["fit_args"] == ["--data.subword_alpha", "0.1", "--data.subword_nbest_size", "64"]
     for label, entry in rows.items():
         for key in ("val greedy", "test greedy", "test beam5"):
@@ -100,11 +100,26 @@ def test_quality_ablations_train_each_lever_and_score_the_ensemble(corpus, tmp_p
     markdown = (out / "ablations.md").read_text()
     assert "--data.subword_alpha 0.1" in markdown and "| shipped ensemble of last 2 |" in markdown
     assert "--ensemble" in markdown and "--split val" in markdown
+    members = [rows["shipped"]["checkpoint"], rows["subword"]["checkpoint"]]
+    assert rows["ensemble of shipped + subword"]["val greedy"]["n_sentences"] == 2
+    assert any(f"--ensemble {' '.join(members)}" in c for c in result["commands"])
     # --reuse scores the finished runs again without training them
     r = run("quality.py", *args, "--reuse", *fit, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert not [line for line in r.stdout.splitlines() if line.startswith("$ ") and " translator fit " in line]
     assert json.loads((out / "ablations.json").read_text())["rows"]["subword"]["train_seconds"] > 0
+
+
+def test_ablation_levers_get_the_same_cpu_budget():
+    quality = bench_module("quality")
+    assert quality.lever_epochs("shipped", 6, same_epochs=False) == 6
+    assert quality.lever_epochs("subword", 6, same_epochs=False) == 6
+    assert quality.lever_epochs("rdrop", 6, same_epochs=False) == 3  # two passes per batch
+    assert quality.lever_epochs("rdrop", 1, same_epochs=False) == 1  # never zero epochs
+    assert quality.lever_epochs("rdrop", 6, same_epochs=True) == 6
+    assert quality.lever_epochs("rdrop", None, same_epochs=False) is None  # the shipped max_epochs
+    cmd = quality.fit_command("transformer", quality.parse_args(["--epochs", "6"])[0], Path("out"), "n", "v", [], 3)
+    assert cmd[cmd.index("--trainer.max_epochs") + 1] == "3"
 
 
 def test_speed_smallest_mode_with_profile(corpus, ckpt, tmp_path):
