@@ -151,3 +151,38 @@ def test_cli_translate_and_evaluate_with_an_ensemble(checkpoints, tmp_path, caps
     assert reports[1]["ensemble"] == [str(checkpoints["transformer"]), str(checkpoints["transformer2"])]
     assert "ensemble of 2" in reports[1]["architecture"]
     assert "ensemble(transformer+transformer2)" in capsys.readouterr().out
+
+
+# ---- the app offers the ensemble of the checkpoints it was given --------------------------------
+def test_app_offers_the_ensemble_of_compatible_given_checkpoints(checkpoints):
+    from translator.learn import LearnService
+    from translator.service import ModelRegistry, TranslatorService, UserError
+
+    given = [checkpoints["transformer"], checkpoints["lstm"], checkpoints["other_tokenizer"]]
+    registry = ModelRegistry(given, checkpoints_dir=None)
+    [entry] = registry.ensembles  # other_tokenizer cannot join: another tokenizer
+    assert entry.members == (checkpoints["transformer"], checkpoints["lstm"])
+    assert entry.label in registry.choices and entry.label not in registry.labels
+    assert entry.label == "ensemble of 2: Transformer + LSTMSeq2Seq · de→en"
+    service = TranslatorService(registry, workers=1)
+    text = "\n".join(TEXTS[:4])
+    got = service.translate_text(text, entry.label, "beam", 3)
+    assert got.error is None and "mean of the members' log-probabilities" in got.info
+    want = Translator.from_ensemble(entry.members).translate(TEXTS[:4], DecodeConfig(method="beam", beam_size=3))
+    assert got.text.splitlines() == [t.text for t in want]
+    import gradio as gr
+
+    from translator.app import build_app
+
+    demo = build_app(registry=registry)
+    dropdowns = {b.elem_id: [c[0] if isinstance(c, tuple) else c for c in b.choices]
+                 for b in demo.blocks.values() if isinstance(b, gr.Dropdown)}
+    assert entry.label in dropdowns["checkpoint"] and entry.label not in dropdowns["learn-checkpoint"]
+    # the Learn tab looks inside one model: an ensemble label is not one of its choices
+    with pytest.raises(UserError, match="Unknown checkpoint"):
+        LearnService(registry).registry.resolve(entry.label, ensembles=False)
+    # one checkpoint, the same file twice, or incompatible ones: no ensemble is offered
+    assert ModelRegistry([checkpoints["transformer"]], checkpoints_dir=None).ensembles == []
+    assert ModelRegistry([checkpoints["transformer"]] * 2, checkpoints_dir=None).ensembles == []
+    assert ModelRegistry([checkpoints["transformer"], checkpoints["other_tokenizer"]],
+                         checkpoints_dir=None).ensembles == []

@@ -199,7 +199,7 @@ def _translate_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str
         with gr.Column():
             source = gr.Textbox(label="Source text", lines=4, placeholder="Ein Mann fährt Fahrrad.",
                                 elem_id="source")
-            model = gr.Dropdown(choices=registry.labels, value=default.label if default else None,
+            model = gr.Dropdown(choices=registry.choices, value=default.label if default else None,
                                 label="Checkpoint", elem_id="checkpoint")
             with gr.Row():
                 decoder = gr.Radio(["greedy", "beam"], value="greedy", label="Decoder", elem_id="decoder")

@@ -120,7 +120,7 @@ class LearnService:
         # An exported engine (CTranslate2) decodes ids itself: the lab needs the PyTorch modules.
         usable = lambda m: isinstance(m, Seq2Seq) and (fits is None or fits(m))  # noqa: E731
         need = need or "needs a PyTorch checkpoint (not an exported engine)"
-        chosen = self.registry.resolve(checkpoint)
+        chosen = self.registry.resolve(checkpoint, ensembles=False)  # the views look inside one model
         translator = self.registry.translator(chosen)
         if usable(translator.model):
             return translator, f"Model: **{chosen.label}**."

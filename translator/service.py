@@ -7,6 +7,7 @@ embedder or a test can use `TranslatorService` directly.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import unicodedata
@@ -68,6 +69,8 @@ class CheckpointInfo:
     error: str | None = None
     task: str = "translation"
     note: str = ""  # what the model's attention (or its absence) means, from the model class
+    tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
+    members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
 
     @property
     def is_chat(self) -> bool:
@@ -81,6 +84,10 @@ class CheckpointInfo:
         if chat:
             return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}."
         pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
+        if self.members:
+            names = ", ".join(p.name for p in self.members)
+            return (f"**{self.architecture}** ({names}), {data} {pair}: every next token is scored by the mean of "
+                    f"the members' log-probabilities. {self.note}").strip()
         return f"**{self.path.name}**: {self.architecture}, {data} {pair}. {self.note}".strip()
 
 
@@ -116,7 +123,41 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
     pair = f"{data.get('src_lang')}→{data.get('tgt_lang')}" if data.get("src_lang") else "?"
     label = f"{shown} · {architecture} · {pair}"
     return CheckpointInfo(path, label, architecture, data.get("dataset"), data.get("src_lang"), data.get("tgt_lang"),
-                          task=task_of(data), note=cls.attention_note(config.get("init_args") or {}))
+                          task=task_of(data), note=cls.attention_note(config.get("init_args") or {}),
+                          tokenizer_id=_tokenizer_id(bundle.get("tokenizer")))
+
+
+def _tokenizer_id(tokenizer: Any) -> str | None:
+    """A fingerprint of a bundle's tokenizer (`Tokenizer.to_dict`: model bytes), None when it has none."""
+    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("src"), bytes):
+        return None
+    digest = hashlib.sha256(tokenizer["src"])
+    digest.update(b"\0" + (tokenizer.get("tgt") or b""))
+    return digest.hexdigest()
+
+
+def ensembles_of(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
+    """One ensemble entry per group of two or more usable translation checkpoints that can decode together:
+    PyTorch checkpoints (an exported engine has no decoder steps to average) with one tokenizer and language
+    pair (what `translator.ensemble.check_compatible` asks)."""
+    groups: dict[tuple[Any, ...], list[CheckpointInfo]] = {}
+    for info in infos:
+        if info.error or info.is_chat or info.tokenizer_id is None or info.members:
+            continue
+        groups.setdefault((info.tokenizer_id, info.src_lang, info.tgt_lang), []).append(info)
+    entries = []
+    for group in groups.values():
+        group = list({i.path.resolve(): i for i in group}.values())  # the same file twice is one member
+        if len(group) < 2:
+            continue
+        first = group[0]
+        architecture = f"ensemble of {len(group)}: " + " + ".join(i.architecture or "?" for i in group)
+        pair = f"{first.src_lang}→{first.tgt_lang}" if first.src_lang else "?"
+        notes = {i.note for i in group}
+        entries.append(CheckpointInfo(first.path, f"{architecture} · {pair}", architecture, first.dataset,
+                                      first.src_lang, first.tgt_lang, note=notes.pop() if len(notes) == 1 else "",
+                                      tokenizer_id=first.tokenizer_id, members=tuple(i.path for i in group)))
+    return entries
 
 
 def discover_checkpoints(root: str | Path | None) -> list[Path]:
@@ -147,8 +188,9 @@ class ModelCache:
         self._models: dict[tuple[Path, type], Translator] = {}
         self._failed: dict[tuple[Path, type], str] = {}
 
-    def get(self, path: Path, cls: type[Translator]) -> Translator:
-        key = (Path(path).resolve(), cls)
+    def get(self, path: Path | tuple[Path, ...], cls: type[Translator]) -> Translator:
+        """The model of one checkpoint, or of an ensemble when `path` is a tuple of checkpoints."""
+        key = (tuple(Path(p).resolve() for p in path) if isinstance(path, tuple) else Path(path).resolve(), cls)
         with self._lock:
             if key in self._models:
                 return self._models[key]
@@ -159,9 +201,13 @@ class ModelCache:
             if key in self._failed:
                 raise UserError(self._failed[key])
             try:
-                model = cls.from_checkpoint(path, device=self.device)
+                if isinstance(path, tuple):
+                    model = cls.from_ensemble(list(path), device=self.device)
+                else:
+                    model = cls.from_checkpoint(path, device=self.device)
             except (OSError, ValueError) as err:
-                self._failed[key] = f"Cannot load {path}: {err}"
+                what = "the ensemble of " + ", ".join(map(str, path)) if isinstance(path, tuple) else path
+                self._failed[key] = f"Cannot load {what}: {err}"
                 raise UserError(self._failed[key]) from None
             with self._lock:
                 self._models[key] = model
@@ -169,7 +215,12 @@ class ModelCache:
 
 
 class ModelRegistry:
-    """The checkpoints the app offers (translation ones and one chat one), over a ModelCache."""
+    """The checkpoints the app offers (translation ones and one chat one), over a ModelCache.
+
+    With two or more compatible translation checkpoints given (`--checkpoint A --checkpoint B`), their
+    ensemble is offered too (`ensembles`, after them in `choices`); found checkpoints (a run's many epoch
+    files) never form one.
+    """
 
     def __init__(self, checkpoints: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
                  checkpoints_dir: str | Path | None = None, device: str = "cpu", cache: ModelCache | None = None):
@@ -184,20 +235,28 @@ class ModelRegistry:
         found_infos = [read_info(p, root) for p in found]
         # Found chat checkpoints belong to the Chat tab; given ones are offered wherever asked.
         self.translation = _unique_labels(given_infos + [i for i in found_infos if not i.is_chat])
+        self.ensembles = ensembles_of(given_infos)
         self.chat: CheckpointInfo | None = (read_info(chat_checkpoint, root) if chat_checkpoint else
                                             next((i for i in found_infos if i.is_chat and not i.error), None))
 
     @property
     def labels(self) -> list[str]:
+        """The single checkpoints' labels."""
         return [info.label for info in self.translation]
+
+    @property
+    def choices(self) -> list[str]:
+        """What the Translate tab offers: the single checkpoints, then their ensembles."""
+        return self.labels + [info.label for info in self.ensembles]
 
     @property
     def default(self) -> CheckpointInfo | None:
         """The first usable translation checkpoint (or the first listed one, to explain why none works)."""
         return next((i for i in self.translation if not i.error), self.translation[0] if self.translation else None)
 
-    def resolve(self, choice: str | None) -> CheckpointInfo:
-        """A listed checkpoint by label or path; '' or None = the default. Never loads unlisted files."""
+    def resolve(self, choice: str | None, ensembles: bool = True) -> CheckpointInfo:
+        """A listed checkpoint (or, when `ensembles`, an offered ensemble) by label or path; '' or None = the
+        default. Never loads unlisted files."""
         if not self.translation:
             raise UserError(f"No translation checkpoint is loaded. Train one with `{TRAIN_HINT}`.")
         if not choice or not str(choice).strip():
@@ -206,12 +265,17 @@ class ModelRegistry:
         for info in self.translation:
             if choice in (info.label, str(info.path)) or _same_file(choice, info.path):
                 return info
-        raise UserError(f"Unknown checkpoint {choice[:200]!r}; choose one of: {', '.join(self.labels)}")
+        if ensembles:
+            for info in self.ensembles:
+                if choice == info.label:
+                    return info
+        known = self.choices if ensembles else self.labels
+        raise UserError(f"Unknown checkpoint {choice[:200]!r}; choose one of: {', '.join(known)}")
 
     def translator(self, info: CheckpointInfo) -> Translator:
         if info.error:
             raise UserError(info.error)
-        return self.cache.get(info.path, Translator)
+        return self.cache.get(info.members or info.path, Translator)
 
     def chatbot(self) -> Chatbot:
         if self.chat is None:
