@@ -304,11 +304,19 @@ def last_epochs(run_dir: Path, n: int) -> list[Path]:
     return found[-n:]
 
 
-def finished(run_dir: Path, epochs: int | None) -> bool:
-    """Whether a run has written its final epoch's checkpoint (`--reuse`)."""
+def run_seconds(run_dir: Path) -> float:
+    """Wall time of a finished run from its files: hparams.yaml (written at the start) to the newest checkpoint."""
+    newest = max(p.stat().st_mtime for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    return round(newest - (run_dir / "hparams.yaml").stat().st_mtime, 1)
+
+
+def finished(run_dir: Path, epochs: int | None, budget_min: float | None = None) -> bool:
+    """Whether a run has written its final epoch's checkpoint, or trained for its whole time budget (`--reuse`)."""
     found = sorted((run_dir / "checkpoints").glob("epoch*.ckpt"))
     if not (run_dir / "checkpoints" / "last.ckpt").is_file() or not found:
         return False
+    if budget_min is not None and (run_dir / "hparams.yaml").is_file() and run_seconds(run_dir) >= 0.98 * budget_min * 60:
+        return True  # stopped by --trainer.max_time
     if epochs is None:
         return True
     from translator.checkpoint import read_checkpoint
@@ -370,9 +378,8 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         run = runs[lever] = out / "runs" / name / version
         cmd = fit_command(family, args, out / "runs", name, version, [*LEVERS[lever], *extra], epochs)
         result["commands"].append(shell(cmd))
-        if args.reuse and finished(run, epochs):  # wall time from the run's files: first written to last
-            newest = max(p.stat().st_mtime for p in (run / "checkpoints").glob("*.ckpt"))
-            seconds = round(newest - (run / "hparams.yaml").stat().st_mtime, 1)
+        if args.reuse and finished(run, epochs, args.time_budget_min):
+            seconds = run_seconds(run)
         else:
             write_json(out / "ablations.json", result)
             seconds = round(run_logged(cmd, out / "logs" / f"{name}-fit.log"), 1)

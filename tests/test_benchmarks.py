@@ -122,6 +122,23 @@ def test_ablation_levers_get_the_same_cpu_budget():
     assert cmd[cmd.index("--trainer.max_epochs") + 1] == "3"
 
 
+def test_reuse_counts_a_run_stopped_by_its_time_budget_as_finished(tmp_path):
+    quality = bench_module("quality")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    assert not quality.finished(run, 6, 10)  # nothing written yet
+    (run / "hparams.yaml").write_text("{}")
+    for name in ("epoch00.ckpt", "last.ckpt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    start = 1_000_000
+    os.utime(run / "hparams.yaml", (start, start))
+    for name, minutes in (("epoch00.ckpt", 5), ("last.ckpt", 9.9)):
+        os.utime(run / "checkpoints" / name, (start + minutes * 60, start + minutes * 60))
+    assert quality.run_seconds(run) == 594.0
+    assert quality.finished(run, 6, 10)  # 9.9 of 10 minutes: max_time stopped it
+    assert quality.finished(run, None, None)  # the shipped max_epochs: last.ckpt is the end
+
+
 def test_speed_smallest_mode_with_profile(corpus, ckpt, tmp_path):
     out = tmp_path / "speed.json"
     # Transformer: oneDNN has no bf16 LSTM primitive on AVX2-only CPUs (torch 2.13 raises there).
