@@ -301,8 +301,9 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
     """Serve the translator web app: a Translate tab with attention heatmaps, a Chat tab and a Learn tab.
 
     Args:
-        checkpoint: Translation checkpoint to offer, or a list "[a.ckpt, b.ckpt]"; every *.ckpt under
-            checkpoints_dir is offered too.
+        checkpoint: Translation checkpoint to offer, or a list "[a.ckpt, b.ckpt]" (repeat --checkpoint);
+            two or more that share a tokenizer are offered as their ensemble too; every *.ckpt under
+            checkpoints_dir is offered as well.
         chat_checkpoint: Checkpoint trained on a chat dataset (e.g. dailydialog) for the Chat tab; default: the
             first chat checkpoint found under checkpoints_dir.
         checkpoints_dir: Folder searched recursively for *.ckpt files (best/last first); null to search nowhere.
