@@ -28,7 +28,11 @@ def engines_for(family: str, path: Path, export_dir: Path, threads: int) -> list
     from translator.inference import Translator
 
     bundle = load_bundle(path)
-    out = [("pytorch", p, Translator(bundle, precision=p)) for p in PYTORCH_PRECISIONS]
+    out = []
+    for p in PYTORCH_PRECISIONS:
+        translator = Translator(bundle, precision=p)
+        if translator.precision == p:  # else it fell back (bf16 recurrent model, CPU without bf16): no row
+            out.append(("pytorch", p, translator))
     if family == "transformer":
         from translator.ct2_engine import load_exported
         from translator.export import export_checkpoint

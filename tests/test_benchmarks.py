@@ -186,7 +186,11 @@ def test_speed_engines_side_by_side(corpus, ckpt, tmp_path):
     rows = engines["rows"]
     # Transformer: 3 PyTorch precisions + 2 CTranslate2 types, x greedy/beam x batch 64/1, + uncached greedy
     assert len([x for x in rows if x["family"] == "transformer"]) == 5 * 4 + 1
-    assert {x["precision"] for x in rows if x["family"] == "lstm"} == {"fp32", "bf16", "int8"}
+    from translator.runtime import cpu_bf16_is_fast
+
+    # an LSTM has no bf16 kernel on CPUs without native bf16: it decodes in fp32 there, so no bf16 row
+    bf16 = {"bf16"} if cpu_bf16_is_fast() else set()
+    assert {x["precision"] for x in rows if x["family"] == "lstm"} == {"fp32", "int8"} | bf16
     assert all(0 <= x["bleu"] <= 100 and x["sentences_per_s"] > 0 for x in rows)
     assert all(x["p50_ms"] > 0 for x in rows if x["batch_size"] == 1)
     ct2 = [x for x in rows if x["engine"] == "ctranslate2" and x["precision"] == "float32" and x["decoder"] == "greedy"]

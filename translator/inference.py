@@ -23,6 +23,7 @@ from translator.ct2_engine import load_exported
 from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
 from translator.ensemble import load_ensemble
 from translator.quantize import quantize_int8
+from translator.runtime import cpu_bf16_is_fast
 from translator.streaming import LineSink, LineSource, progress_bar
 
 log = logging.getLogger("translator.inference")
@@ -95,12 +96,20 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
 
 
+def _is_recurrent(model: torch.nn.Module) -> bool:
+    """Whether any module of `model` is an nn.LSTM / GRU / RNN."""
+    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+
+
 class Translator:
     """A loaded checkpoint that turns source sentences into target sentences.
 
     precision="bf16" decodes under bf16 autocast (faster on CPUs with AVX-512 bf16 and on GPUs;
     outputs can differ slightly from float32, so published scores use the fp32 default);
     precision="int8" decodes a dynamically int8-quantized copy (translator/quantize.py; CPU only).
+    A recurrent model (LSTM, GRU, RNN) asked for bf16 on a CPU without native bf16 decodes in fp32,
+    with a note: oneDNN has no bf16 recurrent primitive there (torch raises "could not create a
+    primitive descriptor for the LSTM forward propagation primitive").
 
     An exported directory (`translator export`) decodes with CTranslate2 instead
     (translator/ct2_engine.py): its model has `decode_ids`, and everything else here is shared.
@@ -110,8 +119,12 @@ class Translator:
         self.bundle = bundle
         self.device = torch.device(device)
         check_precision(precision)
-        self.precision = precision
         self.model = bundle.model.to(self.device).eval()
+        if precision == "bf16" and self.device.type == "cpu" and _is_recurrent(self.model) and not cpu_bf16_is_fast():
+            print(f"translator: note: this CPU has no native bf16 and {type(self.model).__name__} is recurrent "
+                  "(no bf16 LSTM/GRU kernel here), so --precision bf16 becomes fp32", file=sys.stderr)
+            precision = "fp32"
+        self.precision = precision
         self.engine = getattr(self.model, "decode_ids", None)  # an inference engine decodes ids itself
         if precision == "int8" and self.engine is None:
             if self.device.type != "cpu":
