@@ -6,7 +6,8 @@
     python benchmarks/quality.py --families transformer --checkpoint transformer=runs/x/best.ckpt   # evaluate only
     python benchmarks/quality.py --families lstm -- --trainer.limit_train_batches 10   # extra `translator fit` args
     python benchmarks/quality.py --ablations shipped subword rdrop --epochs 2 --ensemble_last 3   # the levers
-    python benchmarks/quality.py --ablations shipped subword rdrop --epochs 6 --ensemble_runs --reuse
+    python benchmarks/quality.py --ablations shipped subword rdrop seed2 --epochs 6 --ensemble_runs shipped subword rdrop \
+        --ensemble_runs shipped seed2 subword --reuse
 
 Ablations (`--ablations`, one family): the shipped recipe and each lever of LEVERS switched on over
 it, all trained with the same CPU budget (a lever that costs more per epoch trains fewer epochs,
@@ -45,6 +46,8 @@ LEVERS: dict[str, list[str]] = {
     "subword": ["--data.subword_alpha", "0.1", "--data.subword_nbest_size", "64"],
     # the R-Drop paper's alpha 5 on the sum of two passes' losses = 2.5 on their mean (Seq2SeqSystem)
     "rdrop": ["--model.rdrop_alpha", "2.5"],
+    # the shipped recipe with another seed: what an ensemble of runs gains without any lever
+    "seed2": ["--seed_everything", "2"],
 }
 
 #: Training cost of one epoch relative to the shipped recipe: with `--epochs N` a lever of cost c trains
@@ -93,9 +96,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--ensemble_last", type=int, default=0,
                    help="ablations: also score the ensemble and the weight average of the shipped run's last N "
                         "epochNN.ckpt (default 0 = none)")
-    p.add_argument("--ensemble_runs", action="store_true",
-                   help="ablations: also score the ensemble of the trained rows' checkpoints (runs that differ in "
-                        "their lever: the members an ensemble gains from)")
+    p.add_argument("--ensemble_runs", nargs="*", action="append", default=None, metavar="LEVER",
+                   help="ablations: also score the ensemble of these rows' checkpoints (default: every row); "
+                        "repeat for several ensembles. Runs that differ (seed, lever) are what an ensemble gains from")
     p.add_argument("--same_epochs", action="store_true",
                    help="ablations: every lever trains --epochs epochs (default: a lever that costs c times "
                         "the shipped recipe per epoch, see LEVER_COST, trains --epochs / c: the same CPU budget)")
@@ -336,8 +339,11 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         max_time(args.time_budget_min)
     if args.ensemble_last and (args.ensemble_last < 2 or "shipped" not in args.ablations):
         raise BenchmarkError("--ensemble_last needs N >= 2 and the shipped run among --ablations")
-    if args.ensemble_runs and len(set(args.ablations)) < 2:
-        raise BenchmarkError("--ensemble_runs needs at least two --ablations rows to ensemble")
+    for members in args.ensemble_runs or []:
+        stray = [m for m in members if m not in args.ablations]
+        if stray or len(set(members or args.ablations)) < 2:
+            raise BenchmarkError(f"--ensemble_runs {' '.join(members)}: give two or more of the --ablations rows "
+                                 f"({' '.join(args.ablations)})" + (f"; not a row: {' '.join(stray)}" if stray else ""))
     given = {}
     for spec in args.checkpoint or []:
         lever, sep, path = spec.partition("=")
@@ -401,8 +407,9 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         run_logged(cmd, out / "logs" / "average.log")
         rows[f"shipped average of last {args.ensemble_last}"] = average
         ensembles.append((f"shipped ensemble of last {args.ensemble_last}", members))
-    if args.ensemble_runs:
-        ensembles.append((f"ensemble of {' + '.join(args.ablations)}", [rows[lever] for lever in args.ablations]))
+    for members in args.ensemble_runs or []:
+        members = list(dict.fromkeys(members or args.ablations))
+        ensembles.append((f"ensemble of {' + '.join(members)}", [rows[lever] for lever in members]))
     evaluations = {"val greedy": ("val", "greedy"), "test greedy": ("test", "greedy"),
                    f"test beam{args.beam_size}": ("test", "beam")}
     for key, (split, decoder) in evaluations.items():

@@ -236,6 +236,9 @@ def call(name: str, argv: list[str], capsys) -> str:
     (["--epochs", "0"], "--epochs must be greater than 0"),
     (["--checkpoint", "gru=x.ckpt"], "unknown family 'gru'"),
     (["--checkpoint", "x.ckpt"], "FAMILY=PATH"),
+    (["--ablations", "shipped", "subword", "--ensemble_runs", "shipped", "rdrop"], "not a row: rdrop"),
+    (["--ablations", "shipped", "subword", "--ensemble_runs", "shipped"], "give two or more"),
+    (["--ablations", "shipped", "--ensemble_runs"], "give two or more"),
 ])
 def test_quality_rejects_bad_options(argv, message, capsys):
     assert message in call("quality", argv, capsys)
