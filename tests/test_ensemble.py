@@ -186,3 +186,15 @@ def test_app_offers_the_ensemble_of_compatible_given_checkpoints(checkpoints):
     assert ModelRegistry([checkpoints["transformer"]] * 2, checkpoints_dir=None).ensembles == []
     assert ModelRegistry([checkpoints["transformer"], checkpoints["other_tokenizer"]],
                          checkpoints_dir=None).ensembles == []
+
+
+def test_app_names_the_files_when_two_ensembles_look_alike(checkpoints, tmp_path):
+    from translator.service import ModelRegistry
+
+    other2 = make_tiny_checkpoint(tmp_path / "other2.ckpt", "transformer", steps=5, seed=1)  # other's tokenizer
+    registry = ModelRegistry([checkpoints["transformer"], checkpoints["transformer2"], checkpoints["other_tokenizer"],
+                              other2], checkpoints_dir=None)
+    labels = [e.label for e in registry.ensembles]
+    assert labels == ["ensemble of 2: Transformer + Transformer (transformer.ckpt, transformer2.ckpt) · de→en",
+                      "ensemble of 2: Transformer + Transformer (other.ckpt, other2.ckpt) · de→en"]
+    assert registry.resolve(labels[1]).members == (checkpoints["other_tokenizer"], other2)

@@ -157,7 +157,10 @@ def ensembles_of(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
         entries.append(CheckpointInfo(first.path, f"{architecture} · {pair}", architecture, first.dataset,
                                       first.src_lang, first.tgt_lang, note=notes.pop() if len(notes) == 1 else "",
                                       tokenizer_id=first.tokenizer_id, members=tuple(i.path for i in group)))
-    return entries
+    labels = [e.label for e in entries]  # two groups of one shape (other tokenizers): name their files
+    return [dataclasses.replace(e, label=f"{e.architecture} ({', '.join(m.name for m in e.members)}) · "
+                                         f"{e.label.rsplit(' · ', 1)[-1]}") if labels.count(e.label) > 1 else e
+            for e in entries]
 
 
 def discover_checkpoints(root: str | Path | None) -> list[Path]:
