@@ -198,3 +198,9 @@ def test_app_names_the_files_when_two_ensembles_look_alike(checkpoints, tmp_path
     assert labels == ["ensemble of 2: Transformer + Transformer (transformer.ckpt, transformer2.ckpt) · de→en",
                       "ensemble of 2: Transformer + Transformer (other.ckpt, other2.ckpt) · de→en"]
     assert registry.resolve(labels[1]).members == (checkpoints["other_tokenizer"], other2)
+    # members that share a file name (each run's best.ckpt) are named by their paths
+    (tmp_path / "run2").mkdir()
+    copy = tmp_path / "run2" / checkpoints["transformer"].name
+    copy.write_bytes(checkpoints["transformer2"].read_bytes())
+    [entry] = ModelRegistry([checkpoints["transformer"], copy], checkpoints_dir=None).ensembles
+    assert f"({checkpoints['transformer']}, {copy})" in entry.describe()

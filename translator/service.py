@@ -85,7 +85,7 @@ class CheckpointInfo:
             return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}."
         pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
         if self.members:
-            names = ", ".join(p.name for p in self.members)
+            names = ", ".join(member_names(self.members))
             return (f"**{self.architecture}** ({names}), {data} {pair}: every next token is scored by the mean of "
                     f"the members' log-probabilities. {self.note}").strip()
         return f"**{self.path.name}**: {self.architecture}, {data} {pair}. {self.note}".strip()
@@ -127,6 +127,12 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
                           tokenizer_id=_tokenizer_id(bundle.get("tokenizer")))
 
 
+def member_names(paths: Sequence[Path]) -> list[str]:
+    """File names of an ensemble's members, or their paths when two share a name (run1/best.ckpt, run2/best.ckpt)."""
+    names = [p.name for p in paths]
+    return names if len(set(names)) == len(names) else [str(p) for p in paths]
+
+
 def _tokenizer_id(tokenizer: Any) -> str | None:
     """A fingerprint of a bundle's tokenizer (`Tokenizer.to_dict`: model bytes), None when it has none."""
     if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("src"), bytes):
@@ -158,7 +164,7 @@ def ensembles_of(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
                                       first.src_lang, first.tgt_lang, note=notes.pop() if len(notes) == 1 else "",
                                       tokenizer_id=first.tokenizer_id, members=tuple(i.path for i in group)))
     labels = [e.label for e in entries]  # two groups of one shape (other tokenizers): name their files
-    return [dataclasses.replace(e, label=f"{e.architecture} ({', '.join(m.name for m in e.members)}) · "
+    return [dataclasses.replace(e, label=f"{e.architecture} ({', '.join(member_names(e.members))}) · "
                                          f"{e.label.rsplit(' · ', 1)[-1]}") if labels.count(e.label) > 1 else e
             for e in entries]
 
