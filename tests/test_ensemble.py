@@ -178,9 +178,12 @@ def test_app_offers_the_ensemble_of_compatible_given_checkpoints(checkpoints):
     dropdowns = {b.elem_id: [c[0] if isinstance(c, tuple) else c for c in b.choices]
                  for b in demo.blocks.values() if isinstance(b, gr.Dropdown)}
     assert entry.label in dropdowns["checkpoint"] and entry.label not in dropdowns["learn-checkpoint"]
+    # the ensemble shares the members' models already in the app's cache: nothing is loaded twice
+    ensemble = registry.translator(entry).model
+    assert [m for m in ensemble.members] == [registry.translator(i).model for i in registry.translation[:2]]
     # the Learn tab looks inside one model: an ensemble label is not one of its choices
     with pytest.raises(UserError, match="Unknown checkpoint"):
-        LearnService(registry).registry.resolve(entry.label, ensembles=False)
+        LearnService(registry)._model(entry.label)
     # one checkpoint, the same file twice, or incompatible ones: no ensemble is offered
     assert ModelRegistry([checkpoints["transformer"]], checkpoints_dir=None).ensembles == []
     assert ModelRegistry([checkpoints["transformer"]] * 2, checkpoints_dir=None).ensembles == []

@@ -162,7 +162,11 @@ def load_ensemble(paths: Sequence[str | Path], device: str | torch.device = "cpu
     paths = [Path(p) for p in paths]
     if not paths:
         raise ValueError("an ensemble needs at least one checkpoint; pass --ensemble CKPT CKPT ...")
-    bundles = [load_bundle(p, device=device) for p in paths]
+    return ensemble_of([load_bundle(p, device=device) for p in paths], device)
+
+
+def ensemble_of(bundles: Sequence[Bundle], device: str | torch.device = "cpu") -> EnsembleBundle:
+    """Loaded bundles as one `Ensemble` (their modules are shared, not copied), after `check_compatible`."""
     check_compatible(bundles)
     first = bundles[0]
     model = Ensemble([b.model for b in bundles]).to(device).eval()

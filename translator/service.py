@@ -20,6 +20,7 @@ import torch
 from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, is_exported, model_class, read_checkpoint, read_export, task_of
 from translator.ct2_engine import CT2Model
 from translator.decoding import DecodeConfig
+from translator.ensemble import ensemble_of
 from translator.evaluation import attention_figure
 from translator.inference import Chatbot, Translation, Translator, flatten_history
 from translator.scheduling import FairScheduler, RequestTimeout, pieces_by_cost
@@ -210,8 +211,9 @@ class ModelCache:
             if key in self._failed:
                 raise UserError(self._failed[key])
             try:
-                if isinstance(path, tuple):
-                    model = cls.from_ensemble(list(path), device=self.device)
+                if isinstance(path, tuple):  # the members' models from this cache: each loaded once
+                    bundles = [self.get(member, cls).bundle for member in path]
+                    model = cls(ensemble_of(bundles, self.device), device=self.device)
                 else:
                     model = cls.from_checkpoint(path, device=self.device)
             except (OSError, ValueError) as err:
