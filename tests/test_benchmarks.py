@@ -110,6 +110,30 @@ def test_quality_ablations_train_each_lever_and_score_the_ensemble(corpus, tmp_p
     assert json.loads((out / "ablations.json").read_text())["rows"]["subword"]["train_seconds"] > 0
 
 
+@pytest.mark.slow
+def test_malloc_trains_under_each_policy_and_reports_speed_and_memory(corpus, tmp_path):
+    out = tmp_path / "out"
+    r = run("malloc.py", "--config", ROOT / "translator/configs/lstm.yaml", "--steps", 20, "--policies", "glibc",
+            "32MiB-64MiB", "--out", out, "--", "--data.data_dir", corpus, "--data.vocab_size", 300,
+            "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    rows = json.loads((out / "malloc.json").read_text())["rows"]
+    assert [row["policy"] for row in rows] == ["glibc", "32MiB-64MiB"]
+    assert rows[0]["thresholds"] is None and rows[1]["thresholds"] == [32 << 20, 64 << 20]
+    for row in rows:
+        assert row["tokens_per_s"] > 0 and row["peak_rss_gb"] > 0.1 and row["wall_seconds"] > 0 and row["steps"] == 20
+    assert "| 32MiB-64MiB |" in r.stdout
+    assert not list(ROOT.glob("config.yaml")) and not list(tmp_path.glob("config.yaml"))  # nothing left behind
+
+
+def test_malloc_rejects_bad_options(tmp_path):
+    for args, message in ((["--steps", 0], "--steps must be greater than 0"),
+                          (["--config", "nope.yaml"], "--config nope.yaml: no such file"),
+                          (["--policies", "jemalloc"], "invalid choice")):
+        r = run("malloc.py", *args, cwd=tmp_path)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_ablation_levers_get_the_same_cpu_budget():
     quality = bench_module("quality")
     assert quality.lever_epochs("shipped", 6, same_epochs=False) == 6

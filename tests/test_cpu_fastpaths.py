@@ -69,3 +69,21 @@ def test_switched_off_every_path_is_the_library_call(monkeypatch):
     square = CompiledOnCPU(torch.square)
     assert torch.equal(square(x), x * x) and square.compiled is None  # never compiled
     assert not cpu_fastpaths.tune_malloc()
+
+
+def test_tune_malloc_sets_both_glibc_thresholds(monkeypatch):
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(cpu_fastpaths, "ENABLED", True)
+    monkeypatch.setattr(cpu_fastpaths.sys, "platform", "linux")
+    monkeypatch.setattr(cpu_fastpaths.ctypes, "CDLL", lambda name: Libc())
+    assert cpu_fastpaths.tune_malloc()
+    assert calls == [(-3, cpu_fastpaths.MMAP_THRESHOLD), (-1, cpu_fastpaths.TRIM_THRESHOLD)]  # M_MMAP, M_TRIM
+    assert cpu_fastpaths.MMAP_THRESHOLD <= cpu_fastpaths.TRIM_THRESHOLD
+    calls.clear()
+    assert cpu_fastpaths.tune_malloc(1 << 30, 2**31 - 1) and calls == [(-3, 1 << 30), (-1, 2**31 - 1)]
