@@ -8,6 +8,7 @@
     python benchmarks/quality.py --ablations shipped subword rdrop --epochs 2 --ensemble_last 3   # the levers
     python benchmarks/quality.py --ablations shipped subword rdrop seed2 --epochs 6 --ensemble_runs shipped subword rdrop \
         --ensemble_runs shipped seed2 subword --reuse
+    python benchmarks/quality.py --ablations shipped seed2 seed3 --epochs 5 --ensemble_runs --parallel 3   # 3 at once
 
 Ablations (`--ablations`, one family): the shipped recipe and each lever of LEVERS switched on over
 it, all trained with the same CPU budget (a lever that costs more per epoch trains fewer epochs,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,6 +50,7 @@ LEVERS: dict[str, list[str]] = {
     "rdrop": ["--model.rdrop_alpha", "2.5"],
     # the shipped recipe with another seed: what an ensemble of runs gains without any lever
     "seed2": ["--seed_everything", "2"],
+    "seed3": ["--seed_everything", "3"],  # with shipped and seed2: the ensemble of three seeds
 }
 
 #: Training cost of one epoch relative to the shipped recipe: with `--epochs N` a lever of cost c trains
@@ -104,6 +107,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         "the shipped recipe per epoch, see LEVER_COST, trains --epochs / c: the same CPU budget)")
     p.add_argument("--reuse", action="store_true",
                    help="ablations: a run that already finished in OUT/runs is scored, not trained again")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="ablations: train up to N rows at the same time, each with OMP_NUM_THREADS = cores / N "
+                        "unless OMP_NUM_THREADS is set (default 1: one after the other, output on the console)")
     return p.parse_args(argv), extra
 
 
@@ -141,6 +147,42 @@ def run_logged(cmd: list[str], log_path: Path) -> float:
     if proc.returncode != 0:
         print(f"{PROG}: error: command failed with exit code {proc.returncode} (output in {log_path}):\n  "
               f"{shell(cmd)}", file=sys.stderr)
+        raise SystemExit(1)
+    return seconds
+
+
+def run_parallel(jobs: dict[str, tuple[list[str], Path]], parallel: int) -> dict[str, float]:
+    """Run the commands of jobs (name -> (cmd, log path)) up to `parallel` at a time, each one's output only in its
+    log, with OMP_NUM_THREADS = cores / parallel unless set; return wall seconds per name, raise if any failed.
+
+    A failure does not stop the others (their runs stay usable with --reuse); Ctrl-C stops them all."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
+    waiting, running, seconds, failed = list(jobs.items()), {}, {}, []
+    try:
+        while waiting or running:
+            while waiting and len(running) < parallel:
+                name, (cmd, log_path) = waiting.pop(0)
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                print(f"\n$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {shell(cmd)}\n  (output in {log_path})", flush=True)
+                with open(log_path, "wb") as log:
+                    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[name] = (proc, time.perf_counter(), log_path)
+            time.sleep(1)
+            for name, (proc, start, log_path) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                seconds[name] = time.perf_counter() - start
+                print(f"{PROG}: {name}: " + ("done" if proc.returncode == 0 else f"exit code {proc.returncode}")
+                      + f" after {duration(seconds[name])}", flush=True)
+                if proc.returncode != 0:
+                    failed.append(f"{name} (exit code {proc.returncode}, output in {log_path}):\n  {shell(jobs[name][0])}")
+    finally:
+        for proc, _, _ in running.values():
+            proc.terminate()
+    if failed:
+        print(f"{PROG}: error: {len(failed)} of {len(jobs)} trainings failed: " + "\n".join(failed), file=sys.stderr)
         raise SystemExit(1)
     return seconds
 
@@ -335,6 +377,7 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
     family = families[0]
     positive("--epochs", args.epochs)
     positive("--time_budget_min", args.time_budget_min)
+    positive("--parallel", args.parallel)
     if args.time_budget_min is not None:
         max_time(args.time_budget_min)
     if args.ensemble_last and (args.ensemble_last < 2 or "shipped" not in args.ablations):
@@ -369,6 +412,8 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
     }
     rows: dict[str, Path] = {}
     runs: dict[str, Path] = {}
+    trained: dict[str, float | None] = {}  # lever -> wall seconds (None: reused, read off its files)
+    jobs: dict[str, tuple[list[str], Path]] = {}
     for lever in args.ablations:
         entry = result["rows"][lever] = {"lever": lever, "fit_args": LEVERS[lever]}
         if lever in given:
@@ -384,11 +429,19 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         run = runs[lever] = out / "runs" / name / version
         cmd = fit_command(family, args, out / "runs", name, version, [*LEVERS[lever], *extra], epochs)
         result["commands"].append(shell(cmd))
-        if args.reuse and finished(run, epochs, args.time_budget_min):
-            seconds = run_seconds(run)
-        else:
-            write_json(out / "ablations.json", result)
-            seconds = round(run_logged(cmd, out / "logs" / f"{name}-fit.log"), 1)
+        trained[lever] = None
+        if not (args.reuse and finished(run, epochs, args.time_budget_min)):
+            jobs[lever] = (cmd, out / "logs" / f"{name}-fit.log")
+    write_json(out / "ablations.json", result)
+    if args.parallel > 1 and len(jobs) > 1:
+        result["budget"]["parallel"] = min(args.parallel, len(jobs))
+        trained.update(run_parallel(jobs, args.parallel))
+    else:
+        trained.update({lever: run_logged(cmd, log) for lever, (cmd, log) in jobs.items()})
+    for lever, seconds in trained.items():
+        run = runs[lever]
+        entry = result["rows"][lever]
+        seconds = run_seconds(run) if seconds is None else round(seconds, 1)
         rows[lever] = find_trained(run)
         scored = check_checkpoint(rows[lever], args.src_lang, args.tgt_lang, family)
         # the newest epochNN.ckpt: last.ckpt is rewritten only when best.ckpt is (save_last of the BLEU monitor)
@@ -396,6 +449,7 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         facts = check_checkpoint(newest[0], args.src_lang, args.tgt_lang, family) if newest[0].is_file() else scored
         entry.update(checkpoint=str(rows[lever]), train_seconds=seconds, trained_here=True, **facts,
                      scored_epoch=scored["epochs"])
+    rows = {lever: rows[lever] for lever in args.ablations}  # the order of --ablations, given or trained
     ensembles: list[tuple[str, list[Path]]] = []
     if args.ensemble_last:
         members = last_epochs(runs["shipped"], args.ensemble_last)
@@ -452,7 +506,9 @@ def ablations_markdown(result: dict[str, Any], evaluations: list[str]) -> str:
         " (divided by the lever's cost per epoch for the same CPU budget: "
         + ", ".join(f"{lever} ×{cost:g}" for lever, cost in LEVER_COST.items()) + ")")
     limits = [f"max_epochs {budget['epochs']}{scaled}" if budget["epochs"] else None,
-              f"at most {budget['time_budget_min']:g} min" if budget["time_budget_min"] else None]
+              f"at most {budget['time_budget_min']:g} min" if budget["time_budget_min"] else None,
+              f"{budget['parallel']} trained at the same time (so their wall times are shared)"
+              if budget.get("parallel") else None]
     return "\n".join([
         f"# Ablations: {result['family']} on {result['dataset']} {result['src_lang']}→{result['tgt_lang']}", "",
         f"Run {result['created']}. Every trained row: the shipped config with "

@@ -85,9 +85,12 @@ def test_quality_ablations_train_each_lever_and_score_the_ensemble(corpus, tmp_p
     args = ["--families", "lstm", "--ablations", "shipped", "subword", "--epochs", 2, "--ensemble_last", 2,
             "--ensemble_runs", "--max_sentences", 2, "--data_dir", corpus, "--out", out]
     fit = ["--", "--trainer.enable_progress_bar", "false", "--data.vocab_size", 300]
-    r = run("quality.py", *args, *fit, cwd=tmp_path)
+    r = run("quality.py", *args, "--parallel", 2, *fit, cwd=tmp_path)  # both levers train at the same time
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     result = json.loads((out / "ablations.json").read_text())
+    assert result["budget"]["parallel"] == 2 and r.stdout.count("$ OMP_NUM_THREADS=") == 2
+    for lever in ("shipped", "subword"):  # each training's output went to its own log, not the console
+        assert "`Trainer.fit` stopped: `max_epochs=2` reached" in (out / "logs" / f"lstm-{lever}-fit.log").read_text()
     rows = result["rows"]
     assert list(rows) == ["shipped", "subword", "shipped epoch00", "shipped epoch01",
                           "shipped average of last 2", "shipped ensemble of last 2", "ensemble of shipped + subword"]
@@ -144,6 +147,28 @@ def test_ablation_levers_get_the_same_cpu_budget():
     assert quality.lever_epochs("rdrop", None, same_epochs=False) is None  # the shipped max_epochs
     cmd = quality.fit_command("transformer", quality.parse_args(["--epochs", "6"])[0], Path("out"), "n", "v", [], 3)
     assert cmd[cmd.index("--trainer.max_epochs") + 1] == "3"
+
+
+def test_parallel_trainings_share_the_cores_and_a_failure_names_its_log(tmp_path, monkeypatch, capsys):
+    quality = bench_module("quality")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(quality.os, "cpu_count", lambda: 4)
+    py = [sys.executable, "-c"]
+    jobs = {name: ([*py, code], tmp_path / f"{name}.log") for name, code in (
+        ("a", "import os, time; time.sleep(0.5); print('threads', os.environ['OMP_NUM_THREADS'])"),
+        ("b", "import os; print('threads', os.environ['OMP_NUM_THREADS'])"))}
+    seconds = quality.run_parallel(jobs, 2)
+    assert set(seconds) == {"a", "b"} and seconds["a"] >= 0.5
+    assert (tmp_path / "a.log").read_text() == (tmp_path / "b.log").read_text() == "threads 2\n"
+    jobs["fails"] = ([*py, "import sys; print('boom'); sys.exit(3)"], tmp_path / "fails.log")
+    jobs["a"] = ([*py, "import time; time.sleep(1.5); open('a.done', 'w')"], tmp_path / "a.log")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        quality.run_parallel(jobs, 3)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "1 of 3 trainings failed" in err and str(tmp_path / "fails.log") in err
+    assert (tmp_path / "a.done").is_file()  # the failure did not stop the other training
+    assert (tmp_path / "fails.log").read_text() == "boom\n"
 
 
 def test_reuse_counts_a_run_stopped_by_its_time_budget_as_finished(tmp_path):
@@ -263,6 +288,7 @@ def call(name: str, argv: list[str], capsys) -> str:
     (["--ablations", "shipped", "subword", "--ensemble_runs", "shipped", "rdrop"], "not a row: rdrop"),
     (["--ablations", "shipped", "subword", "--ensemble_runs", "shipped"], "give two or more"),
     (["--ablations", "shipped", "--ensemble_runs"], "give two or more"),
+    (["--ablations", "shipped", "seed2", "--parallel", "0"], "--parallel must be greater than 0"),
 ])
 def test_quality_rejects_bad_options(argv, message, capsys):
     assert message in call("quality", argv, capsys)
