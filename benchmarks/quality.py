@@ -178,9 +178,14 @@ def run_parallel(jobs: dict[str, tuple[list[str], Path]], parallel: int) -> dict
                       + f" after {duration(seconds[name])}", flush=True)
                 if proc.returncode != 0:
                     failed.append(f"{name} (exit code {proc.returncode}, output in {log_path}):\n  {shell(jobs[name][0])}")
-    finally:
+    finally:  # Ctrl-C or an error here: stop what still runs (Lightning ends its step on SIGTERM first)
         for proc, _, _ in running.values():
             proc.terminate()
+        for proc, _, _ in running.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     if failed:
         print(f"{PROG}: error: {len(failed)} of {len(jobs)} trainings failed: " + "\n".join(failed), file=sys.stderr)
         raise SystemExit(1)
