@@ -152,13 +152,16 @@ def hardware() -> dict[str, Any]:
     """CPU model, cores, memory, accelerator and library versions of this machine."""
     import torch
 
-    cpu, flags = None, set()
+    cpu, flags, ident = None, set(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu is None:
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and cpu is None:
+                cpu = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+            elif key in ("cpu family", "model") and key not in ident:
+                ident[key] = value
     except OSError:
         pass
     cpu = cpu or platform.processor() or platform.machine()
@@ -181,7 +184,9 @@ def hardware() -> dict[str, Any]:
     gpu = None
     if torch.cuda.is_available():
         gpu = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {"cpu": cpu, "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
+    # "AMD EPYC" names several generations about 2x apart in speed: family/model tells them apart (23/1: Zen 1)
+    cpu_id = f"family {ident['cpu family']} model {ident['model']}" if len(ident) == 2 else None
+    return {"cpu": cpu, "cpu_id": cpu_id, "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
             "logical_cores": os.cpu_count(), "usable_cores": usable, "torch_threads": torch.get_num_threads(),
             "memory_gib": memory, "gpu": gpu, "platform": platform.platform(), "versions": versions}
 
@@ -189,7 +194,8 @@ def hardware() -> dict[str, Any]:
 def hardware_line(hw: dict[str, Any]) -> str:
     v = hw["versions"]
     gpu = ", ".join(hw["gpu"]) if hw.get("gpu") else "no GPU"
-    return (f"{hw['cpu']} ({hw['usable_cores']} usable of {hw['logical_cores']} logical cores, "
+    cpu = f"{hw['cpu']}, {hw['cpu_id']}" if hw.get("cpu_id") else hw["cpu"]
+    return (f"{cpu} ({hw['usable_cores']} usable of {hw['logical_cores']} logical cores, "
             f"{hw['torch_threads']} torch threads, {hw['memory_gib']} GiB, {'/'.join(hw['cpu_flags']) or '-'}), "
             f"{gpu}; torch {v['torch']}, lightning {v.get('lightning', '?')}, python {v['python']}")
 
