@@ -186,6 +186,12 @@ def test_reuse_counts_a_run_stopped_by_its_time_budget_as_finished(tmp_path):
     assert quality.run_seconds(run) == 594.0
     assert quality.finished(run, 6, 10)  # 9.9 of 10 minutes: max_time stopped it
     assert quality.finished(run, None, None)  # the shipped max_epochs: last.ckpt is the end
+    # max_time stops mid-epoch: the last checkpoint is from the last validation, metrics.csv from the stop
+    os.utime(run / "checkpoints" / "last.ckpt", (start + 300, start + 300))
+    assert quality.run_seconds(run) == 300.0  # 5 of 10 minutes, nothing later: not a stop by max_time
+    (run / "metrics.csv").write_text("epoch,step\n")
+    os.utime(run / "metrics.csv", (start + 598, start + 598))
+    assert quality.run_seconds(run) == 598.0 and quality.finished(run, 6, 10)
 
 
 def test_speed_smallest_mode_with_profile(corpus, ckpt, tmp_path):
