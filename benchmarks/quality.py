@@ -358,7 +358,9 @@ def run_seconds(run_dir: Path) -> float:
     """Wall time of a finished run from its files: hparams.yaml (written at the start) to the newest checkpoint or
     metrics.csv, whichever is later (a run stopped by max_time writes its last checkpoint at its last validation,
     up to an epoch before the stop, but its CSV logger saves metrics.csv at the stop)."""
-    ends = [*(run_dir / "checkpoints").glob("*.ckpt"), *(run_dir / "metrics.csv",)[:(run_dir / "metrics.csv").is_file()]]
+    ends = list((run_dir / "checkpoints").glob("*.ckpt"))
+    if (run_dir / "metrics.csv").is_file():
+        ends.append(run_dir / "metrics.csv")
     newest = max(p.stat().st_mtime for p in ends)
     return round(newest - (run_dir / "hparams.yaml").stat().st_mtime, 1)
 
