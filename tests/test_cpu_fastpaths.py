@@ -87,3 +87,21 @@ def test_tune_malloc_sets_both_glibc_thresholds(monkeypatch):
     assert cpu_fastpaths.MMAP_THRESHOLD <= cpu_fastpaths.TRIM_THRESHOLD
     calls.clear()
     assert cpu_fastpaths.tune_malloc(1 << 30, 2**31 - 1) and calls == [(-3, 1 << 30), (-1, 2**31 - 1)]
+
+
+def test_fit_falling_back_to_float32_sets_the_float32_malloc_thresholds(monkeypatch, capsys):
+    from translator import cli, runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "tune_malloc", lambda *thresholds: calls.append(thresholds))
+    monkeypatch.setattr(runtime, "cpu_bf16_is_fast", lambda: False)  # an AVX2-only CPU
+    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
+    cli._cpu_precision(config)
+    assert config["trainer"]["precision"] == "32-true" and "no native bf16" in capsys.readouterr().err
+    assert calls == [(cpu_fastpaths.FP32_MMAP_THRESHOLD, cpu_fastpaths.FP32_TRIM_THRESHOLD)]
+    assert cpu_fastpaths.FP32_MMAP_THRESHOLD > 8000 * 4096 * 4  # a step's float32 logits stay on the heap
+    monkeypatch.setattr(runtime, "cpu_bf16_is_fast", lambda: True)  # native bf16: the entry point's thresholds stay
+    calls.clear()
+    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
+    cli._cpu_precision(config)
+    assert config["trainer"]["precision"] == "bf16-mixed" and calls == []

@@ -263,7 +263,7 @@ def _cpu_precision(config: Any) -> None:
     """bf16 on a CPU that only emulates it (AVX2) runs ~40x slower than float32: train in float32 there."""
     import torch
 
-    from translator.runtime import cpu_bf16_is_fast
+    from translator.runtime import FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD, cpu_bf16_is_fast, tune_malloc
 
     trainer = config.get("trainer") if hasattr(config, "get") else None
     precision = str(trainer.get("precision") or "") if trainer is not None else ""
@@ -273,6 +273,7 @@ def _cpu_precision(config: Any) -> None:
         print(f"translator: note: this CPU has no native bf16 (measured slower than float32), so "
               f"--trainer.precision {precision} becomes 32-true", file=sys.stderr)
         trainer["precision"] = "32-true"
+        tune_malloc(FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD)  # float32's larger blocks (cpu_fastpaths)
 
 
 # ---- function commands: parsed from the signature by jsonargparse ------------------------------

@@ -145,9 +145,14 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: glibc malloc thresholds (bytes) set by tune_malloc: blocks under MMAP_THRESHOLD come from the heap and
 #: are reused; a free heap top over TRIM_THRESHOLD goes back to the OS. Measured with
 #: `python benchmarks/malloc.py` (benchmarks/RESULTS.md, "Memory allocator"): training the shipped
-#: Transformer in bf16, 32 MiB / 64 MiB ran at the speed of the former 1 GiB / never-trim setting with
-#: about a third less resident memory, which grew to 5.5-9.5 GB per run over long trainings.
+#: Transformer in bf16 (Zen 5), 32 MiB / 64 MiB ran 12% faster than 1 GiB / never trim with a quarter
+#: less peak memory, and kept resident memory flat where the 1 GiB heap grew to 5.5-9.5 GB per run.
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 64 << 20
+#: The thresholds for float32 training (`fit` on a CPU without native bf16): there the blocks are twice
+#: as large, a step's (tokens, vocab) logits (131 MB) and their gradients go over 32 MiB and are mmap'd
+#: and zero-filled again each step; on a Zen 1 EPYC (AVX2) 1 GiB / never trim trained 4% and 17% faster
+#: (two runs of 30 steps) at 0.1 GB more peak memory, and fp32 trainings stayed flat at 2.2 GB for 96 min.
+FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD = 1 << 30, 2**31 - 1
 
 
 def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
@@ -155,10 +160,11 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM
 
     By default glibc's mmap threshold adapts upwards as blocks are freed, and blocks over it are
     mmap'd and unmapped on free, so a training step page-faults and zero-fills its activations and
-    (N, V) logits again. Fixed thresholds let freed memory be reused (this cut F.cross_entropy
-    fwd+bwd on (6000, 8000) bf16 logits from 0.55 s to 0.18 s and exp() on 48M floats from 0.21 s to
-    0.07 s), and a finite trim threshold lets the heap shrink again. No-op off glibc (and with the
-    fast paths off).
+    (N, V) logits again. Fixed thresholds let freed memory be reused (a 1 GiB threshold cut
+    F.cross_entropy fwd+bwd on (6000, 8000) bf16 logits from 0.55 s to 0.18 s and exp() on 48M floats
+    from 0.21 s to 0.07 s), and a finite trim threshold lets the heap shrink again. Called again with
+    FP32_* when `fit` falls back to float32 (translator.cli). No-op off glibc (and with the fast paths
+    off).
     """
     if not ENABLED or not sys.platform.startswith("linux"):
         return False
