@@ -146,7 +146,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: are reused; a free heap top over TRIM_THRESHOLD goes back to the OS. Measured with
 #: `python benchmarks/malloc.py` (benchmarks/RESULTS.md, "Memory allocator"): training the shipped
 #: Transformer in bf16 (Zen 5), 32 MiB / 64 MiB ran 12% faster than 1 GiB / never trim with a quarter
-#: less peak memory, and kept resident memory flat where the 1 GiB heap grew to 5.5-9.5 GB per run.
+#: less peak memory; with 1 GiB, long bf16 runs grew to 5.5-9.5 GB of mostly free heap (that 32 MiB keeps
+#: a whole 20-epoch run flat is not yet measured).
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 64 << 20
 #: The thresholds for float32 training (`fit` on a CPU without native bf16): there the blocks are twice
 #: as large, a step's (tokens, vocab) logits (131 MB) and their gradients go over 32 MiB and are mmap'd
