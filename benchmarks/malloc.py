@@ -6,8 +6,8 @@
 
 Each policy trains `translator fit --config CONFIG --trainer.max_steps N` in a fresh process (glibc
 reads its thresholds once per process) with `translator.cpu_fastpaths.tune_malloc` given that
-policy's thresholds ("glibc": not called, glibc's adaptive defaults), also where `fit` falls back
-to float32 (which otherwise sets FP32_MMAP_THRESHOLD / FP32_TRIM_THRESHOLD). Reports the mean
+policy's thresholds ("glibc": not called, glibc's adaptive defaults), also where a float32
+training would set its own (FP32_MMAP_THRESHOLD / FP32_TRIM_THRESHOLD). Reports the mean
 `train/tokens_per_s` of the logged steps after the first log (warm-up excluded), the wall time of the
 whole process and its peak resident memory (VmHWM), and writes OUT/malloc.json. Run from the
 repository root; no validation, no checkpoints.
@@ -43,7 +43,7 @@ import json, sys
 import translator.runtime as runtime
 from translator import cpu_fastpaths
 policy = json.loads(sys.argv[1])
-# every call (the entry point's, and fit's when it falls back to float32) sets this policy instead
+# every call (the entry point's, and a float32 training's) sets this policy instead
 runtime.tune_malloc = (lambda *_: False) if policy is None else (lambda *_: cpu_fastpaths.tune_malloc(*policy))
 from translator.cli import main
 try:

@@ -89,7 +89,7 @@ def test_tune_malloc_sets_both_glibc_thresholds(monkeypatch):
     assert cpu_fastpaths.tune_malloc(1 << 30, 2**31 - 1) and calls == [(-3, 1 << 30), (-1, 2**31 - 1)]
 
 
-def test_fit_falling_back_to_float32_sets_the_float32_malloc_thresholds(monkeypatch, capsys):
+def test_float32_training_on_the_cpu_sets_the_float32_malloc_thresholds(monkeypatch, capsys):
     from translator import cli, runtime
 
     calls = []
@@ -105,3 +105,10 @@ def test_fit_falling_back_to_float32_sets_the_float32_malloc_thresholds(monkeypa
     config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
     cli._cpu_precision(config)
     assert config["trainer"]["precision"] == "bf16-mixed" and calls == []
+    for precision in ("32-true", None):  # float32 asked for (or Lightning's default) on that CPU: its thresholds
+        calls.clear()
+        cli._cpu_precision({"trainer": {"precision": precision, "accelerator": "cpu"}})
+        assert calls == [(cpu_fastpaths.FP32_MMAP_THRESHOLD, cpu_fastpaths.FP32_TRIM_THRESHOLD)], precision
+    calls.clear()
+    cli._cpu_precision({"trainer": {"precision": "32-true", "accelerator": "gpu"}})  # not a CPU run
+    assert calls == []

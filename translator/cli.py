@@ -260,7 +260,10 @@ def _check_resume(config: Any, subcommand: str) -> None:
 
 
 def _cpu_precision(config: Any) -> None:
-    """bf16 on a CPU that only emulates it (AVX2) runs ~40x slower than float32: train in float32 there."""
+    """bf16 on a CPU that only emulates it (AVX2) runs ~40x slower than float32: train in float32 there.
+
+    A float32 run on the CPU (so fallen back, or asked for) gets the malloc thresholds of its larger
+    blocks (cpu_fastpaths.FP32_MMAP_THRESHOLD)."""
     import torch
 
     from translator.runtime import FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD, cpu_bf16_is_fast, tune_malloc
@@ -272,8 +275,9 @@ def _cpu_precision(config: Any) -> None:
     if precision.startswith("bf16") and on_cpu and not cpu_bf16_is_fast():
         print(f"translator: note: this CPU has no native bf16 (measured slower than float32), so "
               f"--trainer.precision {precision} becomes 32-true", file=sys.stderr)
-        trainer["precision"] = "32-true"
-        tune_malloc(FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD)  # float32's larger blocks (cpu_fastpaths)
+        trainer["precision"] = precision = "32-true"
+    if on_cpu and not precision.startswith(("bf16", "16")):  # "", "32", "32-true", "64-true": full-width floats
+        tune_malloc(FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD)
 
 
 # ---- function commands: parsed from the signature by jsonargparse ------------------------------

@@ -149,7 +149,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: less peak memory; with 1 GiB, long bf16 runs grew to 5.5-9.5 GB of mostly free heap (that 32 MiB keeps
 #: a whole 20-epoch run flat is not yet measured).
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 64 << 20
-#: The thresholds for float32 training (`fit` on a CPU without native bf16): there the blocks are twice
+#: The thresholds for float32 training on the CPU (as `fit` does without native bf16): the blocks are twice
 #: as large, a step's (tokens, vocab) logits (131 MB) and their gradients go over 32 MiB and are mmap'd
 #: and zero-filled again each step; on a Zen 1 EPYC (AVX2) 1 GiB / never trim trained 4% and 17% faster
 #: (two runs of 30 steps) at 0.1 GB more peak memory, and fp32 trainings stayed flat at 2.2 GB for 96 min.
@@ -164,7 +164,7 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM
     (N, V) logits again. Fixed thresholds let freed memory be reused (a 1 GiB threshold cut
     F.cross_entropy fwd+bwd on (6000, 8000) bf16 logits from 0.55 s to 0.18 s and exp() on 48M floats
     from 0.21 s to 0.07 s), and a finite trim threshold lets the heap shrink again. Called again with
-    FP32_* when `fit` falls back to float32 (translator.cli). No-op off glibc (and with the fast paths
+    FP32_* when a training runs in float32 on the CPU (translator.cli). No-op off glibc (and with the fast paths
     off).
     """
     if not ENABLED or not sys.platform.startswith("linux"):
