@@ -48,6 +48,8 @@ LEVERS: dict[str, list[str]] = {
     "subword": ["--data.subword_alpha", "0.1", "--data.subword_nbest_size", "64"],
     # the R-Drop paper's alpha 5 on the sum of two passes' losses = 2.5 on their mean (Seq2SeqSystem)
     "rdrop": ["--model.rdrop_alpha", "2.5"],
+    # twice the shipped label smoothing (0.1): the other model-side regularizer the issue names
+    "smooth": ["--model.label_smoothing", "0.2"],
     # the shipped recipe with another seed: what an ensemble of runs gains without any lever
     "seed2": ["--seed_everything", "2"],
     "seed3": ["--seed_everything", "3"],  # with shipped and seed2: the ensemble of three seeds
