@@ -53,13 +53,26 @@ LEVERS: dict[str, list[str]] = {
     # the shipped recipe with another seed: what an ensemble of runs gains without any lever
     "seed2": ["--seed_everything", "2"],
     "seed3": ["--seed_everything", "3"],  # with shipped and seed2: the ensemble of three seeds
+    # the issue's other shapes (Transformer only; heads of 64 as shipped): wider but shallower, 8.3 M parameters
+    "wide": ["--model.model.init_args.d_model", "320", "--model.model.init_args.num_heads", "5",
+             "--model.model.init_args.ff_size", "1280",
+             "--model.model.init_args.num_encoder_layers", "2", "--model.model.init_args.num_decoder_layers", "2"],
+    # ... and deeper but narrower, 7.8 M parameters
+    "deep": ["--model.model.init_args.d_model", "192", "--model.model.init_args.num_heads", "3",
+             "--model.model.init_args.ff_size", "768",
+             "--model.model.init_args.num_encoder_layers", "6", "--model.model.init_args.num_decoder_layers", "6"],
 }
 
 #: Training cost of one epoch relative to the shipped recipe: with `--epochs N` a lever of cost c trains
 #: round(N / c) epochs, so every row gets the same CPU budget (`--same_epochs` gives all N instead).
 #: R-Drop runs every batch twice (two dropout masks). Subword sampling's ~10% more tokens are left at 1:
-#: they are the lever's own price (benchmarks/subword_cost.py).
-LEVER_COST: dict[str, float] = {"rdrop": 2.0}
+#: they are the lever's own price (benchmarks/subword_cost.py). The shapes' costs are measured: training
+#: tokens/s of steps 20-100, two 1-thread trainings side by side, Zen 4 (2026-12-03): shipped ~5,300,
+#: wide ~4,500 (x1.2), deep ~3,550 (x1.5: twelve small layers cost more than their FLOPs, which are x1.02).
+LEVER_COST: dict[str, float] = {"rdrop": 2.0, "wide": 1.2, "deep": 1.5}
+
+#: Levers that only one family's config understands (the others' models have no such arguments).
+LEVER_FAMILY: dict[str, str] = {"wide": "transformer", "deep": "transformer"}
 
 
 def lever_epochs(lever: str, epochs: int | None, same_epochs: bool) -> int | None:
@@ -392,6 +405,10 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
     positive("--parallel", args.parallel)
     if args.time_budget_min is not None:
         max_time(args.time_budget_min)
+    foreign = [lever for lever in args.ablations if LEVER_FAMILY.get(lever, family) != family]
+    if foreign:
+        raise BenchmarkError(f"--ablations {' '.join(foreign)}: " + ", ".join(
+            f"{lever} is a {LEVER_FAMILY[lever]} lever" for lever in foreign) + f", not one for --families {family}")
     if args.ensemble_last and (args.ensemble_last < 2 or "shipped" not in args.ablations):
         raise BenchmarkError("--ensemble_last needs N >= 2 and the shipped run among --ablations")
     for members in args.ensemble_runs or []:

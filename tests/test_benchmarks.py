@@ -145,6 +145,8 @@ def test_ablation_levers_get_the_same_cpu_budget():
     assert quality.lever_epochs("rdrop", 1, same_epochs=False) == 1  # never zero epochs
     assert quality.lever_epochs("rdrop", 6, same_epochs=True) == 6
     assert quality.lever_epochs("rdrop", None, same_epochs=False) is None  # the shipped max_epochs
+    assert quality.lever_epochs("wide", 20, same_epochs=False) == 17  # measured: x1.2 per epoch
+    assert quality.lever_epochs("deep", 20, same_epochs=False) == 13  # x1.5
     cmd = quality.fit_command("transformer", quality.parse_args(["--epochs", "6"])[0], Path("out"), "n", "v", [], 3)
     assert cmd[cmd.index("--trainer.max_epochs") + 1] == "3"
 
@@ -295,6 +297,7 @@ def call(name: str, argv: list[str], capsys) -> str:
     (["--ablations", "shipped", "subword", "--ensemble_runs", "shipped"], "give two or more"),
     (["--ablations", "shipped", "--ensemble_runs"], "give two or more"),
     (["--ablations", "shipped", "seed2", "--parallel", "0"], "--parallel must be greater than 0"),
+    (["--families", "lstm", "--ablations", "shipped", "wide"], "wide is a transformer lever, not one for --families lstm"),
 ])
 def test_quality_rejects_bad_options(argv, message, capsys):
     assert message in call("quality", argv, capsys)
