@@ -75,11 +75,34 @@ LEVER_COST: dict[str, float] = {"rdrop": 2.0, "wide": 1.2, "deep": 1.5}
 LEVER_FAMILY: dict[str, str] = {"wide": "transformer", "deep": "transformer"}
 
 
+def check_row(name: str) -> None:
+    """An `--ablations` row is one lever of LEVERS or several joined by '+' (e.g. wide+seed2), each once."""
+    parts = name.split("+")
+    unknown = [part for part in parts if part not in LEVERS]
+    if unknown or len(set(parts)) < len(parts):
+        raise BenchmarkError(
+            f"--ablations {name!r}: " + (f"unknown lever {unknown[0]!r}" if unknown else "a lever twice")
+            + f"; give one of {', '.join(LEVERS)}, or several joined by '+'")
+
+
+def lever_args(row: str) -> list[str]:
+    """The `translator fit` arguments of a row: its levers' arguments in order."""
+    return [arg for part in row.split("+") for arg in LEVERS[part]]
+
+
+def lever_cost(row: str) -> float:
+    """A row's training cost per epoch relative to the shipped recipe: the product of its levers' costs."""
+    cost = 1.0
+    for part in row.split("+"):
+        cost *= LEVER_COST.get(part, 1.0)
+    return cost
+
+
 def lever_epochs(lever: str, epochs: int | None, same_epochs: bool) -> int | None:
-    """The epochs a lever trains for under `--epochs` (the same CPU budget unless same_epochs)."""
+    """The epochs a lever (row) trains for under `--epochs` (the same CPU budget unless same_epochs)."""
     if epochs is None or same_epochs:
         return epochs
-    return max(1, round(epochs / LEVER_COST.get(lever, 1.0)))
+    return max(1, round(epochs / lever_cost(lever)))
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -108,8 +131,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--max_sentences", type=int, default=None,
                    help="score only the first N test sentences (quick checks)")
     p.add_argument("--device", default=None, help="evaluation device (default: cuda when available, else cpu)")
-    p.add_argument("--ablations", nargs="+", choices=list(LEVERS), default=None,
-                   help="train the shipped recipe and these levers (see LEVERS) for one family; with "
+    p.add_argument("--ablations", nargs="+", default=None, metavar="ROW",
+                   help=f"train these rows for one family: levers of {{{', '.join(LEVERS)}}} (see LEVERS), or "
+                        "several joined by '+', e.g. wide+seed2; with "
                         "--checkpoint LEVER=PATH a lever's checkpoint is given instead of trained")
     p.add_argument("--ensemble_last", type=int, default=0,
                    help="ablations: also score the ensemble and the weight average of the shipped run's last N "
@@ -405,7 +429,10 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
     positive("--parallel", args.parallel)
     if args.time_budget_min is not None:
         max_time(args.time_budget_min)
-    foreign = [lever for lever in args.ablations if LEVER_FAMILY.get(lever, family) != family]
+    for row in args.ablations:
+        check_row(row)
+    foreign = [lever for row in args.ablations for lever in row.split("+")
+               if LEVER_FAMILY.get(lever, family) != family]
     if foreign:
         raise BenchmarkError(f"--ablations {' '.join(foreign)}: " + ", ".join(
             f"{lever} is a {LEVER_FAMILY[lever]} lever" for lever in foreign) + f", not one for --families {family}")
@@ -444,7 +471,7 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
     trained: dict[str, float | None] = {}  # lever -> wall seconds (None: reused, read off its files)
     jobs: dict[str, tuple[list[str], Path]] = {}
     for lever in args.ablations:
-        entry = result["rows"][lever] = {"lever": lever, "fit_args": LEVERS[lever]}
+        entry = result["rows"][lever] = {"lever": lever, "fit_args": lever_args(lever)}
         if lever in given:
             rows[lever] = given[lever]
             runs[lever] = given[lever].parent.parent
@@ -456,7 +483,7 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
         version = f"epochs{epochs}" if epochs else (f"min{args.time_budget_min:g}" if args.time_budget_min
                                                     else "shipped")
         run = runs[lever] = out / "runs" / name / version
-        cmd = fit_command(family, args, out / "runs", name, version, [*LEVERS[lever], *extra], epochs)
+        cmd = fit_command(family, args, out / "runs", name, version, [*lever_args(lever), *extra], epochs)
         result["commands"].append(shell(cmd))
         trained[lever] = None
         if not (args.reuse and finished(run, epochs, args.time_budget_min)):

@@ -147,6 +147,9 @@ def test_ablation_levers_get_the_same_cpu_budget():
     assert quality.lever_epochs("rdrop", None, same_epochs=False) is None  # the shipped max_epochs
     assert quality.lever_epochs("wide", 20, same_epochs=False) == 17  # measured: x1.2 per epoch
     assert quality.lever_epochs("deep", 20, same_epochs=False) == 13  # x1.5
+    assert quality.lever_epochs("wide+seed2", 20, same_epochs=False) == 17  # a seed costs nothing
+    assert quality.lever_epochs("wide+rdrop", 20, same_epochs=False) == 8  # x1.2 x2: the costs multiply
+    assert quality.lever_args("wide+seed2") == [*quality.LEVERS["wide"], "--seed_everything", "2"]
     cmd = quality.fit_command("transformer", quality.parse_args(["--epochs", "6"])[0], Path("out"), "n", "v", [], 3)
     assert cmd[cmd.index("--trainer.max_epochs") + 1] == "3"
 
@@ -298,6 +301,9 @@ def call(name: str, argv: list[str], capsys) -> str:
     (["--ablations", "shipped", "--ensemble_runs"], "give two or more"),
     (["--ablations", "shipped", "seed2", "--parallel", "0"], "--parallel must be greater than 0"),
     (["--families", "lstm", "--ablations", "shipped", "wide"], "wide is a transformer lever, not one for --families lstm"),
+    (["--families", "lstm", "--ablations", "shipped", "seed2+deep"], "deep is a transformer lever"),
+    (["--ablations", "shipped", "wide+nope"], "'wide+nope': unknown lever 'nope'; give one of shipped,"),
+    (["--ablations", "shipped", "seed2+seed2"], "'seed2+seed2': a lever twice"),
 ])
 def test_quality_rejects_bad_options(argv, message, capsys):
     assert message in call("quality", argv, capsys)
