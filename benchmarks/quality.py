@@ -10,9 +10,9 @@
         --ensemble_runs shipped seed2 subword --reuse
     python benchmarks/quality.py --ablations shipped seed2 seed3 --epochs 5 --ensemble_runs --parallel 3   # 3 at once
 
-Ablations (`--ablations`, one family): the shipped recipe and each lever of LEVERS switched on over
-it, all trained with the same CPU budget (a lever that costs more per epoch trains fewer epochs,
-LEVER_COST); every run, the ensemble of the runs themselves (`--ensemble_runs`), the ensemble of the
+Ablations (`--ablations`, one family): the shipped recipe and each lever of LEVERS (or levers joined
+by '+', e.g. wide+seed2) switched on over it, all trained with the same CPU budget (a row that costs
+more per epoch trains fewer epochs, LEVER_COST); every run, the ensemble of the runs themselves (`--ensemble_runs`), the ensemble of the
 shipped run's last N epoch checkpoints and their weight average are scored with greedy search on the validation split (the
 selection metric: a lever wins only there) and with greedy and beam search on the test split.
 Writes OUT/ablations.json and OUT/ablations.md; `--reuse` keeps runs already finished in OUT/runs.
@@ -134,11 +134,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--ablations", nargs="+", default=None, metavar="ROW",
                    help=f"train these rows for one family: levers of {{{', '.join(LEVERS)}}} (see LEVERS), or "
                         "several joined by '+', e.g. wide+seed2; with "
-                        "--checkpoint LEVER=PATH a lever's checkpoint is given instead of trained")
+                        "--checkpoint ROW=PATH a row's checkpoint is given instead of trained")
     p.add_argument("--ensemble_last", type=int, default=0,
                    help="ablations: also score the ensemble and the weight average of the shipped run's last N "
                         "epochNN.ckpt (default 0 = none)")
-    p.add_argument("--ensemble_runs", nargs="*", action="append", default=None, metavar="LEVER",
+    p.add_argument("--ensemble_runs", nargs="*", action="append", default=None, metavar="ROW",
                    help="ablations: also score the ensemble of these rows' checkpoints (default: every row); "
                         "repeat for several ensembles. Runs that differ (seed, lever) are what an ensemble gains from")
     p.add_argument("--same_epochs", action="store_true",
@@ -447,7 +447,7 @@ def ablations(args: argparse.Namespace, extra: list[str]) -> int:
     for spec in args.checkpoint or []:
         lever, sep, path = spec.partition("=")
         if not sep or lever not in args.ablations:
-            raise BenchmarkError(f"--checkpoint {spec!r}: with --ablations write LEVER=PATH, LEVER one of "
+            raise BenchmarkError(f"--checkpoint {spec!r}: with --ablations write ROW=PATH, ROW one of "
                                  f"{', '.join(args.ablations)}")
         if not Path(path).is_file():
             raise BenchmarkError(f"--checkpoint {spec!r}: no such file")
