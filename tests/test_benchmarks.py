@@ -154,6 +154,24 @@ def test_ablation_levers_get_the_same_cpu_budget():
     assert cmd[cmd.index("--trainer.max_epochs") + 1] == "3"
 
 
+@pytest.mark.parametrize("family", ["lstm", "attention", "transformer"])
+def test_every_lever_is_an_option_its_family_config_takes(family, capsys):
+    # A misspelt option in LEVERS would only fail an hour into a benchmark; `fit --print_config` catches it now.
+    from translator.cli import main
+    quality = bench_module("quality")
+    levers = [lever for lever in quality.LEVERS if quality.LEVER_FAMILY.get(lever, family) == family]
+    assert "wd0.1" in levers and ("wide" in levers) == (family == "transformer")
+    for lever in levers:
+        args = quality.lever_args(lever)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["fit", "--config", str(ROOT / "translator" / "configs" / f"{family}.yaml"), *args, "--print_config"])
+        printed = capsys.readouterr().out
+        assert exit_info.value.code in (0, None), (lever, printed)
+        for option, value in zip(args[::2], args[1::2]):
+            key = option.rsplit(".", 1)[-1].lstrip("-")
+            assert f"{key}: {value}\n" in printed, (lever, option, value)
+
+
 def test_parallel_trainings_share_the_cores_and_a_failure_names_its_log(tmp_path, monkeypatch, capsys):
     quality = bench_module("quality")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
