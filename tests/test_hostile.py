@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shlex
 import socket
 import subprocess
 import sys
@@ -352,6 +353,20 @@ def test_resume_refuses_options_it_would_drop(fitted, capsys, change, fragment):
     code, out, err = run_cli(capsys, *args, "--ckpt_path", last, "--trainer.max_steps", "4", *change)
     assert_clean_error(code, out, err, fragment, 1)
     assert "cannot resume" in err
+
+
+def test_resume_refusal_names_the_values_that_continue_the_run(fitted, tmp_path, capsys):
+    """The refusal's give-back line, appended to the same command, resumes (as when the config file differs)."""
+    root, args, last = fitted
+    args = [f"--trainer.callbacks.dirpath={tmp_path}" if a.startswith("--trainer.callbacks.dirpath=") else a
+            for a in args]  # the resumed run writes its own last.ckpt, not the fixture's
+    change = ["--model.lr", "0.1", "--data.vocab_size", "280"]
+    code, out, err = run_cli(capsys, *args, "--ckpt_path", last, "--trainer.max_steps", "4", *change)
+    assert_clean_error(code, out, err, "give the checkpoint's values", 1)
+    give_back = shlex.split(err.split("give the checkpoint's values", 1)[1].splitlines()[1])
+    assert give_back == ["--model.lr", "0.001", "--data.vocab_size", "300"]
+    code, out, err = run_cli(capsys, *args, "--ckpt_path", last, "--trainer.max_steps", "4", *change, *give_back)
+    assert code == 0 and "cannot resume" not in err and "Traceback" not in err, err[-2000:]
 
 
 def test_resume_lists_the_options_it_applies(fitted, capsys):

@@ -14,6 +14,8 @@ Resuming continues one run. Options that differ from the checkpoint's are listed
 from __future__ import annotations
 
 import math
+import re
+import shlex
 from typing import Any
 
 from translator.checkpoint import model_class
@@ -87,12 +89,21 @@ def resume_differences(saved_hparams: dict[str, Any], hparams: dict[str, Any], s
     return refused, applied
 
 
+#: A refused line "--flag NEW (checkpoint: OLD)" (as `resume_differences` writes it) whose OLD value can be
+#: given back; lines with a reason after "; " (linked from the data) or naming another class cannot.
+_GIVE_BACK = re.compile(r"^(?P<flag>--(?!model\.model\.class_path )\S+) .* \(checkpoint: (?P<old>[^;]*)\)$")
+
+
 def refused_message(path: str, refused: list[str]) -> str:
     lines = "\n  ".join(refused)
+    give_back = [f"{m['flag']} {shlex.quote(m['old'])}" for m in map(_GIVE_BACK.match, refused) if m]
+    how = ("To continue the run, give the checkpoint's values (a differing value may come from the --config file, "
+           f"not only from the command line):\n  {' '.join(give_back)}\nor" if give_back else "Either use the "
+           "checkpoint's config to continue the run, or")
     return (f"cannot resume {path} with options that differ from the checkpoint's:\n  {lines}\n"
             "The model's shape, the data that defines its tokenizer, and the optimizer and schedule (restored "
-            "from the checkpoint's optimizer state) cannot change within a run: drop these options to continue the "
-            "run, or start a new run without --ckpt_path.")
+            f"from the checkpoint's optimizer state) cannot change within a run. {how} start a new run without "
+            "--ckpt_path.")
 
 
 def applied_message(path: str, applied: list[str]) -> str:
