@@ -5,7 +5,8 @@ Resuming continues one run. Options that differ from the checkpoint's are listed
 - refused (an error): the model's shape (every `--model.model.*` option), the data that defines
   the tokenizer and the examples (dataset, languages, tokenizer settings), and the optimizer and
   schedule shape (`--model.lr`, `weight_decay`, `adam_beta2`, `warmup_steps`, `lr_schedule`): the
-  optimizer state restored from the checkpoint would silently override them. Start a new run instead.
+  optimizer state restored from the checkpoint would silently override them. The message ends with the
+  checkpoint's values as flags that continue the run; or start a new run instead.
 - applied, with a note: everything else (label smoothing, validation settings, `--data.max_tokens`,
   ...) from the resume step on. A new run length (`--trainer.max_steps` / `max_epochs`) with the
   cosine schedule continues from the learning rate reached at the resume step down to zero at the new
