@@ -254,7 +254,7 @@ def _check_resume(config: Any, subcommand: str) -> None:
                                     dict((checkpoint.get(BUNDLE_KEY) or {}).get("data") or {}),
                                     dict(plain.get("data") or {}))
     if subcommand != "fit":
-        refused = [line for line in refused if line.startswith("--model.model.")]
+        refused = [d for d in refused if d.flag.startswith("--model.model.")]
     if refused:
         raise ValueError(refused_message(str(ckpt_path), refused))
 

@@ -14,8 +14,8 @@ Resuming continues one run. Options that differ from the checkpoint's are listed
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-import re
 import shlex
 from typing import Any
 
@@ -57,14 +57,34 @@ def _same_class(a: Any, b: Any) -> bool:
         return False
 
 
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """One option whose value differs from the checkpoint's: `--flag NEW (checkpoint: OLD)`."""
+
+    flag: str
+    new: Any
+    old: Any
+    why: str = ""
+    """Set when OLD cannot be given back as a flag (a value linked from the data, another model class)."""
+
+    def __str__(self) -> str:
+        return f"{self.flag} {self.new} (checkpoint: {self.old}{'; ' + self.why if self.why else ''})"
+
+    @property
+    def give_back(self) -> str | None:
+        """`--flag OLD`, the option that continues the run, or None."""
+        return None if self.why else f"{self.flag} {shlex.quote(str(self.old))}"
+
+
 def resume_differences(saved_hparams: dict[str, Any], hparams: dict[str, Any], saved_data: dict[str, Any],
-                       data: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(refused, applied): one "--flag NEW (checkpoint: OLD)" line per option that differs."""
+                       data: dict[str, Any]) -> tuple[list[Difference], list[Difference]]:
+    """(refused, applied): one Difference per option that differs."""
     refused, applied = [], []
     saved_model = dict(saved_hparams.get("model") or {})
     model = dict(hparams.get("model") or {})
     if not _same_class(saved_model.get("class_path"), model.get("class_path")):
-        refused.append(f"--model.model.class_path {model.get('class_path')} (checkpoint: {saved_model.get('class_path')})")
+        refused.append(Difference("--model.model.class_path", model.get("class_path"), saved_model.get("class_path"),
+                                  "another model"))
     else:
         old = _flat("--model.model.init_args", saved_model.get("init_args") or {})
         new = _flat("--model.model.init_args", model.get("init_args") or {})
@@ -72,32 +92,27 @@ def resume_differences(saved_hparams: dict[str, Any], hparams: dict[str, Any], s
             if old.get(key) is None or new.get(key) is None:
                 continue  # not given (a value linked from the data is filled in later)
             if key.rsplit(".", 1)[-1] in LINKED and old[key] != new[key]:
-                refused.append(f"{key} {new.get(key)} (checkpoint: {old.get(key)}; from the data's tokenizer)")
+                refused.append(Difference(key, new[key], old[key], "from the data's tokenizer"))
             elif not _same(old[key], new[key]):
-                refused.append(f"{key} {new[key]} (checkpoint: {old[key]})")
+                refused.append(Difference(key, new[key], old[key]))
     for key in sorted(set(saved_hparams) | set(hparams)):
         if key == "model" or key not in saved_hparams or key not in hparams:
             continue
         if not _same(saved_hparams[key], hparams[key]):
-            line = f"--model.{key} {hparams[key]} (checkpoint: {saved_hparams[key]})"
-            (refused if key in OPTIMIZER_OPTIONS else applied).append(line)
+            difference = Difference(f"--model.{key}", hparams[key], saved_hparams[key])
+            (refused if key in OPTIMIZER_OPTIONS else applied).append(difference)
     for key in sorted(set(saved_data) | set(data)):
         if key not in saved_data or key not in data or saved_data[key] is None or data[key] is None:
             continue
         if not _same(saved_data[key], data[key]):
-            line = f"--data.{key} {data[key]} (checkpoint: {saved_data[key]})"
-            (refused if key in DATA_IDENTITY_OPTIONS else applied).append(line)
+            difference = Difference(f"--data.{key}", data[key], saved_data[key])
+            (refused if key in DATA_IDENTITY_OPTIONS else applied).append(difference)
     return refused, applied
 
 
-#: A refused line "--flag NEW (checkpoint: OLD)" (as `resume_differences` writes it) whose OLD value can be
-#: given back; lines with a reason after "; " (linked from the data) or naming another class cannot.
-_GIVE_BACK = re.compile(r"^(?P<flag>--(?!model\.model\.class_path )\S+) .* \(checkpoint: (?P<old>[^;]*)\)$")
-
-
-def refused_message(path: str, refused: list[str]) -> str:
-    lines = "\n  ".join(refused)
-    give_back = [f"{m['flag']} {shlex.quote(m['old'])}" for m in map(_GIVE_BACK.match, refused) if m]
+def refused_message(path: str, refused: list[Difference]) -> str:
+    lines = "\n  ".join(map(str, refused))
+    give_back = [d.give_back for d in refused if d.give_back]
     how = ("To continue the run, give the checkpoint's values (a differing value may come from the --config file, "
            f"not only from the command line):\n  {' '.join(give_back)}\nor" if give_back else "Either use the "
            "checkpoint's config to continue the run, or")
@@ -107,8 +122,8 @@ def refused_message(path: str, refused: list[str]) -> str:
             "--ckpt_path.")
 
 
-def applied_message(path: str, applied: list[str]) -> str:
-    lines = "\n  ".join(applied)
+def applied_message(path: str, applied: list[Difference]) -> str:
+    lines = "\n  ".join(map(str, applied))
     return f"resuming {path} with options that differ from the checkpoint's (applied from the resume step on):\n  {lines}"
 
 

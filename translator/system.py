@@ -19,7 +19,7 @@ from translator.callbacks import DataReport, RandomStates, note
 from translator.checkpoint import BUNDLE_KEY, make_bundle
 from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
-from translator.resume import (applied_message, refused_message, resume_differences, resumed_lr_factor,
+from translator.resume import (Difference, applied_message, refused_message, resume_differences, resumed_lr_factor,
                                schedule_anchor)
 from translator.tokenizer import Tokenizer
 
@@ -159,14 +159,14 @@ class Seq2SeqSystem(L.LightningModule):
             refused, applied = resume_differences(saved, dict(self.hparams), dict(bundle.get("data") or {}),
                                                   self._data_options())
             if not fitting:  # validate / test: only the model's shape matters
-                refused = [line for line in refused if line.startswith("--model.model.")]
+                refused = [d for d in refused if d.flag.startswith("--model.model.")]
                 applied = []
             run = checkpoint.get(RUN_KEY) or {}
             if fitting:
                 for key in ("max_steps", "max_epochs"):
                     now = getattr(self.trainer, key, None)
                     if key in run and run[key] != now:
-                        applied.append(f"--trainer.{key} {now} (checkpoint: {run[key]})")
+                        applied.append(Difference(f"--trainer.{key}", now, run[key]))
             if refused:
                 raise ValueError(refused_message(path, refused))
             if applied:
