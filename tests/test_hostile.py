@@ -18,12 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_multi30k_like
 from translator.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "translator" / "configs" / "transformer.yaml"
+#: the peak learning rate the fixture checkpoint is trained with: the shipped config's, whatever it is
+CONFIG_LR = yaml.safe_load(CONFIG.read_text())["model"]["lr"]
 
 
 class _Evil:
@@ -343,7 +346,7 @@ def fitted(env, tmp_path_factory):
 
 
 @pytest.mark.parametrize("change, fragment", [
-    (["--model.lr", "0.1"], "--model.lr 0.1 (checkpoint: 0.001)"),
+    (["--model.lr", "0.1"], f"--model.lr 0.1 (checkpoint: {CONFIG_LR})"),
     (["--model.model.init_args.d_model", "32"], "--model.model.init_args.d_model 32 (checkpoint: 16)"),
     (["--model.lr_schedule", "constant"], "--model.lr_schedule constant (checkpoint: cosine)"),
     (["--data.vocab_size", "280"], "--data.vocab_size 280 (checkpoint: 300)"),
@@ -364,7 +367,7 @@ def test_resume_refusal_names_the_values_that_continue_the_run(fitted, tmp_path,
     code, out, err = run_cli(capsys, *args, "--ckpt_path", last, "--trainer.max_steps", "4", *change)
     assert_clean_error(code, out, err, "give the checkpoint's values", 1)
     give_back = shlex.split(err.split("give the checkpoint's values", 1)[1].splitlines()[1])
-    assert give_back == ["--model.lr", "0.001", "--data.vocab_size", "300"]
+    assert give_back == ["--model.lr", str(CONFIG_LR), "--data.vocab_size", "300"]
     code, out, err = run_cli(capsys, *args, "--ckpt_path", last, "--trainer.max_steps", "4", *change, *give_back)
     assert code == 0 and "cannot resume" not in err and "Traceback" not in err, err[-2000:]
 
