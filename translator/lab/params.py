@@ -166,8 +166,8 @@ def command(source: str | None = None, *, output: str = "lab-params.png", emb_si
 
     Examples:
         translator lab params --output params.png
-        translator lab params translator/configs/lstm.yaml --output lstm-params.png
-        translator lab params checkpoints/.../best.ckpt --output params.png
+        translator lab params --source translator/configs/lstm.yaml --output lstm-params.png
+        translator lab params --source checkpoints/.../best.ckpt --output params.png
 
     Args:
         source: a training config (.yaml; vocabulary 8000) or a checkpoint (.ckpt); omitted: the exercise only.
