@@ -16,7 +16,7 @@ free but kept in the heap, mmap'd blocks) and the step's tokens and seconds; row
 end of validation. `--parallel` starts all runs at once, so their tokens/s are measured in the
 same conditions (give each OMP_NUM_THREADS=1 on a shared machine); otherwise they run one after
 another. Validation runs as the config says (the whole run's peak includes it) unless
-`--no_val`. Writes OUT/memory.json (per run: peak RSS, RSS at each epoch end, tokens/s of the
+`--no_val`; `--max_minutes` ends each training after that long as well. Writes OUT/memory.json (per run: peak RSS, RSS at each epoch end, tokens/s of the
 steps after the first 10), OUT/memory.csv (every row) and OUT/memory.png (RSS over steps). Run
 from the repository root; no checkpoints are written.
 """
@@ -79,7 +79,7 @@ def sample():  # the largest RSS and malloc'd bytes within each step, between th
         time.sleep(0.05)
 threading.Thread(target=sample, daemon=True).start()
 
-rows, start = [], time.perf_counter()
+rows, start, log = [], time.perf_counter(), open(out, "w")
 def record(system, phase, tokens=0, seconds=0.0):
     rss, hwm = status_mb("VmRSS", "VmHWM")
     row = {"phase": phase, "step": system.global_step, "epoch": system.current_epoch,
@@ -91,6 +91,8 @@ def record(system, phase, tokens=0, seconds=0.0):
                    mmapped_mb=round(info.hblkhd / 2**20, 1), window_in_use_peak_mb=round(window[1], 1))
     window[0] = window[1] = 0.0
     rows.append(row)
+    log.write(json.dumps(row) + "\n")  # one line per row, flushed: a run killed midway keeps what it recorded
+    log.flush()
 
 from translator.system import Seq2SeqSystem
 train_end, val_end = Seq2SeqSystem.on_train_batch_end, Seq2SeqSystem.on_validation_epoch_end
@@ -106,11 +108,7 @@ def on_validation_epoch_end(self):
 Seq2SeqSystem.on_train_batch_end, Seq2SeqSystem.on_validation_epoch_end = on_train_batch_end, on_validation_epoch_end
 
 from translator.cli import main
-try:
-    main(sys.argv[4:])
-finally:
-    with open(out, "w") as f:
-        json.dump(rows, f)
+main(sys.argv[4:])
 """
 
 
@@ -137,12 +135,19 @@ def parse_run(spec: str) -> tuple[str, object, Path, list[str]]:
     return label, policy, code, words
 
 
+def max_time(minutes: float) -> str:
+    """Minutes as Lightning's DD:HH:MM:SS."""
+    seconds = max(1, round(minutes * 60))
+    return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def start_run(label: str, policy: object, code: Path, fit_args: list[str], args: argparse.Namespace, work: Path):
-    rows_path = work / f"{label}.json"
+    rows_path = work / f"{label}.jsonl"
     cmd = [sys.executable, "-c", CHILD, json.dumps(policy), str(rows_path), str(code), "fit", "--config", args.config,
            "--trainer.max_steps", str(args.steps), "--trainer.enable_checkpointing", "false",
            "--trainer.logger.init_args.save_dir", str(work / label), *(
-               ["--trainer.limit_val_batches", "0"] if args.no_val else []), *fit_args]
+               ["--trainer.limit_val_batches", "0"] if args.no_val else []), *(
+               ["--trainer.max_time", max_time(args.max_minutes)] if args.max_minutes else []), *fit_args]
     print(f"$ {shell(cmd[:2])} '<child>' {shell(cmd[3:4])} ROWS.json {shell(cmd[5:])}", flush=True)
     log = open(work / f"{label}.log", "w", encoding="utf-8")
     return {"label": label, "policy": policy, "code": str(code), "fit_args": fit_args, "rows_path": rows_path,
@@ -154,17 +159,29 @@ def finish_run(run: dict) -> dict:
     code = run["proc"].wait()
     wall = time.perf_counter() - run["start"]
     run["log"].close()
-    rows = json.loads(run["rows_path"].read_text()) if run["rows_path"].is_file() else []
+    rows = read_rows(run["rows_path"])
     if code != 0 or not rows:
         tail = "\n".join(Path(run["log"].name).read_text(errors="replace").strip().splitlines()[-6:])
         raise BenchmarkError(f"run {run['label']}: `translator fit` failed with exit code {code}:\n{tail}")
+    return summarize(run["label"], run["policy"], run["code"], run["fit_args"], rows, wall)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows a child wrote, one JSON object per line."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarize(label: str, policy: object, code: str, fit_args: list[str], rows: list[dict], wall: float) -> dict:
+    """One run's figures from its rows: peak RSS, RSS at each epoch end, tokens/s after the warm-up steps."""
     train = [r for r in rows if r["phase"] == "train"]
     timed = train[WARMUP_STEPS:] or train
     epoch_end = {}
     for r in train:
         epoch_end[r["epoch"]] = r["rss_mb"]  # the last training step of each epoch
     peak = max(r["hwm_mb"] for r in rows)
-    return {"run": run["label"], "malloc": run["policy"], "code": run["code"], "fit_args": run["fit_args"], "steps": len(train),
+    return {"run": label, "malloc": policy, "code": code, "fit_args": fit_args, "steps": len(train),
             "epochs_started": len(epoch_end), "peak_rss_gb": round(peak / 1024, 3),
             "rss_at_epoch_end_gb": {str(k): round(v / 1024, 3) for k, v in epoch_end.items()},
             "last_rss_gb": round(rows[-1]["rss_mb"] / 1024, 3),
@@ -206,10 +223,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--run", action="append", dest="runs", metavar="'LABEL: [--malloc POLICY] [FIT ARGS]'",
                    help="one run (repeatable); default: one run 'shipped:' with the shipped settings")
     p.add_argument("--parallel", action="store_true", help="start all runs at once (side by side)")
+    p.add_argument("--max_minutes", type=float, help="also stop each training after this many minutes "
+                   "(--trainer.max_time; on a busy machine, fewer steps than --steps)")
     p.add_argument("--no_val", action="store_true", help="skip validation (--trainer.limit_val_batches 0)")
     p.add_argument("--out", default="benchmarks/results/memory", help="output folder (default %(default)s)")
     args = p.parse_args(argv)
     positive("--steps", args.steps)
+    positive("--max_minutes", args.max_minutes)
     if not (ROOT / args.config).is_file() and not Path(args.config).is_file():
         raise BenchmarkError(f"--config {args.config}: no such file")
     if not sys.platform.startswith("linux"):
@@ -234,7 +254,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = [{k: v for k, v in res.items() if k != "rows"} for res in results]
     result = {"benchmark": "memory", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": args.config,
-              "steps": args.steps, "parallel": args.parallel, "validation": not args.no_val,
+              "steps": args.steps, "max_minutes": args.max_minutes, "parallel": args.parallel, "validation": not args.no_val,
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "hardware": hw, "runs": summary,
               "command": shell([sys.executable, f"benchmarks/{PROG}", *argv])}
     (out / "memory.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
