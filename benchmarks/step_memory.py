@@ -2,6 +2,8 @@
 
     python benchmarks/step_memory.py saved                       # tensors autograd keeps for backward, by shape
     python benchmarks/step_memory.py heap --steps 40 --shapes shapes.json   # glibc heap per step
+    python benchmarks/step_memory.py graphs                      # graphs torch.compile builds for the loss
+    python benchmarks/step_memory.py faults --mmap_mib 64        # what fresh (mmap'd) logits blocks cost
 
 `saved` runs one forward + loss of the shipped Transformer's sizes (`--d_model` etc. as in
 translator/configs/transformer.yaml) on a (B, S, T) = (128, 32, 32) batch (4,096 target tokens) and
@@ -10,7 +12,10 @@ sums the bytes of the tensors autograd saves for backward (saved_tensors_hooks),
 `--shapes` (a JSON list of [B, S, T], e.g. one epoch's batches; default: the fixed 128x32x32), under
 glibc malloc thresholds `--mmap_mib` / never trim (the float32 default: 1024), and prints after each
 step glibc's heap extent (mallinfo2 `arena`), the bytes in use, the mmap'd bytes and the largest
-in-use total a thread sampling every 10 ms saw during the step. Linux (glibc) only.
+in-use total a thread sampling every 10 ms saw during the step. `graphs` calls the compiled loss
+on 14 row counts from 1 to 4,096 and prints how many graphs torch.compile has built. `faults` times
+two fresh (4096, V) float32 blocks per iteration under mmap threshold `--mmap_mib` (reused heap
+memory at 1024, mmap'd and zero-filled pages below 125 MB). Linux (glibc) only.
 """
 from __future__ import annotations
 
@@ -101,19 +106,46 @@ def heap(args: argparse.Namespace) -> None:
               f"mmap'd {info.hblkhd >> 20} MB, in-use peak {peak[0] >> 20} MB", flush=True)
 
 
+def graphs(args: argparse.Namespace) -> None:
+    from torch._dynamo.utils import counters
+
+    from translator.loss import fused_smoothed_cross_entropy
+
+    for n in (3000, 3100, 2900, 4000, 1, 2, 17, 3333, 2048, 4096, 3999, 3998, 512, 1024):
+        logits = torch.randn(n, args.vocab, requires_grad=True)  # (N, V)
+        loss, _ = fused_smoothed_cross_entropy(logits, torch.randint(0, args.vocab, (n,)), 0.1, 0)
+        loss.backward()
+        print(f"N = {n}: compiled graphs so far {counters['stats']['unique_graphs']}", flush=True)
+
+
+def faults(args: argparse.Namespace) -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, args.mmap_mib << 20)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never
+    x, w = torch.randn(4096, args.d_model), torch.randn(args.vocab, args.d_model)
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(10):
+            y = x @ w.t()  # (4096, V): a fresh logits-sized block
+            z = y * 2  # and a second one
+            del y, z
+        print(f"mmap threshold {args.mmap_mib} MiB: {(time.perf_counter() - start) * 100:.0f} ms per "
+              f"two fresh (4096, {args.vocab}) float32 blocks", flush=True)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=["saved", "heap"])
+    p.add_argument("mode", choices=["saved", "heap", "graphs", "faults"])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--shapes", help="JSON list of [B, S, T] batch shapes (heap)")
-    p.add_argument("--mmap_mib", type=int, default=1024, help="glibc mmap threshold in MiB (heap; default 1024)")
+    p.add_argument("--mmap_mib", type=int, default=1024, help="glibc mmap threshold in MiB (heap, faults; default 1024)")
     p.add_argument("--d_model", type=int, default=256)
     p.add_argument("--vocab", type=int, default=8000)
     p.add_argument("--top", type=int, default=12, help="rows of the saved-tensor table")
     args = p.parse_args(argv)
     if not sys.platform.startswith("linux"):
         raise BenchmarkError("mallinfo2 is glibc's: this benchmark runs on Linux only")
-    (saved if args.mode == "saved" else heap)(args)
+    {"saved": saved, "heap": heap, "graphs": graphs, "faults": faults}[args.mode](args)
     return 0
 
 
