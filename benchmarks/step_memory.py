@@ -4,6 +4,7 @@
     python benchmarks/step_memory.py heap --steps 40 --shapes shapes.json   # glibc heap per step
     python benchmarks/step_memory.py graphs                      # graphs torch.compile builds for the loss
     python benchmarks/step_memory.py faults --mmap_mib 64        # what fresh (mmap'd) logits blocks cost
+    python benchmarks/step_memory.py dropout                     # float32 vs boolean dropout masks, CPU ms
 
 `saved` runs one forward + loss of the shipped Transformer's sizes (`--d_model` etc. as in
 translator/configs/transformer.yaml) on a (B, S, T) = (128, 32, 32) batch (4,096 target tokens) and
@@ -133,9 +134,32 @@ def faults(args: argparse.Namespace) -> None:
               f"two fresh (4096, {args.vocab}) float32 blocks", flush=True)
 
 
+def dropout_masks(args: argparse.Namespace) -> None:
+    """The byte-mask dropout's forward + backward on a (128, 32, d_model) float32 tensor, CPU ms: the
+    shipped float32 mask (4 bytes per element kept for backward) vs a boolean one (1 byte)."""
+    x, grad, threshold = torch.randn(128, 32, args.d_model), torch.randn(128, 32, args.d_model), 77  # p = 0.3
+    scale = 256 / (256 - threshold)
+
+    def float_mask() -> torch.Tensor:
+        mask = (torch.empty(x.shape, dtype=torch.uint8).random_() >= threshold).to(x.dtype).mul_(scale)
+        x * mask  # forward; backward:
+        return grad * mask
+
+    def bool_mask() -> torch.Tensor:
+        keep = torch.empty(x.shape, dtype=torch.uint8).random_() >= threshold
+        (x * keep).mul_(scale)  # forward; backward:
+        return (grad * keep).mul_(scale)
+
+    for name, fn in (("float32 mask", float_mask), ("bool mask", bool_mask)) * 3:
+        start = time.process_time()
+        for _ in range(50):
+            fn()
+        print(f"{name}: {(time.process_time() - start) / 50 * 1000:.2f} ms CPU per forward + backward", flush=True)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=["saved", "heap", "graphs", "faults"])
+    p.add_argument("mode", choices=["saved", "heap", "graphs", "faults", "dropout"])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--shapes", help="JSON list of [B, S, T] batch shapes (heap)")
     p.add_argument("--mmap_mib", type=int, default=1024, help="glibc mmap threshold in MiB (heap, faults; default 1024)")
@@ -145,7 +169,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if not sys.platform.startswith("linux"):
         raise BenchmarkError("mallinfo2 is glibc's: this benchmark runs on Linux only")
-    {"saved": saved, "heap": heap, "graphs": graphs, "faults": faults}[args.mode](args)
+    {"saved": saved, "heap": heap, "graphs": graphs, "faults": faults, "dropout": dropout_masks}[args.mode](args)
     return 0
 
 

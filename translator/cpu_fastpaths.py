@@ -48,22 +48,18 @@ def _on_cpu(x: Tensor) -> bool:
 LEVELS = 256  # one random byte per element
 
 
-# Backward keeps the boolean mask (1 byte per element) and the scale, not a mask in x's dtype: in a
-# float32 step of the shipped Transformer (4,096 tokens) its 17 dropout masks held 68 MB until backward,
-# as bytes 17 MB (benchmarks/RESULTS.md, "Memory of a training run").
-
 class _ByteMaskDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, threshold: int) -> Tensor:  # type: ignore[override]
         keep = torch.empty(x.shape, dtype=torch.uint8, device=x.device).random_() >= threshold  # (x.shape) bool
-        ctx.scale = LEVELS / (LEVELS - threshold)  # 1 / (1 - p)
-        ctx.save_for_backward(keep)
-        return (x * keep).mul_(ctx.scale)
+        mask = keep.to(x.dtype).mul_(LEVELS / (LEVELS - threshold))  # 0 or 1 / (1 - p)
+        ctx.save_for_backward(mask)
+        return x * mask
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        (keep,) = ctx.saved_tensors
-        return (grad * keep).mul_(ctx.scale), None
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
