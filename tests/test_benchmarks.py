@@ -138,6 +138,7 @@ def test_malloc_rejects_bad_options(tmp_path):
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_memory_records_rss_every_step_of_runs_side_by_side(corpus, tmp_path):
     out = tmp_path / "out"
     common = "--data.data_dir {} --data.vocab_size 300 --trainer.enable_progress_bar false --trainer.precision 32-true"
