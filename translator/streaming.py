@@ -15,34 +15,23 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-BOM = b"\xef\xbb\xbf"
+from translator.atomic import Reads, atomic_open, check_output, file_kind, signals_held
+from translator.data.readers import decode_line, iter_text_lines, read_line
 
-
-def decode_line(raw: bytes, number: int, name: str) -> str:
-    """One line's bytes (its "\\n" and a "\\r" before it removed) as text; invalid UTF-8 names the line."""
-    if raw.endswith(b"\n"):
-        raw = raw[:-1]
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{name}:{number}: invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 1]!r})"
-                         ) from None
 
 
 def iter_lines(stream: IO[bytes], name: str) -> Iterator[str]:
-    """Lines of a binary stream, split on "\\n" only (as `evaluation.split_lines`), read one at a time."""
-    for number, raw in enumerate(iter(stream.readline, b""), start=1):
-        if number == 1 and raw.startswith(BOM):
-            raw = raw[len(BOM):]
-        yield decode_line(raw, number, name)
+    """Lines of a binary stream, split on "\\n" only, read one at a time; a line longer than
+    MAX_LINE_BYTES is cut while it is read (`translator.data.readers.read_line`)."""
+    return iter_text_lines(stream, name)
 
 
 def count_lines(path: Path) -> int:
@@ -65,15 +54,25 @@ class LineSource:
         self.path: Path | None = None
         if input is not None and str(input) != "-":
             path = Path(input)
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: no such file")
-            if path.is_dir():
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{path}: no such file" + (" (a symbolic link to a missing file)"
+                                                                   if path.is_symlink() else "")) from None
+            except OSError as e:  # a symlink loop, ...
+                raise ValueError(f"{path}: cannot read file ({e.strerror or e})") from None
+            if stat.S_ISDIR(mode):
                 raise ValueError(f"{path}: cannot read file (it is a directory)")
+            regular = stat.S_ISREG(mode)
+            if stat.S_ISFIFO(mode):  # opening blocks until a writer opens the other end: say so
+                print(f"translator: reading {path}, {file_kind(mode)}: waiting for a writer", file=sys.stderr)
             try:
                 self.stream: IO[bytes] = open(path, "rb")
             except OSError as e:
                 raise ValueError(f"{path}: cannot read file ({e.strerror or e})") from None
-            self.path, self.name, self.interactive, self.pipe = path, str(path), False, False
+            # a FIFO or a device (`<(cmd)`, /dev/stdin) streams like a pipe, lines cut as they are read
+            self.path, self.name, self.interactive, self.pipe = path, str(path), False, not regular
+            self.regular = regular
             return
         stdin = sys.stdin if stdin is None else stdin
         if stdin is None:
@@ -82,10 +81,11 @@ class LineSource:
         self.name = "<stdin>"
         self.interactive = _isatty(stdin)
         self.pipe = not self.interactive and not _is_regular_file(stdin)
+        self.regular = False
 
     def total(self) -> int | None:
         """Line count when it is known up front (a file), else None."""
-        return count_lines(self.path) if self.path is not None else None
+        return count_lines(self.path) if self.regular else None
 
     def chunks(self, window: int, prompt: str = "> ") -> Iterator[list[str]]:
         """Lists of consecutive input lines, cut as the module docstring says."""
@@ -108,12 +108,12 @@ class LineSource:
         number = 0
         while True:
             print(prompt, end="", file=sys.stderr, flush=True)
-            raw = self.stream.readline()
-            if not raw:
+            raw = read_line(self.stream, self.name, number + 1)
+            if raw is None:
                 print(file=sys.stderr)
                 return
             number += 1
-            yield [decode_line(raw[len(BOM):] if number == 1 and raw.startswith(BOM) else raw, number, self.name)]
+            yield [decode_line(raw, number, self.name)]
 
     def close(self) -> None:
         if self.path is not None:
@@ -157,60 +157,52 @@ def _as_available(lines: Iterator[str], window: int) -> Iterator[list[str]]:
 
 
 class LineSink:
-    """Where `translate` writes: a file or stdout (UTF-8 bytes whatever the locale), flushed per chunk.
+    """Where `translate` writes: a file or stdout (UTF-8 bytes whatever the locale).
 
-    `check` runs before any decoding: the path must be writable (and is neither a directory nor
-    under a file); the file itself is only opened (and truncated) by `open`, once the model is loaded.
+    A file is written whole or not at all (`translator.atomic`): the lines go to a temporary file
+    beside it, renamed over it when every line is written; an interruption or an error removes it
+    and leaves an existing file as it was. Stdout gets each chunk as soon as it is translated, in
+    one write that SIGINT / SIGTERM cannot cut (what was written is whole lines). The path is checked
+    by `translator.atomic.check_output` when the sink is made, before any model loads.
     """
 
-    def __init__(self, output: str | Path | None = None):
+    def __init__(self, output: str | Path | None = None, reads: Reads | None = None, stdin_read: bool = False):
         self.path = None if output is None or str(output) == "-" else Path(output)
         self.stream: IO[bytes] | None = None
         if self.path is not None:
-            check_writable(self.path)
+            check_output(self.path, reads, stdin_read=stdin_read)
 
-    def open(self) -> None:
+    @contextmanager
+    def open(self) -> Iterator["LineSink"]:
+        """The sink, ready to `write`, for the duration of the block (a file appears when it ends)."""
         if self.path is None:
             sys.stdout.flush()
             self.stream = getattr(sys.stdout, "buffer", None)
+            yield self
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.stream = open(self.path, "wb")
+            with atomic_open(self.path, "wb") as self.stream:
+                yield self
         except OSError as err:
             raise ValueError(f"cannot write {self.path}: {err.strerror or err}") from None
+        finally:
+            self.stream = None
 
     def write(self, text: str) -> None:
-        if self.stream is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            return
+        """Write whole lines (`text` ends with "\\n"); to stdout they are flushed at once."""
         try:
-            self.stream.write(text.encode("utf-8"))
-            self.stream.flush()
+            if self.path is not None:
+                self.stream.write(text.encode("utf-8"))
+                return
+            with signals_held():
+                if self.stream is None:  # an in-memory stdout (tests, notebooks)
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                else:
+                    self.stream.write(text.encode("utf-8"))
+                    self.stream.flush()
         except OSError as err:
             raise ValueError(f"cannot write {self.path or 'stdout'}: {err.strerror or err}") from None
-
-    def close(self) -> None:
-        if self.path is not None and self.stream is not None:
-            self.stream.close()
-
-
-def check_writable(path: Path) -> None:
-    """ValueError naming the problem when `path` cannot be written (checked without creating anything)."""
-    if path.is_dir():
-        raise ValueError(f"output {path} is a directory; give a file name")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"cannot write {path}: permission denied")
-        return
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {path}: permission denied in {parent}")
 
 
 def progress_bar(total: int | None, enabled: bool) -> Any:
@@ -231,8 +223,6 @@ def _isatty(stream: Any) -> bool:
 
 def _is_regular_file(stream: Any) -> bool:
     """stdin redirected from a file (`< in.txt`): read in full chunks, like --input."""
-    import stat
-
     try:
         return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
     except (AttributeError, ValueError, OSError):

@@ -11,56 +11,95 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger("translator.data")
 
 Pair = tuple[str, str]
 
 
+#: Bytes of one line that are kept: a longer line is cut there (at a character boundary) while it is read and
+#: the rest of it skipped as it comes, so a file that never ends a line (`/dev/zero`) cannot grow memory. A
+#: model reads at most a few hundred tokens of a sentence (`inference.DEFAULT_MAX_SRC_TOKENS`, warning when
+#: it truncates), and a SentencePiece piece is at most 16 characters, so 1 MiB always holds more than enough.
+MAX_LINE_BYTES = 1 << 20
+BOM = b"\xef\xbb\xbf"
+
+
 def read_lines(path: str | Path) -> list[str]:
     """Lines of a UTF-8 text file without line endings (LF or CRLF; a final newline is optional)."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise ValueError(f"{path}:{line}: invalid UTF-8 ({err.reason} at byte {err.start})") from None
-    text = text.removeprefix("\ufeff")  # a BOM is not part of the first sentence
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return list(iter_lines(path))
 
 
 def iter_lines(path: str | Path, block_size: int = 1 << 20) -> Iterator[str]:
-    """`read_lines` as a stream, read in blocks of about `block_size` bytes: a file of any size is never
-    whole in memory. Invalid UTF-8 is reported with the file and line number, as `read_lines` does."""
+    """`read_lines` as a stream, read through a buffer of `block_size` bytes: a file of any size is never
+    whole in memory, nor is a line longer than MAX_LINE_BYTES. Invalid UTF-8 (and UTF-16 without a BOM)
+    is reported with the file and line number."""
     path = Path(path)
-    line_no, rest = 1, b""
-    with path.open("rb") as f:
-        while True:
-            block = f.read(block_size)
-            data = rest + block
-            cut = data.rfind(b"\n") + 1 if block else len(data)  # whole lines only, until the end
-            data, rest = data[:cut], data[cut:]
-            if not data:
-                if not block:
-                    break
-                continue
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as err:
-                line = line_no + data.count(b"\n", 0, err.start)
-                raise ValueError(f"{path}:{line}: invalid UTF-8 ({err.reason})") from None
-            if line_no == 1:
-                text = text.removeprefix("\ufeff")  # a BOM is not part of the first sentence
-            lines = text.split("\n")
-            if lines[-1] == "":
-                lines.pop()
-            line_no += len(lines)
-            for line in lines:
-                yield line.removesuffix("\r")
+    with path.open("rb", buffering=max(2, block_size)) as f:
+        yield from iter_text_lines(f, str(path))
+
+
+def iter_text_lines(stream: IO[bytes], name: str, limit: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Lines of a binary stream, split on "\\n" only, read one at a time (see MAX_LINE_BYTES for `limit`)."""
+    number = 1
+    while (raw := read_line(stream, name, number, limit)) is not None:
+        yield decode_line(raw, number, name)
+        number += 1
+
+
+def read_line(stream: IO[bytes], name: str, number: int, limit: int = MAX_LINE_BYTES) -> bytes | None:
+    """The next line's bytes (with its "\\n" when it has one), None at the end; a line longer than `limit`
+    is cut at a character boundary with a warning before the rest of it is skipped."""
+    raw = stream.readline(limit + 1)
+    if not raw:
+        return None
+    if len(raw) <= limit or raw.endswith(b"\n"):
+        return raw
+    raw = _whole_characters(raw[:limit])
+    log.warning("%s:%d: line longer than %s bytes: cut there, the rest of the line is skipped", name, number,
+                f"{limit:,}")
+    while (more := stream.readline(1 << 16)) and not more.endswith(b"\n"):
+        pass
+    return raw + b"\n"
+
+
+def _whole_characters(raw: bytes) -> bytes:
+    """`raw` without a UTF-8 character cut at its end."""
+    for back in range(1, min(4, len(raw)) + 1):
+        byte = raw[-back]
+        if byte & 0xC0 != 0x80:  # the lead byte (or ASCII) of the last character
+            size = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+            return raw if size <= back else raw[:-back]
+    return raw
+
+
+def decode_line(raw: bytes, number: int, name: str) -> str:
+    """One line's bytes (its "\\n", a "\\r" before it and a BOM on line 1 removed) as text; invalid UTF-8 names
+    the line, and a first line that reads as UTF-16 without a BOM is refused (it would decode as NUL-filled text)."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if number == 1:
+        raw = raw.removeprefix(BOM)
+        _refuse_utf16(raw, name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}:{number}: invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 1]!r})"
+                         ) from None
+
+
+def _refuse_utf16(raw: bytes, name: str) -> None:
+    """ValueError when a first line looks like UTF-16 without a byte-order mark: at least a third of its bytes
+    NUL, all at even (big-endian) or all at odd (little-endian) positions. (With a BOM it is invalid UTF-8.)"""
+    nuls = [i for i, b in enumerate(raw) if b == 0]
+    if len(raw) < 2 or len(nuls) * 3 < len(raw) or len({i % 2 for i in nuls}) != 1:
+        return
+    order = "UTF-16LE" if nuls[0] % 2 else "UTF-16BE"
+    raise ValueError(f"{name}:1: looks like {order} text without a byte-order mark, not UTF-8; convert it, e.g. "
+                     f"`iconv -f {order} -t UTF-8 {name} > {Path(name).stem}.utf8.txt`")
 
 
 def iter_parallel(src_path: str | Path, tgt_path: str | Path, *, stats: dict | None = None) -> Iterator[Pair]:
