@@ -83,7 +83,7 @@ def check_output(path: str | os.PathLike, reads: Reads | None = None, what: str 
     path = Path(path)
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # missing, or under a file (said below)
         st = None
     except OSError as err:  # a symlink loop, a name too long, ...
         raise ValueError(f"cannot write {what} {path}: {err.strerror or err}") from None
@@ -109,7 +109,7 @@ def check_output(path: str | os.PathLike, reads: Reads | None = None, what: str 
             raise ValueError(f"cannot write {path}: permission denied")
         return path
     parent = target.parent
-    while not parent.exists():
+    while not parent.exists() and not parent.is_file():
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")

@@ -76,7 +76,7 @@ def _whole_characters(raw: bytes) -> bytes:
 
 def decode_line(raw: bytes, number: int, name: str) -> str:
     """One line's bytes (its "\\n", a "\\r" before it and a BOM on line 1 removed) as text; invalid UTF-8 names
-    the line, and a first line that reads as UTF-16 without a BOM is refused (it would decode as NUL-filled text)."""
+    the line, and a first line that looks like UTF-16 says so."""
     if raw.endswith(b"\n"):
         raw = raw[:-1]
     if raw.endswith(b"\r"):
@@ -92,14 +92,17 @@ def decode_line(raw: bytes, number: int, name: str) -> str:
 
 
 def _refuse_utf16(raw: bytes, name: str) -> None:
-    """ValueError when a first line looks like UTF-16 without a byte-order mark: at least a third of its bytes
-    NUL, all at even (big-endian) or all at odd (little-endian) positions. (With a BOM it is invalid UTF-8.)"""
+    """ValueError when a first line looks like UTF-16: a UTF-16 byte-order mark, or (without one, when it would
+    decode as NUL-filled text) at least a third of its bytes NUL, all at even (big-endian) or odd (little-endian)
+    positions."""
+    bom = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
     nuls = [i for i, b in enumerate(raw) if b == 0]
-    if len(raw) < 2 or len(nuls) * 3 < len(raw) or len({i % 2 for i in nuls}) != 1:
+    if not bom and (len(raw) < 2 or len(nuls) * 3 < len(raw) or len({i % 2 for i in nuls}) != 1):
         return
-    order = "UTF-16LE" if nuls[0] % 2 else "UTF-16BE"
-    raise ValueError(f"{name}:1: looks like {order} text without a byte-order mark, not UTF-8; convert it, e.g. "
-                     f"`iconv -f {order} -t UTF-8 {name} > {Path(name).stem}.utf8.txt`")
+    order = ("UTF-16LE" if raw[0] == 0xFF else "UTF-16BE") if bom else "UTF-16LE" if nuls[0] % 2 else "UTF-16BE"
+    raise ValueError(f"{name}:1: invalid UTF-8: the file looks like {order} text ({'with' if bom else 'without'} a "
+                     f"byte-order mark); convert it, e.g. `iconv -f {order} -t UTF-8 {name} > "
+                     f"{Path(name).stem}.utf8.txt`")
 
 
 def iter_parallel(src_path: str | Path, tgt_path: str | Path, *, stats: dict | None = None) -> Iterator[Pair]:
@@ -153,20 +156,28 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, *, stats: dict | N
     return _keep_nonempty(list(zip(src, tgt)), f"{src_path} + {tgt_path}", stats)
 
 
+#: The start of the third column that newer manythings.org exports carry (attribution), the only third column read.
+ATTRIBUTION = "CC-BY"
+
+
 def read_tsv(path: str | Path, reverse: bool = False, *, stats: dict | None = None) -> list[Pair]:
     """Tab-separated `first<TAB>second` lines (Tatoeba `fra.txt`: English, French); `reverse` swaps the sides.
 
-    A third column (the attribution that newer manythings.org exports carry) is ignored.
+    The rule that keeps pairs right: every line has 2 fields, or 3 when the third is the attribution
+    that newer manythings.org exports carry (it starts with "CC-BY"; it is ignored). Any other line (a
+    tab inside a sentence would shift the fields) is an error naming the file and line.
     """
     pairs = []
-    for number, line in enumerate(read_lines(path), 1):
+    for number, line in enumerate(iter_lines(path), 1):
         if not line.strip():
             pairs.append(("", ""))  # counted with the other empty pairs
             continue
         fields = line.split("\t")
-        if len(fields) not in (2, 3):
-            raise ValueError(f"{path}:{number}: expected 2 tab-separated fields (source<TAB>target), "
-                             f"found {len(fields)}: {line[:80]!r}")
+        if not (len(fields) == 2 or (len(fields) == 3 and fields[2].startswith(ATTRIBUTION))):
+            extra = f" and a third that is not an attribution ({ATTRIBUTION}...)" if len(fields) == 3 else ""
+            raise ValueError(f"{path}:{number}: expected 2 tab-separated fields (source<TAB>target), found "
+                             f"{len(fields)}{extra}: {line[:80]!r}; a tab inside a sentence would pair the wrong "
+                             "texts, so remove it")
         pairs.append((fields[1], fields[0]) if reverse else (fields[0], fields[1]))
     return _keep_nonempty(pairs, str(path), stats)
 
@@ -211,13 +222,30 @@ def dialogue_pairs(turns: list[str], context_turns: int) -> list[Pair]:
     return [(" <sep> ".join(turns[max(0, i - context_turns):i]), turns[i]) for i in range(1, len(turns))]
 
 
+#: What ends each turn in a DailyDialog dialogue line.
+EOU = "__eou__"
+
+
 def read_dailydialog(path: str | Path, context_turns: int = 3, *, stats: dict | None = None) -> list[Pair]:
     """DailyDialog `dialogues_<split>.txt` (one dialogue per line, turns end with ` __eou__ `) as context -> reply."""
     if context_turns < 1:
         raise ValueError(f"context_turns must be at least 1, got {context_turns}")
-    pairs = []
-    for line in read_lines(path):
-        turns = [detokenize(turn) for turn in line.split("__eou__")]
+    pairs, unmarked, dialogues = [], [], 0
+    for number, line in enumerate(iter_lines(path), 1):
+        if not line.strip():
+            continue
+        dialogues += 1
+        if EOU not in line:  # not a dialogue line: one "turn" that would give no pair, silently
+            unmarked.append(number)
+            continue
+        turns = [detokenize(turn) for turn in line.split(EOU)]
         # an empty turn would make an empty context or reply; keep the rest of the dialogue
         pairs.extend(dialogue_pairs([t for t in turns if t], context_turns))
+    if unmarked and len(unmarked) == dialogues:
+        raise ValueError(f"{path}: no line has the {EOU} turn marker, so it holds no dialogues (DailyDialog "
+                         f"format: one dialogue per line, each turn followed by {EOU})")
+    if unmarked:
+        log.warning("%s: %d of %d lines have no %s turn marker (line %s%s): skipped, they are not dialogues",
+                    path, len(unmarked), dialogues, EOU, ", ".join(map(str, unmarked[:5])),
+                    ", ..." if len(unmarked) > 5 else "")
     return _keep_nonempty(pairs, str(path), stats)
