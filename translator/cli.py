@@ -354,6 +354,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter)
 
 def _run_function(name: str, function: Callable[..., Any], args: list[str]) -> Any:
     """Parse `args` against the function's signature (help: its docstring) and call it."""
+    return function(**parse_function_args(name, function, args))
+
+
+def parse_function_args(name: str, function: Callable[..., Any], args: list[str]) -> dict[str, Any]:
+    """The keyword arguments that `args` give the command `name` (parsed against `function`'s signature)."""
     params = inspect.signature(function).parameters
     hints = typing.get_type_hints(function)
     positional = name not in OPTIONS_ONLY
@@ -383,7 +388,7 @@ def _run_function(name: str, function: Callable[..., Any], args: list[str]) -> A
         parser.add_argument(flag, dest=dest, help=f"short for --{dest}")
     config = parser.instantiate(parser.parse_args(args))
     config.pop("config", None)
-    return function(**config)
+    return dict(config)
 
 
 # ---- the table: lookup, docstrings, usage -------------------------------------------------------
