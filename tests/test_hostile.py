@@ -856,3 +856,42 @@ def test_an_orphaned_token_store_folder_is_removed(env, tmp_path):
     (orphan / "src.tokens").write_bytes(b"\0" * 64)
     dm.setup("fit")
     assert not orphan.exists()
+
+
+def test_output_that_is_redirected_stdin_is_refused(env, tmp_path, capsys):
+    """`translate --output s.txt < s.txt`: the file on stdin counts as an input."""
+    src = write(tmp_path / "s.txt", "a man\n")
+    saved = os.dup(0)
+    try:
+        with open(src, "rb") as f:
+            os.dup2(f.fileno(), 0)
+        code, out, err = run_cli(capsys, "translate", "--checkpoint", env["ckpt"], "--output", src)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert_clean_error(code, out, err, "is the file redirected to stdin", 1)
+    assert src.read_text() == "a man\n"
+
+
+# ---- export --force (issue 35) ------------------------------------------------------------------------
+def test_export_force_only_ever_replaces_an_earlier_export(env, tmp_path, capsys):
+    pytest.importorskip("ctranslate2")
+    project = tmp_path / "proj"
+    project.mkdir()
+    ckpt = project / "model.ckpt"
+    ckpt.write_bytes(env["ckpt"].read_bytes())
+    notes = write(project / "notes.txt", "mine\n")
+    code, out, err = run_cli(capsys, "export", ckpt, "--output", project, "--force", "true")
+    assert_clean_error(code, out, err, "holds the checkpoint", 1)
+    assert ckpt.read_bytes() == env["ckpt"].read_bytes() and notes.read_text() == "mine\n"
+    code, out, err = run_cli(capsys, "export", env["ckpt"], "--output", project, "--force", "true")
+    assert_clean_error(code, out, err, "not an earlier export", 1)
+    assert "pass --force true" not in err and notes.read_text() == "mine\n"
+
+    exported = tmp_path / "exported"
+    assert run_cli(capsys, "export", env["ckpt"], "--output", exported, "--quantization", "float32")[0] == 0
+    code, out, err = run_cli(capsys, "export", env["ckpt"], "--output", exported)
+    assert_clean_error(code, out, err, "holds an earlier export; pass --force true", 1)
+    code, out, err = run_cli(capsys, "export", env["ckpt"], "--output", exported, "--force", "true")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "proj"]  # no temporary folder left

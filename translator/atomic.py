@@ -186,7 +186,7 @@ def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
     except OSError as err:  # ELOOP: a symlink loop; ENAMETOOLONG ...
         raise ValueError(f"cannot read {what} {path}: {err.strerror or err}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(f"{what} path is a directory, not a file: {path}")
+        raise IsADirectoryError(f"cannot read {what} {path}: it is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{what} {path} is {file_kind(st.st_mode)}, not a regular file")
     return path

@@ -22,7 +22,7 @@ from typing import IO, Any
 from sacrebleu.metrics import BLEU
 
 from translator import evaluation
-from translator.atomic import atomic_open, check_outputs
+from translator.atomic import atomic_open, check_input_file, check_outputs
 from translator.checkpoint import LEGACY_CONTEXT_TURNS, checkpoint_task
 from translator.data.readers import iter_lines
 from translator.data.registry import get_spec, load_pairs, normalize_split, resolve_languages
@@ -253,6 +253,9 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
     if not source or not reference:
         missing = "--reference" if source else "--source"
         raise ValueError(f"{missing} is missing: --source and --reference go together")
+    for role, path in (("--source", source), ("--reference", reference)):
+        if Path(path).exists():  # read twice (counted, then scored): a FIFO or a device cannot be
+            check_input_file(path, role)
     counts = [_count_lines(source), _count_lines(reference)]  # one pass each, nothing kept
     if counts[0] != counts[1]:
         raise ValueError(f"source and reference are not parallel: {source} has {counts[0]} lines "
