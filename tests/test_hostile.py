@@ -6,6 +6,7 @@ stdin). Each case asserts its exit code, a fragment of its message, and that no 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -613,24 +614,31 @@ def test_device_as_checkpoint_is_not_called_empty(env, tmp_path, capsys):
     assert "empty" not in err
 
 
-def _unblock_fifo(path: Path, mode: str, after: float = 20.0) -> threading.Thread:
-    """Open the other end of a FIFO after `after` s, so that a test of code that would hang fails instead."""
+@contextlib.contextmanager
+def _unblocking(fifo: Path, every: float = 20.0):
+    """Open and close the writing end of `fifo` every `every` s while the block runs: code that would wait
+    on it for ever (a reader with no writer) gets an end of file instead, so its test fails, not hangs."""
+    stop = threading.Event()
+
     def run():
-        time.sleep(after)
-        fd = os.open(path, (os.O_WRONLY if mode == "w" else os.O_RDONLY) | os.O_NONBLOCK)
-        os.close(fd)
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):  # ENXIO: nobody is reading now
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return thread
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def test_fifo_as_checkpoint_is_refused_without_waiting(env, tmp_path, capsys):
     fifo = tmp_path / "model.ckpt"
     os.mkfifo(fifo)
-    _unblock_fifo(fifo, "w")
     src = write(tmp_path / "in.txt", "a man\n")
     start = time.monotonic()
-    code, out, err = run_cli(capsys, "translate", "--checkpoint", fifo, "--input", src)
+    with _unblocking(fifo):
+        code, out, err = run_cli(capsys, "translate", "--checkpoint", fifo, "--input", src)
     assert_clean_error(code, out, err, "is a FIFO (named pipe), not a regular file", 1)
     assert time.monotonic() - start < 15
 

@@ -1,8 +1,9 @@
 """Streaming input and output for `translator translate`: lines are read as they come, translated in
-chunks, and each chunk's translations are written (and flushed) as soon as it is done.
+chunks, and each chunk's translations are written as soon as it is done (flushed to stdout; into the
+temporary file of an --output file, which appears whole at the end: `translator.atomic`).
 
 Memory does not grow with the input: at most `window` lines are held (plus a bounded read-ahead),
-whatever the file's length. Order and line alignment are kept: output line i is the translation of
+each at most MAX_LINE_BYTES (a longer line is cut while it is read), whatever the file's length. Order and line alignment are kept: output line i is the translation of
 input line i, and an empty input line gives an empty output line.
 
 How a chunk is cut depends on where the lines come from:
@@ -24,14 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from translator.atomic import Reads, atomic_open, check_output, file_kind, signals_held
-from translator.data.readers import decode_line, iter_text_lines, read_line
-
-
-
-def iter_lines(stream: IO[bytes], name: str) -> Iterator[str]:
-    """Lines of a binary stream, split on "\\n" only, read one at a time; a line longer than
-    MAX_LINE_BYTES is cut while it is read (`translator.data.readers.read_line`)."""
-    return iter_text_lines(stream, name)
+from translator.data.readers import decode_line, iter_text_lines, read_line  # lines cut at MAX_LINE_BYTES as read
 
 
 def count_lines(path: Path) -> int:
@@ -92,10 +86,10 @@ class LineSource:
         if self.interactive:
             yield from self._prompted(prompt)
         elif self.pipe:
-            yield from _as_available(iter_lines(self.stream, self.name), window)
+            yield from _as_available(iter_text_lines(self.stream, self.name), window)
         else:
             chunk: list[str] = []
-            for line in iter_lines(self.stream, self.name):
+            for line in iter_text_lines(self.stream, self.name):
                 chunk.append(line)
                 if len(chunk) >= window:
                     yield chunk
