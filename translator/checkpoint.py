@@ -142,10 +142,7 @@ def checkpoint_tokenizer(path: str | Path) -> Tokenizer:
     (a model trained from it, e.g. a chat backward model or a fine-tuning run, then shares its pieces)."""
     if is_exported(path):
         return read_export(path)[1]
-    bundle = read_checkpoint(path)[BUNDLE_KEY]
-    if bundle.get("tokenizer") is None:
-        raise ValueError(f"{path} carries no tokenizer; it was not written by translator's trainer")
-    return Tokenizer.from_dict(bundle["tokenizer"])
+    return read_tokenizer(read_checkpoint(path)[BUNDLE_KEY], path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
