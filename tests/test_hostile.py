@@ -788,6 +788,9 @@ def test_a_long_line_is_cut_while_it_is_read(caplog):
     assert [len(x) for x in lines] == [500, 2] and lines[1] == "ok"
     assert "endless.txt:1: line longer than 1,001 bytes: cut there" in caplog.text
     assert stream.raw.largest <= 1 << 16
+    endless = _EndlessLine(1 << 62)  # /dev/zero: the cut line comes at once, nothing waits for its end
+    assert len(next(iter_text_lines(io.BufferedReader(endless), "zero", limit=1001))) == 500
+    assert endless.left > (1 << 62) - (1 << 20)
 
 
 def test_translate_cuts_a_long_line_with_the_truncation_warning(env, tmp_path, capsys, caplog, monkeypatch):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from translator.atomic import Reads, atomic_open, check_output, file_kind, signals_held
-from translator.data.readers import decode_line, iter_text_lines, read_line  # lines cut at MAX_LINE_BYTES as read
+from translator.data.readers import iter_text_lines  # lines cut at MAX_LINE_BYTES as they are read
 
 
 def count_lines(path: Path) -> int:
@@ -99,15 +99,14 @@ class LineSource:
 
     def _prompted(self, prompt: str) -> Iterator[list[str]]:
         print("type one sentence per line (Enter translates it; end with Ctrl-D)", file=sys.stderr)
-        number = 0
+        lines = iter_text_lines(self.stream, self.name)
         while True:
             print(prompt, end="", file=sys.stderr, flush=True)
-            raw = read_line(self.stream, self.name, number + 1)
-            if raw is None:
+            line = next(lines, None)
+            if line is None:
                 print(file=sys.stderr)
                 return
-            number += 1
-            yield [decode_line(raw, number, self.name)]
+            yield [line]
 
     def close(self) -> None:
         if self.path is not None:
@@ -129,7 +128,7 @@ def _as_available(lines: Iterator[str], window: int) -> Iterator[list[str]]:
 
     threading.Thread(target=read, name="translate-stdin", daemon=True).start()
     while True:
-        item = ready.get()
+        item = _wait(ready)
         chunk: list[str] = []
         while True:
             if item is done:
@@ -148,6 +147,16 @@ def _as_available(lines: Iterator[str], window: int) -> Iterator[list[str]]:
             except queue.Empty:
                 break
         yield chunk
+
+
+def _wait(ready: queue.Queue) -> Any:
+    """The next item, waited for in short steps: Ctrl-C / SIGTERM may be delivered to the reader thread, and the
+    main thread runs Python's handler only when it wakes (one endless wait would ignore them for ever)."""
+    while True:
+        try:
+            return ready.get(timeout=0.25)
+        except queue.Empty:
+            continue
 
 
 class LineSink:

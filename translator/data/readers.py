@@ -41,27 +41,36 @@ def iter_lines(path: str | Path, block_size: int = 1 << 20) -> Iterator[str]:
 
 
 def iter_text_lines(stream: IO[bytes], name: str, limit: int = MAX_LINE_BYTES) -> Iterator[str]:
-    """Lines of a binary stream, split on "\\n" only, read one at a time (see MAX_LINE_BYTES for `limit`)."""
-    number = 1
-    while (raw := read_line(stream, name, number, limit)) is not None:
+    """Lines of a binary stream, split on "\\n" only, read one at a time. A line longer than `limit` bytes
+    is cut there (at a character boundary) with a warning and given at once; the rest of it is skipped,
+    in bounded reads, when the next line is asked for (so `/dev/zero` gives one line, then never grows)."""
+    number, cut = 1, False
+    while True:
+        if cut:
+            _skip_line(stream)
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        cut = len(raw) > limit and not raw.endswith(b"\n")
+        if cut:
+            raw = _whole_characters(raw[:limit])
+            log.warning("%s:%d: line longer than %s bytes: cut there, the rest of the line is skipped", name,
+                        number, f"{limit:,}")
         yield decode_line(raw, number, name)
         number += 1
 
 
-def read_line(stream: IO[bytes], name: str, number: int, limit: int = MAX_LINE_BYTES) -> bytes | None:
-    """The next line's bytes (with its "\\n" when it has one), None at the end; a line longer than `limit`
-    is cut at a character boundary with a warning before the rest of it is skipped."""
-    raw = stream.readline(limit + 1)
-    if not raw:
-        return None
-    if len(raw) <= limit or raw.endswith(b"\n"):
-        return raw
-    raw = _whole_characters(raw[:limit])
-    log.warning("%s:%d: line longer than %s bytes: cut there, the rest of the line is skipped", name, number,
-                f"{limit:,}")
-    while (more := stream.readline(1 << 16)) and not more.endswith(b"\n"):
-        pass
-    return raw + b"\n"
+def _skip_line(stream: IO[bytes], block: int = 1 << 16) -> None:
+    """Read past the next "\\n" in blocks of at most `block` bytes (peeked, so nothing after it is lost)."""
+    if not hasattr(stream, "peek"):  # a stream without a buffer (tests): readline in bounded steps
+        while (more := stream.readline(block)) and not more.endswith(b"\n"):
+            pass
+        return
+    while head := stream.peek(block)[:block]:
+        end = head.find(b"\n")
+        stream.read(len(head) if end < 0 else end + 1)  # from the buffer: no copy of the line is kept
+        if end >= 0:
+            return
 
 
 def _whole_characters(raw: bytes) -> bytes:
