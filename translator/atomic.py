@@ -109,7 +109,7 @@ def check_output(path: str | os.PathLike, reads: Reads | None = None, what: str 
             raise ValueError(f"cannot write {path}: permission denied")
         return path
     parent = target.parent
-    while not parent.exists() and not parent.is_file():
+    while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
