@@ -242,21 +242,12 @@ def _check_resume(config: Any, subcommand: str) -> None:
     ckpt_path = config.get("ckpt_path")
     if not ckpt_path or str(ckpt_path) in ("last", "best", "hpc", "registry") or "://" in str(ckpt_path):
         return  # Lightning's own names for checkpoints it finds itself
-    from translator.checkpoint import BUNDLE_KEY, read_checkpoint
-    from translator.resume import refused_message, resume_differences
+    from translator.checkpoint import read_checkpoint
+    from translator.resume import check_resume
 
-    checkpoint = read_checkpoint(ckpt_path)
     plain = config.clone().as_dict() if hasattr(config, "as_dict") else dict(config)
-    saved = dict(checkpoint.get("hyper_parameters") or {})
-    if saved.get("model") is None:
-        return
-    refused, _ = resume_differences(saved, dict(plain.get("model") or {}),
-                                    dict((checkpoint.get(BUNDLE_KEY) or {}).get("data") or {}),
-                                    dict(plain.get("data") or {}))
-    if subcommand != "fit":
-        refused = [d for d in refused if d.flag.startswith("--model.model.")]
-    if refused:
-        raise ValueError(refused_message(str(ckpt_path), refused))
+    check_resume(str(ckpt_path), read_checkpoint(ckpt_path), dict(plain.get("model") or {}),
+                 dict(plain.get("data") or {}), fitting=subcommand == "fit")
 
 
 def _cpu_precision(config: Any) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import Bundle, read_export
+from translator.checkpoint import Bundle, CheckpointMeta, read_export
 from translator.decoding import DecodeConfig, Hypothesis, apply_rerank, length_limit, length_penalty_of
 from translator.export import require_ctranslate2
 
@@ -174,5 +174,4 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu", precisio
         raise ValueError(f"CTranslate2 runs on cpu or cuda, not {device}")
     meta, tokenizer = read_export(path)
     model = CT2Model(path, meta, tokenizer, device=device.type, precision=precision, threads=threads)
-    return Bundle(model=model, tokenizer=tokenizer, path=Path(path), data=dict(meta.get("data") or {}),
-                  hparams={"exported_from": meta.get("checkpoint", {})})  # type: ignore[arg-type]
+    return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_export(path, meta))  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from translator.checkpoint import Bundle, is_exported, load_bundle
 from translator.ct2_engine import load_exported
-from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
+from translator.decoding import DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
 from translator.ensemble import load_ensemble
 from translator.quantize import quantize_int8
 from translator.runtime import cpu_bf16_is_fast
@@ -136,11 +136,8 @@ class Translator:
 
     @property
     def default_decoding(self) -> DecodeConfig:
-        """What `translate` uses when given no config: CHAT_DECODING for chat checkpoints (without its
-        anti-LM term when the model never learned p(reply) through context dropout), else DecodeConfig()."""
-        if self.bundle.task != "chat":
-            return DecodeConfig()
-        return CHAT_DECODING if self.bundle.empty_source else CHAT_DECODING.replace(lm_weight=0.0)
+        """What `translate` uses when given no config: the checkpoint's task decides (translator.tasks)."""
+        return self.bundle.default_decoding
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -270,13 +267,13 @@ class Chatbot(Translator):
     """A chat checkpoint: the source is the conversation so far, the target the next reply.
 
     The context it sends is what the checkpoint was trained with: `bundle.chat_context_turns`
-    turns, the message included (1 = the message alone); decoding defaults to `CHAT_DECODING`.
+    turns, the message included (1 = the message alone); decoding defaults to the task's (`CHAT_DECODING`).
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
         super().__init__(bundle, device, precision)
-        if bundle.task != "chat":
-            raise ValueError(f"{bundle.path} is a {bundle.task} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
+        if not bundle.task.conversational:
+            raise ValueError(f"{bundle.path} is a {bundle.task.name} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
                              "not a chat model; train one with "
                              "`translator fit --config translator/configs/chat_dailydialog.yaml`")
         self.context_turns = bundle.chat_context_turns
@@ -288,17 +285,16 @@ class Chatbot(Translator):
 
     def build_context(self, history: Sequence[Any], message: str) -> str:
         """The source text the model was trained with: the last `context_turns` turns of the
-        conversation, the message included (as the DailyDialog reader builds pairs), joined by the
-        tokenizer's <sep>; the oldest turns are dropped first to fit the length limit.
+        conversation, the message included, joined by `<sep>` (`Task.source`, as the DailyDialog
+        reader builds pairs); the oldest turns are dropped first to fit the length limit.
 
         `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts;
         empty turns are skipped, and any number of turns is accepted.
         """
         turns = [t for t in flatten_history(history) if t.strip()]
         turns = turns[-(self.context_turns - 1):] if self.context_turns > 1 else []
-        sep = f" {self.tokenizer.sep_token} "
         while turns:
-            context = sep.join([*turns, message])
+            context = self.bundle.task.source([*turns, message])
             if len(self.tokenizer.encode_src([context])[0]) <= self.max_src_tokens:
                 return context
             turns = turns[1:]  # the oldest turn goes first

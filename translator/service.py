@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, is_exported, model_class, read_checkpoint, read_export, task_of
+from translator.checkpoint import CheckpointMeta
 from translator.ct2_engine import CT2Model
 from translator.decoding import DecodeConfig
 from translator.ensemble import ensemble_of
 from translator.evaluation import attention_figure
 from translator.inference import Chatbot, Translation, Translator, flatten_history
 from translator.scheduling import FairScheduler, RequestTimeout, pieces_by_cost
+from translator.tasks import TRANSLATION, Task
 
 log = logging.getLogger("translator.service")
 
@@ -68,14 +69,14 @@ class CheckpointInfo:
     src_lang: str | None = None
     tgt_lang: str | None = None
     error: str | None = None
-    task: str = "translation"
+    task: Task = TRANSLATION
     note: str = ""  # what the model's attention (or its absence) means, from the model class
     tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
     members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
 
     @property
     def is_chat(self) -> bool:
-        return self.task == "chat"
+        return self.task.conversational
 
     def describe(self, chat: bool = False) -> str:
         """Markdown that says what this model is and (for translation) what its heatmap means."""
@@ -93,54 +94,28 @@ class CheckpointInfo:
 
 
 def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
-    """Metadata of one checkpoint without building its model (mmap keeps the tensors on disk)."""
+    """Metadata of one checkpoint without building its model (`CheckpointMeta.from_path`)."""
     path = Path(path)
     shown = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
-    if is_exported(path):  # a CTranslate2 directory written by `translator export`
-        try:
-            meta, _ = read_export(path)
-        except ValueError as err:
-            return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
-        data = meta.get("data") or {}
-        architecture = f"Transformer (CTranslate2 {meta.get('quantization', '?')})"
-        pair = f"{data.get('src_lang')}→{data.get('tgt_lang')}" if data.get("src_lang") else "?"
-        return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, data.get("dataset"),
-                              data.get("src_lang"), data.get("tgt_lang"), task=task_of(data),
-                              note=CT2Model.attention_note(meta["model"].get("init_args") or {}))
     try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # noqa: BLE001 - legacy or broken files: the full reader gives the precise message
-            checkpoint = None
-        if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get(BUNDLE_KEY), dict)):
-            checkpoint = read_checkpoint(path)  # raises FileNotFoundError / ValueError with a clear message
-        bundle = checkpoint[BUNDLE_KEY]
-        data = bundle.get("data") or {}
-        config = bundle.get("model") or {}
-        cls = model_class(config, source=str(path))
+        meta = CheckpointMeta.from_path(path)
+        if meta.export is not None:  # a CTranslate2 directory written by `translator export`
+            architecture = f"Transformer (CTranslate2 {meta.export.get('quantization', '?')})"
+            note = CT2Model.attention_note(meta.init_args)
+        else:
+            cls = meta.model_class
+            architecture, note = cls.__name__, cls.attention_note(meta.init_args)
     except (OSError, ValueError) as err:
         return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
-    architecture = cls.__name__
-    pair = f"{data.get('src_lang')}→{data.get('tgt_lang')}" if data.get("src_lang") else "?"
-    label = f"{shown} · {architecture} · {pair}"
-    return CheckpointInfo(path, label, architecture, data.get("dataset"), data.get("src_lang"), data.get("tgt_lang"),
-                          task=task_of(data), note=cls.attention_note(config.get("init_args") or {}),
-                          tokenizer_id=_tokenizer_id(bundle.get("tokenizer")))
+    pair = f"{meta.src_lang}→{meta.tgt_lang}" if meta.src_lang else "?"
+    return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, meta.dataset, meta.src_lang,
+                          meta.tgt_lang, task=meta.task, note=note, tokenizer_id=meta.tokenizer_id)
 
 
 def member_names(paths: Sequence[Path]) -> list[str]:
     """File names of an ensemble's members, or their paths when two share a name (run1/best.ckpt, run2/best.ckpt)."""
     names = [p.name for p in paths]
     return names if len(set(names)) == len(names) else [str(p) for p in paths]
-
-
-def _tokenizer_id(tokenizer: Any) -> str | None:
-    """A fingerprint of a bundle's tokenizer (`Tokenizer.to_dict`: model bytes), None when it has none."""
-    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("src"), bytes):
-        return None
-    digest = hashlib.sha256(tokenizer["src"])
-    digest.update(b"\0" + (tokenizer.get("tgt") or b""))
-    return digest.hexdigest()
 
 
 def ensembles_of(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:

@@ -19,7 +19,7 @@ from translator.callbacks import DataReport, RandomStates, note
 from translator.checkpoint import BUNDLE_KEY, make_bundle
 from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
-from translator.resume import (Difference, applied_message, refused_message, resume_differences, resumed_lr_factor,
+from translator.resume import (Difference, applied_message, check_resume, resumed_lr_factor,
                                schedule_anchor)
 from translator.tokenizer import Tokenizer
 
@@ -145,7 +145,7 @@ class Seq2SeqSystem(L.LightningModule):
         for key in ("src_lang", "tgt_lang", "task"):
             if getattr(datamodule, key, None):
                 options[key] = getattr(datamodule, key)
-        if getattr(datamodule, "task", None) == "chat":  # what the chatbot must send: recorded, not guessed
+        if getattr(datamodule, "chat_context_turns", None) is not None:  # what the chatbot must send: recorded
             options["chat_context_turns"] = datamodule.chat_context_turns
         return options
 
@@ -156,19 +156,13 @@ class Seq2SeqSystem(L.LightningModule):
             else "the checkpoint"
         saved = dict(checkpoint.get("hyper_parameters") or {})
         if saved.get("model") is not None:
-            refused, applied = resume_differences(saved, dict(self.hparams), dict(bundle.get("data") or {}),
-                                                  self._data_options())
-            if not fitting:  # validate / test: only the model's shape matters
-                refused = [d for d in refused if d.flag.startswith("--model.model.")]
-                applied = []
+            applied = check_resume(path, checkpoint, dict(self.hparams), self._data_options(), fitting)
             run = checkpoint.get(RUN_KEY) or {}
             if fitting:
                 for key in ("max_steps", "max_epochs"):
                     now = getattr(self.trainer, key, None)
                     if key in run and run[key] != now:
                         applied.append(Difference(f"--trainer.{key}", now, run[key]))
-            if refused:
-                raise ValueError(refused_message(path, refused))
             if applied:
                 note(applied_message(path, applied))
         if fitting:
