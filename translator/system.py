@@ -272,7 +272,7 @@ class Seq2SeqSystem(L.LightningModule):
 
     # ---- validation BLEU ---------------------------------------------------------------
     def _decode_for_bleu(self, batch: dict[str, Any]) -> None:
-        from translator.decoding import greedy_decode
+        from translator.decoding import DEFAULT_MAX_LEN, greedy_decode
 
         limit = self.hparams.val_bleu_max_sentences
         index = batch["index"]
@@ -285,7 +285,7 @@ class Seq2SeqSystem(L.LightningModule):
         hyps = greedy_decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                              unk_id=tok.unk_id, max_len_a=self.hparams.val_max_len_a,
                              max_len_b=self.hparams.val_max_len_b,
-                             max_len=getattr(self.model, "max_src_len", None) or 256)
+                             max_len=getattr(self.model, "max_src_len", None) or DEFAULT_MAX_LEN)
         texts = tok.decode_tgt([h[0].tokens for h in hyps])
         kept = keep.nonzero().squeeze(-1).tolist()
         for j, text in zip(kept, texts):
