@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from translator.callbacks import DataReport, RandomStates, note
-from translator.checkpoint import BUNDLE_KEY, make_bundle
+from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle, tokenizer_id
 from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
 from translator.resume import (Difference, applied_message, check_resume, resumed_lr_factor,
@@ -150,7 +150,6 @@ class Seq2SeqSystem(L.LightningModule):
         return options
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        bundle = checkpoint.get(BUNDLE_KEY) or {}
         fitting = self._trainer is not None and self.trainer.state.fn == "fit"
         path = str(getattr(self._trainer, "ckpt_path", None) or "the checkpoint") if self._trainer is not None \
             else "the checkpoint"
@@ -169,9 +168,10 @@ class Seq2SeqSystem(L.LightningModule):
             schedulers = checkpoint.get("lr_schedulers") or [None]
             anchor = (checkpoint.get(RUN_KEY) or {}).get("anchor")
             self._resumed = {"scheduler": schedulers[0], "anchor": tuple(anchor) if anchor else None}
-        if bundle.get("tokenizer") is None or self.tokenizer is None:
+        recorded = CheckpointMeta.from_checkpoint(path, checkpoint).tokenizer_id
+        if recorded is None or self.tokenizer is None:
             return
-        if bundle["tokenizer"] != self.tokenizer.to_dict():
+        if recorded != tokenizer_id(self.tokenizer.to_dict()):
             raise ValueError(
                 "the checkpoint's tokenizer differs from the tokenizer of the data it is asked to continue on "
                 "(another --data.vocab_size, dataset or language pair?); resume with the options the checkpoint "
@@ -313,10 +313,9 @@ class Seq2SeqSystem(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
         decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+        for param in self.model.parameters():  # by shape, as nanoGPT: matrices decay; biases and norm gains do not
+            if param.requires_grad:
+                (no_decay if param.dim() < 2 else decay).append(param)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.hparams.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
