@@ -273,7 +273,9 @@ def _cpu_precision(config: Any) -> None:
 
 # ---- function commands: parsed from the signature by jsonargparse ------------------------------
 #: Decoding flags from before `--decode.*` (each DecodeConfig field as --NAME, and --decoder for the
-#: method): still accepted by translate and evaluate, with a deprecation note. Generated, not typed again.
+#: method): still accepted by translate and evaluate, with a deprecation note, until this release.
+#: Generated, not typed again.
+LEGACY_DECODE_FLAGS_REMOVED_IN = "0.2.0"
 LEGACY_DECODE_FLAGS = {"--decoder": "--decode.method",
                        **{f"--{f.name}": f"--decode.{f.name}" for f in dataclasses.fields(DecodeConfig)}}
 
@@ -289,7 +291,8 @@ def _legacy_decode_flags(args: list[str]) -> list[str]:
         out.append(arg)
     if renamed:
         spelled = ", ".join(f"{f} -> {LEGACY_DECODE_FLAGS[f]}" for f in dict.fromkeys(renamed))
-        print(f"translator: note: deprecated decoding flag(s): {spelled}", file=sys.stderr)
+        print(f"translator: note: deprecated decoding flag(s), removed in translator {LEGACY_DECODE_FLAGS_REMOVED_IN}: "
+              f"{spelled}", file=sys.stderr)
     return out
 
 
