@@ -45,6 +45,7 @@ from translator.data.registry import (SPLIT_SEED, find_dataset, get_spec, iter_p
                                       split_files)
 from translator.data.sampler import TokenBudgetBatchSampler
 from translator.data.subword import SubwordSampling, SubwordSamplingBatches
+from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
 from translator.tokenizer import SEP_TOKEN, Tokenizer
 
 log = logging.getLogger("translator.data")
@@ -219,7 +220,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                  data_dir: str | None = None, tokenizer_path: str | None = None, cache_dir: str = "data/cache",
                  vocab_size: int = 8000, tokenizer_type: str = "unigram", joint_vocab: bool = True,
                  character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
-                 max_len: int = 128, context_turns: int = 3, context_dropout: float = 0.0,
+                 max_len: int = 128, context_turns: int = DEFAULT_CONTEXT_TURNS, context_dropout: float = 0.0,
                  subword_alpha: float = 0.0, subword_nbest_size: int = 64, seed: int = 1234, num_workers: int = 0,
                  tokenizer_sample: int = 200_000, encode_workers: int | None = None, reverse: bool = False):
         super().__init__()
@@ -234,7 +235,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.spec = get_spec(dataset)
         if not 0.0 <= context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {context_dropout}")
-        if context_dropout and self.spec.task != "chat":
+        if context_dropout and not get_task(self.spec.task).conversational:
             raise ValueError(f"context_dropout applies to chat datasets; {dataset!r} is a {self.spec.task} dataset")
         if tokenizer_type not in ("unigram", "bpe"):
             raise ValueError(f"tokenizer_type must be 'unigram' or 'bpe', got {tokenizer_type!r}")
@@ -342,6 +343,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
         """The tokenizer, loaded or trained on first use (also outside a Trainer)."""
         if self._tokenizer is None:
             self._tokenizer = self._build_tokenizer()
+            built = max(self._tokenizer.src_vocab_size, self._tokenizer.tgt_vocab_size)
+            if self.tokenizer_path is None and built < self.vocab_size:  # SentencePiece's hard_vocab_limit=False
+                log.warning("--data.vocab_size %d is more than this corpus gives: SentencePiece made %s pieces "
+                            "(%d/%d), which the model is built with; --data.vocab_size %d gives the same tokenizer "
+                            "under its own name", self.vocab_size, f"{built:,}", self._tokenizer.src_vocab_size,
+                            self._tokenizer.tgt_vocab_size, built)
         return self._tokenizer
 
     @property
@@ -418,6 +425,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
             texts = ([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
         data = EncodedSplit(store.src.select(keep), store.tgt.select(keep), *texts,
                             empty_source=[self.tokenizer.sep_id])
+        longest = int(max(data.src_lens.max(initial=0), data.tgt_lens.max(initial=-1) + 1))  # + eos
+        if split == "train" and longest > self.max_tokens:  # such a pair would be a batch alone, over the budget
+            over = int(((data.src_lens > self.max_tokens) | (data.tgt_lens + 1 > self.max_tokens)).sum())
+            raise ValueError(f"--data.max_tokens {self.max_tokens} is less than one pair: {over:,} of the "
+                             f"{len(data):,} train pairs are longer (up to {longest} tokens), each would be a batch "
+                             f"over the budget; raise --data.max_tokens to at least {longest} or lower --data.max_len")
         sampler = self._sampler(data, split)
         self._stats_sampler[split] = sampler
         kept_src, kept_tgt = data.src_lens, data.tgt_lens
@@ -547,7 +560,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
 def stats_command(name: str, src_lang: str | None = None, tgt_lang: str | None = None, data_dir: str | None = None,
                   tokenizer_path: str | None = None, cache_dir: str = "data/cache", vocab_size: int = 8000,
-                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = 3, tokenizer_sample: int = 200_000,
+                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = DEFAULT_CONTEXT_TURNS, tokenizer_sample: int = 200_000,
                   encode_workers: int | None = None) -> None:
     """Pairs, dropped pairs, batches per epoch and padding of every split of dataset NAME.
 
