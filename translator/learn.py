@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from translator.lab import attention, beam, bottleneck, exposure, gates, gradients, params, positions, softmax
 from translator.models.base import Seq2Seq
-from translator.service import MAX_BEAM, ModelRegistry, TranslatorService, UserError, check_field, float_in, int_in
+from translator.service import ModelRegistry, TranslatorService, UserError, check_field, served
 
 #: Where `translator lab ... --output benchmarks/lab/NAME.png` leaves its JSON (the committed results).
 DEFAULT_LAB_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "lab"
@@ -112,9 +112,8 @@ class LearnService:
         text = check_field(text, "sentence", MAX_LEARN_CHARS).strip() or DEFAULT_TEXT
         return {"checkpoint": check_field(checkpoint, "checkpoint") or None, "text": text,
                 "prefix": check_field(prefix, "prefix", MAX_LEARN_CHARS),
-                "temperature": float_in(temperature, "temperature", 0.05, 5.0),
-                "top_k": int_in(top_k, "top-k", 0, 1000), "top_p": float_in(top_p, "top-p", 0.01, 1.0),
-                "beam_size": int_in(beam_size, "beam size", 1, MAX_BEAM)}
+                "temperature": served("temperature", temperature), "top_k": served("top_k", top_k),
+                "top_p": served("top_p", top_p), "beam_size": served("beam_size", beam_size)}
 
     def show(self, key: str, checkpoint: str | None = None, text: str = "", prefix: str = "",
              temperature: float = 1.0, top_k: int = 10, top_p: float = 0.9, beam_size: int = 4) -> LearnResult:
