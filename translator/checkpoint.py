@@ -65,6 +65,11 @@ class Bundle:
         return _chat_context_turns(self.data)
 
     @property
+    def reverse(self) -> bool:
+        """Whether it was trained on its dataset's pairs reversed (target -> source): a chat backward model."""
+        return bool(self.data.get("reverse"))
+
+    @property
     def empty_source(self) -> list[int] | None:
         """The empty context (`<sep>` alone) when the model learned p(reply) through context dropout."""
         if self.task == "chat" and float(self.data.get("context_dropout") or 0.0) > 0.0:

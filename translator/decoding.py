@@ -37,6 +37,10 @@ Shared rules:
   `log p(r|c) - lm_weight * log p(r) + length_bonus * |r|`, where log p(r) is the same model
   scoring r after an empty context (`empty_source`, the `<sep>` token alone for chat models
   trained with context dropout) and |r| counts scored steps.
+- MMI-bidi re-ranking (Li et al. 2016): with `backward_weight` beta set, the score adds
+  `beta * log p(c|r)`, where p(c|r) is a backward model (trained on the same pairs reversed, one
+  tokenizer) scoring the context after reading the reply (`backward_log_probs`); the caller that
+  holds the backward model sets `Hypothesis.backward_score` and calls `apply_rerank`.
 """
 from __future__ import annotations
 
@@ -46,7 +50,7 @@ import inspect
 import math
 import textwrap
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -102,6 +106,8 @@ class DecodeConfig:
     """Anti-LM re-ranking weight lambda: subtract lambda * log p(reply | empty context) (0 = off; chat)."""
     length_bonus: float = 0.0
     """Re-ranking bonus gamma per output step: + gamma * length (0 = off)."""
+    backward_weight: float = 0.0
+    """MMI-bidi weight beta: add beta * log p(context | reply) under a backward model (needs --backward; 0 = off; chat)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -112,7 +118,8 @@ class DecodeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 problems.append(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("length_penalty", "temperature", "top_p", "max_len_a", "lm_weight", "length_bonus"):
+        for name in ("length_penalty", "temperature", "top_p", "max_len_a", "lm_weight", "length_bonus",
+                     "backward_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -125,6 +132,8 @@ class DecodeConfig:
                 problems.append(f"max_len_a must be >= 0, got {self.max_len_a}")
             if self.lm_weight < 0:
                 problems.append(f"lm_weight (the anti-LM lambda) must be >= 0, got {self.lm_weight}")
+            if self.backward_weight < 0:
+                problems.append(f"backward_weight (the MMI-bidi beta) must be >= 0, got {self.backward_weight}")
             if self.candidates and self.candidates < self.nbest:
                 problems.append(f"candidates ({self.candidates}) cannot be fewer than nbest ({self.nbest})")
             if self.method == "greedy" and self.nbest > 1:
@@ -146,8 +155,8 @@ class DecodeConfig:
 
     @property
     def reranks(self) -> bool:
-        """Whether hypotheses are re-ranked with the anti-LM score."""
-        return self.lm_weight != 0.0 or self.length_bonus != 0.0
+        """Whether hypotheses are re-ranked (anti-LM, length bonus or MMI-bidi score)."""
+        return self.lm_weight != 0.0 or self.length_bonus != 0.0 or self.backward_weight != 0.0
 
     def replace(self, **changes: Any) -> "DecodeConfig":
         """A copy with some options changed (validated again)."""
@@ -161,13 +170,16 @@ class DecodeConfig:
         for field in dataclasses.fields(self):
             name = field.name
             if name in keep or (name in ("nbest", "candidates", "max_len_a", "max_len_b", "min_len",
-                                         "no_repeat_ngram_size", "forbid_unk", "lm_weight", "length_bonus")):
+                                         "no_repeat_ngram_size", "forbid_unk", "lm_weight", "length_bonus",
+                                         "backward_weight")):
                 out[name] = getattr(self, name)
         if not out.get("candidates"):
             out.pop("candidates", None)
         if not self.reranks:
             out.pop("lm_weight", None)
             out.pop("length_bonus", None)
+        if not self.backward_weight:
+            out.pop("backward_weight", None)
         return out
 
 
@@ -222,6 +234,12 @@ CHAT_DECODING = DecodeConfig(method="sample", temperature=0.8, top_p=0.9, candid
                              no_repeat_ngram_size=3, forbid_unk=True, lm_weight=1.0, length_bonus=1.0,
                              max_len_a=1.0, max_len_b=40, seed=0)
 
+#: The default for a chat checkpoint decoding with a backward model (`--backward CKPT`): CHAT_DECODING's
+#: candidates re-ranked by the MMI-bidi score log p(r|c) + beta * log p(c|r) - lambda * log p(r) + gamma * |r|
+#: (Li et al. 2016). beta = 1 weighs both directions equally, as Li et al.'s MMI-bidi does; the sweep that
+#: selects it on the validation splits is `benchmarks/chat.py --betas` (benchmarks/RESULTS.md, "Chat").
+CHAT_BIDI_DECODING = CHAT_DECODING.replace(backward_weight=1.0)
+
 
 @dataclasses.dataclass
 class Hypothesis:
@@ -234,6 +252,7 @@ class Hypothesis:
     finished: bool  # True when it ended with eos, False when cut at the maximum length
     attention: Tensor | None = None
     lm_score: float | None = None  # log p(tokens | empty context), set by anti-LM re-ranking
+    backward_score: float | None = None  # log p(context | tokens) under a backward model, set for MMI-bidi
 
 
 @dataclasses.dataclass
@@ -559,8 +578,13 @@ def sampling_distribution(log_probs: Tensor, temperature: float, top_k: int, top
 
 def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, num_samples: int,
                  temperature: float, top_k: int, top_p: float, generator: torch.Generator | None,
-                 max_len_a: float, max_len_b: float, max_len: int) -> list[list[Hypothesis]]:
-    """Ancestral sampling; rows are independent samples, num_samples per sentence, dropped as they end."""
+                 max_len_a: float, max_len_b: float, max_len: int,
+                 on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
+    """Ancestral sampling; rows are independent samples, num_samples per sentence, dropped as they end.
+
+    `on_step(samples, tokens)`, when given, is called after every step with the live samples (index
+    sentence * num_samples + j) and their tokens so far (a sample that just ended ends with eos).
+    """
     state, limits, masks = _start(model, src, src_mask, setup, max_len_a, max_len_b, max_len)
     B, dev = src.size(0), src.device
     row_sent = torch.arange(B, device=dev).repeat_interleave(num_samples)  # (R,)
@@ -571,6 +595,7 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
     tokens = torch.full((B * num_samples,), setup.bos_id, dtype=torch.long, device=dev)
     scores = torch.zeros(B * num_samples, device=dev)
     hist = torch.zeros(B * num_samples, 0, dtype=torch.long, device=dev)
+    sample_id = torch.arange(B * num_samples, device=dev)  # (R,) which sample each row is, for on_step
     att: Tensor | None = None
     for t in range(max(limits)):
         logits, state = model.decode_step(tokens, state)
@@ -581,6 +606,8 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (R,)
         scores = scores + lp.gather(1, tokens[:, None]).squeeze(1)  # the model's log-prob, not the tempered one
         hist, att = _append(hist, att, None, tokens, None if att is None else state.attention)
+        if on_step is not None:
+            on_step(sample_id.tolist(), hist.tolist())
         is_eos = tokens == setup.eos_id
         ended = (is_eos | (row_limit <= t + 1)).nonzero().squeeze(1)
         ended_list = ended.tolist()  # the one host sync every step
@@ -597,7 +624,8 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
             break
         keep = (row_limit > t + 1).logical_and_(~is_eos).nonzero().squeeze(1)  # (R',)
         state = state.select(keep)
-        tokens, scores, row_sent, row_limit = (x.index_select(0, keep) for x in (tokens, scores, row_sent, row_limit))
+        tokens, scores, row_sent, row_limit, sample_id = (x.index_select(0, keep) for x in (tokens, scores, row_sent,
+                                                                                          row_limit, sample_id))
         hist = hist.index_select(0, keep)
         att = None if att is None else att.index_select(0, keep)
     return [sorted(r, key=lambda h: -h.normalized) for r in results]
@@ -649,12 +677,56 @@ def _anti_lm_rerank(model: "Seq2Seq", results: list[list[Hypothesis]], config: D
 
 
 def apply_rerank(results: list[list[Hypothesis]], config: DecodeConfig) -> list[list[Hypothesis]]:
-    """Set `normalized` = score - lm_weight * lm_score + length_bonus * |r| (lm_score already set, or 0) and re-sort."""
+    """Set `normalized` = score + backward_weight * backward_score - lm_weight * lm_score + length_bonus * |r|
+    (each score already set, or 0) and re-sort."""
     for hyps in results:
         for h in hyps:
-            lm_term = config.lm_weight * h.lm_score if h.lm_score is not None else 0.0
-            h.normalized = h.score - lm_term + config.length_bonus * (len(h.tokens) + h.finished)
+            h.normalized = rerank_score(h.score, h.backward_score, h.lm_score, len(h.tokens) + h.finished, config)
     return [sorted(hyps, key=lambda h: -h.normalized) for hyps in results]
+
+
+def rerank_score(forward: float, backward: float | None, lm: float | None, length: int, config: DecodeConfig) -> float:
+    """log p(r|c) + beta * log p(c|r) - lambda * log p(r) + gamma * |r|; a term whose score is None (or whose
+    weight is 0) counts 0. The one formula of the re-ranking score (decoding, evaluate's hits@1, the app)."""
+    total = forward - (config.lm_weight * lm if lm is not None else 0.0)
+    if config.backward_weight and backward is not None:
+        total += config.backward_weight * backward
+    return total + config.length_bonus * length
+
+
+def backward_log_probs(backward: "Seq2Seq", contexts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]], *,
+                       bos_id: int, eos_id: int, pad_id: int, batch_size: int = 256) -> list[float]:
+    """log p(context_i | reply_i) under a backward model (source = the reply, target = the context, eos
+    included), by teacher forcing in length-sorted batches; -inf for an empty reply (nothing to read).
+
+    Ids are of one shared tokenizer (the backward model reads the forward model's vocabulary).
+    """
+    scores = [-math.inf] * len(replies)
+    order = sorted((i for i, r in enumerate(replies) if r), key=lambda i: (len(replies[i]), len(contexts[i])))
+    device = next(backward.parameters()).device
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(replies[i]) for i in rows)
+        src = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        for row, i in enumerate(rows):
+            src[row, :len(replies[i])] = torch.tensor(list(replies[i]), dtype=torch.long)
+        src = src.to(device)
+        out = sequence_log_probs(backward, src, src != pad_id, [list(contexts[i]) for i in rows], bos_id=bos_id,
+                                 eos_id=eos_id, pad_id=pad_id, batch_size=batch_size)
+        for i, s in zip(rows, out):
+            scores[i] = s
+    return scores
+
+
+def add_backward_scores(backward: "Seq2Seq", results: list[list[Hypothesis]], contexts: Sequence[Sequence[int]], *,
+                        bos_id: int, eos_id: int, pad_id: int) -> None:
+    """Set every hypothesis' `backward_score` = log p(context of its sentence | its tokens); contexts[i] are the
+    source ids of sentence i (one list per entry of `results`)."""
+    flat = [(h, contexts[i]) for i, hyps in enumerate(results) for h in hyps]
+    scores = backward_log_probs(backward, [c for _, c in flat], [h.tokens for h, _ in flat], bos_id=bos_id,
+                                eos_id=eos_id, pad_id=pad_id)
+    for (h, _), s in zip(flat, scores):
+        h.backward_score = s
 
 
 # ---- public entry points -----------------------------------------------------------------------
@@ -662,13 +734,15 @@ def apply_rerank(results: list[list[Hypothesis]], config: DecodeConfig) -> list[
 def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
            eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None,
            empty_source: Sequence[int] | None = None, return_attention: bool = False, trace: list | None = None,
+           on_step: Callable[[list[int], list[list[int]]], None] | None = None,
            **options: Any) -> list[list[Hypothesis]]:
     """Decode src (B, S) with mask (B, S) (True = real token) as `config` says; best first per sentence.
 
     `options` are DecodeConfig fields, applied over `config` (or the defaults): a shortcut for
     `decode(..., DecodeConfig(method="beam", beam_size=4))`. `byte_values` (V,) keeps byte pieces
     in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking; `trace`
-    (a list) records every step of greedy / beam search (see `_beam_loop`).
+    (a list) records every step of greedy / beam search (see `_beam_loop`); `on_step` sees every step
+    of sampling (see `_sample_loop`: what a streaming reply shows while it is generated).
     """
     config = _with_options(config or DecodeConfig(), options)
     setup = _make_setup(config, bos_id, eos_id, pad_id, unk_id, return_attention, byte_values)
@@ -680,7 +754,7 @@ def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig
                 generator.manual_seed(config.seed)
             results = _sample_loop(model, src, src_mask, setup, config.num_candidates, config.temperature,
                                    config.top_k, config.top_p, generator, config.max_len_a, config.max_len_b,
-                                   config.max_len)
+                                   config.max_len, on_step)
         else:
             width = config.beam_size if config.method == "beam" else 1
             results = _beam_loop(model, src, src_mask, setup, width, config.num_candidates if width > 1 else 1,
