@@ -9,7 +9,7 @@ import errno
 import logging
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 
 from translator.inference import flatten_history
 from translator.learn import VIEWS, LearnService
-from translator.service import (CHAT_TRAIN_HINT, MAX_BEAM, MAX_CANDIDATES, REQUEST_TIME_LIMIT, TRAIN_HINT,
-                                CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
-                                discover_checkpoints, read_info)
+from translator.service import (CHAT_TRAIN_HINT, MAX_BACKWARD_WEIGHT, MAX_BEAM, MAX_CANDIDATES, REQUEST_TIME_LIMIT,
+                                TRAIN_HINT, ChatTurn, CheckpointInfo, ModelCache, ModelRegistry, TranslatorService,
+                                UserError, discover_checkpoints, printable, read_info)
 
 __all__ = ["CHAT_TRAIN_HINT", "TRAIN_HINT", "CheckpointInfo", "ModelCache", "ModelRegistry", "TranslatorApp",
            "UserError", "build_app", "discover_checkpoints", "launch", "read_info"]
@@ -68,6 +68,39 @@ class TranslatorApp(TranslatorService):
         history = [*history, {"role": "user", "content": str(message).strip()},
                    {"role": "assistant", "content": shown}]
         return history, "", ""
+
+    def chat_stream_ui(self, message: str, history: list[dict] | None, method: str | None = None,
+                       temperature: float | None = None, top_p: float | None = None, lm_weight: float | None = None,
+                       candidates: float | None = None, beam_size: float | None = None,
+                       backward_weight: float | None = None) -> Iterator[tuple[Any, ...]]:
+        """The Send button, streaming: (history, message box, status, candidates table, score formula) after
+        every sampling step (the first candidate grows in the chat; the table shows all of them), then the
+        chosen reply and every candidate with its scores."""
+        history = _plain_history(history)
+        user = {"role": "user", "content": str(message or "").strip()}
+        options = dict(method=method, temperature=temperature, top_p=top_p, lm_weight=lm_weight,
+                       candidates=candidates, beam_size=beam_size, backward_weight=backward_weight)
+        try:
+            for update in self.chat_stream(message, history, **options):
+                if isinstance(update, ChatTurn):
+                    shown = update.reply or "(the model has no reply to this; try sampling or another message)"
+                    yield ([*history, user, {"role": "assistant", "content": shown}], "", "",
+                           gr.Dataframe(value=update.rows(), headers=list(ChatTurn.HEADERS)), update.formula)
+                    return
+                texts = [printable(t) for t in update]
+                note = (f"Sampling {len(texts)} candidates: the first is shown while they are generated; re-ranking "
+                        "then picks one." if len(texts) > 1 else "Sampling…")
+                rows = [["", t, "-", "-", "-", "-", "-"] for t in texts]
+                yield ([*history, user, {"role": "assistant", "content": (texts[0] if texts else "") + " ▌"}], "",
+                       note, gr.Dataframe(value=rows, headers=list(ChatTurn.HEADERS)), "")
+        except UserError as err:
+            gr.Warning(str(err))
+            yield history, "" if message is None else str(message), f"⚠️ {err}", gr.skip(), gr.skip()
+        except Exception:  # noqa: BLE001 - never a stack trace in the UI; the log has it
+            log.exception("chat reply failed")
+            text = "Something went wrong while replying; the server log has the details."
+            gr.Warning(text)
+            yield history, str(message), f"⚠️ {text}", gr.skip(), gr.skip()
 
     # Validators: run by Gradio before a request enters the queue, so invalid requests never wait or count
     # toward the queue limit (cheap checks only: no model is loaded here).
@@ -155,7 +188,8 @@ def _plain_history(history: Sequence[Any] | None) -> list[dict]:
 def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
               checkpoints_dir: str | Path | None = None, max_input_chars: int = 2000, concurrency_limit: int = 2,
               device: str = "cpu", registry: ModelRegistry | None = None,
-              lab_dir: str | Path | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> gr.Blocks:
+              lab_dir: str | Path | None = None, request_time_limit: float = REQUEST_TIME_LIMIT,
+              backward: str | Path | None = None) -> gr.Blocks:
     """The Gradio Blocks with Translate, Chat and Learn tabs and the /translate and /chat endpoints (queued).
 
     `concurrency_limit` decoding workers are shared fairly by all requests (translator.scheduling): a long
@@ -164,7 +198,7 @@ def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpo
     """
     if concurrency_limit < 1:
         raise ValueError(f"concurrency_limit must be >= 1, got {concurrency_limit}")
-    registry = registry or ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
+    registry = registry or ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device, chat_backward=backward)
     app = TranslatorApp(registry, max_input_chars, workers=concurrency_limit, time_limit=request_time_limit)
     # Handlers mostly wait for the shared decoding workers, so more of them may be in flight than there are
     # workers: a new request reaches the fair scheduler at once instead of waiting in Gradio's queue.
@@ -274,10 +308,14 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
         gr.Examples([[m] for m in settings.examples], inputs=[message],
                     label=f"Examples ({settings.language_name})", api_visibility="private")
     clear = gr.Button("Clear conversation", elem_id="clear")
+    candidates_table, formula = _chat_candidates(settings)
     with gr.Accordion("Decoding (defaults chosen on the validation split)", open=True):
+        backward_term = (f" + {d.backward_weight} · log p(context | reply) (MMI-bidi, backward model "
+                         f"{settings.backward})" if settings.backward else "")
         gr.Markdown(f"Default: **{d.method}** of {d.num_candidates} candidate replies (temperature {d.temperature}, "
-                    f"top-p {d.top_p}), re-ranked by log p(reply | context) − {d.lm_weight} · log p(reply) "
-                    f"+ {d.length_bonus} · length (anti-LM: fewer generic replies).", elem_id="chat-decoding")
+                    f"top-p {d.top_p}), re-ranked by log p(reply | context){backward_term} − {d.lm_weight} · "
+                    f"log p(reply) + {d.length_bonus} · length (anti-LM: fewer generic replies).",
+                    elem_id="chat-decoding")
         with gr.Row():
             method = gr.Radio(["sample", "beam", "greedy"], value=d.method, label="Method", elem_id="chat-method")
             candidates = gr.Slider(1, MAX_CANDIDATES, value=d.num_candidates, step=1,
@@ -287,17 +325,34 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
             top_p = gr.Slider(0.05, 1.0, value=d.top_p, step=0.05, label="Top-p (sampling)")
             lm_weight = gr.Slider(0.0, 1.0, value=d.lm_weight, step=0.05, label="Anti-LM weight λ (0 = off)")
             beam_size = gr.Slider(1, MAX_BEAM, value=d.beam_size, step=1, label="Beam size (beam search)")
-    inputs = [message, chatbot, method, temperature, top_p, lm_weight, candidates, beam_size]
+        inputs = [message, chatbot, method, temperature, top_p, lm_weight, candidates, beam_size]
+        if settings.backward:
+            inputs.append(gr.Slider(0.0, MAX_BACKWARD_WEIGHT, value=d.backward_weight, step=0.1,
+                                    label="Backward weight β (MMI-bidi, 0 = off)", elem_id="chat-backward-weight"))
     for trigger in (send.click, message.submit):
-        trigger(app.chat_respond, inputs, [chatbot, message, status], **limits, **private,
-                validator=app.validate_chat)
-    clear.click(lambda: ([], "", ""), None, [chatbot, message, status], queue=False, **private)
+        trigger(app.chat_stream_ui, inputs, [chatbot, message, status, candidates_table, formula], **limits,
+                **private, validator=app.validate_chat)
+    clear.click(lambda: ([], "", "", None, ""), None, [chatbot, message, status, candidates_table, formula],
+                queue=False, **private)
+
+
+def _chat_candidates(settings: Any) -> tuple[gr.Dataframe, gr.Markdown]:
+    """The 'why this reply' table: every candidate with its forward, backward and anti-LM log-probabilities,
+    its length and the total re-ranking score (filled while sampling, scored when the reply is chosen)."""
+    with gr.Accordion("Why this reply: the candidates and their scores", open=True):
+        gr.Markdown("Each candidate is scored by log p(r|c) (the chat model), log p(c|r) (the backward model, "
+                    "when loaded: does the reply explain the message?) and log p(r) (the same model with no "
+                    "context: how likely the reply is whatever was said); the ✓ row has the highest total.")
+        formula = gr.Markdown("", elem_id="chat-formula")
+        table = gr.Dataframe(headers=list(ChatTurn.HEADERS), interactive=False, wrap=True, elem_id="chat-candidates")
+    return table, formula
 
 
 def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | None = None,
            checkpoints_dir: str | None = "checkpoints", host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, max_input_chars: int = 2000, concurrency_limit: int = 2,
-           device: str = "cpu", lab_dir: str | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> None:
+           device: str = "cpu", lab_dir: str | None = None, request_time_limit: float = REQUEST_TIME_LIMIT,
+           backward: str | None = None) -> None:
     """Serve the translator web app: a Translate tab with attention heatmaps, a Chat tab and a Learn tab.
 
     Args:
@@ -317,8 +372,10 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         lab_dir: Folder of `translator lab` results (NAME.json) for the Learn tab's views that need training;
             default: the repository's benchmarks/lab/.
         request_time_limit: Seconds one request may decode before it is stopped with a message.
+        backward: The chat model's backward model (a .ckpt trained with --data.reverse true on its tokenizer): the
+            Chat tab re-ranks replies by MMI-bidi and shows log p(message | reply) for every candidate.
     """
-    registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
+    registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device, chat_backward=backward)
     usable = [i for i in [*registry.translation, registry.chat] if i is not None and not i.error]
     if not usable:
         reasons = "".join(f"\n  {i.error}" for i in [*registry.translation, registry.chat] if i is not None)
@@ -329,6 +386,11 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         if info is not None and info.error:
             print(f"translator app: warning: {info.error}", file=sys.stderr)
     check_port(host, port)  # a busy port is one message, before any model loads
+    if backward:  # a backward model that does not fit the chat model is refused now, not at the first message
+        if registry.chat is None:
+            raise ValueError(f"--backward {backward} re-ranks a chat model's replies, but no chat model is loaded; "
+                             "give --chat_checkpoint CKPT")
+        registry.chatbot()  # UserError (a ValueError) with check_backward's message
     demo = build_app(max_input_chars=max_input_chars, concurrency_limit=concurrency_limit, registry=registry,
                      lab_dir=lab_dir, request_time_limit=request_time_limit)
     try:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import queue
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from translator.ct2_engine import CT2Model
 from translator.decoding import DecodeConfig
 from translator.ensemble import ensemble_of
 from translator.evaluation import attention_figure
-from translator.inference import Chatbot, Translation, Translator, flatten_history
+from translator.inference import Chatbot, ReplyCandidate, Translation, Translator, flatten_history
 from translator.scheduling import FairScheduler, RequestTimeout, pieces_by_cost
 
 log = logging.getLogger("translator.service")
@@ -32,6 +33,7 @@ CHAT_TRAIN_HINT = "translator fit --config translator/configs/chat_dailydialog.y
 MAX_FOUND = 50  # checkpoints listed from checkpoints_dir; a training run can leave many
 MAX_BEAM = 16
 MAX_CANDIDATES = 32
+MAX_BACKWARD_WEIGHT = 5.0  # the MMI-bidi beta a request may ask for
 MAX_HISTORY_TURNS = 20  # API clients may send any history; more than this never reaches the model
 #: Largest request, in decoded hypothesis-tokens (sum over lines of beam x output length limit): 1,000
 #: one-word lines at the largest beam fit; more lines (a raised --max_input_chars) get a message.
@@ -72,6 +74,7 @@ class CheckpointInfo:
     note: str = ""  # what the model's attention (or its absence) means, from the model class
     tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
     members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
+    reverse: bool = False  # trained on its pairs reversed: a chat model's backward model, not one to chat with
 
     @property
     def is_chat(self) -> bool:
@@ -125,7 +128,7 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
     label = f"{shown} · {architecture} · {pair}"
     return CheckpointInfo(path, label, architecture, data.get("dataset"), data.get("src_lang"), data.get("tgt_lang"),
                           task=task_of(data), note=cls.attention_note(config.get("init_args") or {}),
-                          tokenizer_id=_tokenizer_id(bundle.get("tokenizer")))
+                          tokenizer_id=_tokenizer_id(bundle.get("tokenizer")), reverse=bool(data.get("reverse")))
 
 
 def member_names(paths: Sequence[Path]) -> list[str]:
@@ -198,9 +201,12 @@ class ModelCache:
         self._models: dict[tuple[Path, type], Translator] = {}
         self._failed: dict[tuple[Path, type], str] = {}
 
-    def get(self, path: Path | tuple[Path, ...], cls: type[Translator]) -> Translator:
-        """The model of one checkpoint, or of an ensemble when `path` is a tuple of checkpoints."""
+    def get(self, path: Path | tuple[Path, ...], cls: type[Translator], backward: Path | None = None) -> Translator:
+        """The model of one checkpoint, or of an ensemble when `path` is a tuple of checkpoints; a chat model
+        with its `backward` model (MMI-bidi re-ranking) is a model of its own."""
         key = (tuple(Path(p).resolve() for p in path) if isinstance(path, tuple) else Path(path).resolve(), cls)
+        if backward is not None:
+            key = (*key, Path(backward).resolve())
         with self._lock:
             if key in self._models:
                 return self._models[key]
@@ -214,10 +220,13 @@ class ModelCache:
                 if isinstance(path, tuple):  # the members' models from this cache: each loaded once
                     bundles = [self.get(member, cls).bundle for member in path]
                     model = cls(ensemble_of(bundles, self.device), device=self.device)
+                elif backward is not None:
+                    model = cls.from_checkpoint(path, device=self.device, backward=backward)
                 else:
                     model = cls.from_checkpoint(path, device=self.device)
             except (OSError, ValueError) as err:
                 what = "the ensemble of " + ", ".join(map(str, path)) if isinstance(path, tuple) else path
+                what = f"{what} with --backward {backward}" if backward is not None else what
                 self._failed[key] = f"Cannot load {what}: {err}"
                 raise UserError(self._failed[key]) from None
             with self._lock:
@@ -230,11 +239,13 @@ class ModelRegistry:
 
     With two or more compatible translation checkpoints given (`--checkpoint A --checkpoint B`), their
     ensemble is offered too (`ensembles`, after them in `choices`); found checkpoints (a run's many epoch
-    files) never form one.
+    files) never form one. `chat_backward` is the chat model's backward model (MMI-bidi re-ranking); found
+    backward models (trained with --data.reverse true) are never offered to chat with.
     """
 
     def __init__(self, checkpoints: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
-                 checkpoints_dir: str | Path | None = None, device: str = "cpu", cache: ModelCache | None = None):
+                 checkpoints_dir: str | Path | None = None, device: str = "cpu", cache: ModelCache | None = None,
+                 chat_backward: str | Path | None = None):
         self.device = device
         self.cache = cache or ModelCache(device)
         if isinstance(checkpoints, (str, Path)):
@@ -248,7 +259,10 @@ class ModelRegistry:
         self.translation = _unique_labels(given_infos + [i for i in found_infos if not i.is_chat])
         self.ensembles = ensembles_of(given_infos)
         self.chat: CheckpointInfo | None = (read_info(chat_checkpoint, root) if chat_checkpoint else
-                                            next((i for i in found_infos if i.is_chat and not i.error), None))
+                                            next((i for i in found_infos if i.is_chat and not i.error
+                                                  and not i.reverse), None))
+        # The chat model's backward model (MMI-bidi re-ranking), checked against it when they load.
+        self.chat_backward: Path | None = Path(chat_backward) if chat_backward else None
 
     @property
     def labels(self) -> list[str]:
@@ -294,7 +308,7 @@ class ModelRegistry:
                             "and start the app with `--chat_checkpoint PATH`.")
         if self.chat.error:
             raise UserError(self.chat.error)
-        return self.cache.get(self.chat.path, Chatbot)  # type: ignore[return-value]
+        return self.cache.get(self.chat.path, Chatbot, self.chat_backward)  # type: ignore[return-value]
 
 
 def _unique_labels(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
@@ -333,6 +347,7 @@ class ChatSettings:
     placeholder: str
     context_turns: int
     decoding: DecodeConfig
+    backward: str | None = None  # the backward model's file name, when replies are re-ranked by MMI-bidi
 
     @property
     def context_note(self) -> str:
@@ -462,7 +477,8 @@ class TranslatorService:
         lang = bot.language
         return ChatSettings(lang, LANGUAGE_NAMES.get(lang or "", lang or "an unknown language"),
                             CHAT_EXAMPLES.get(lang or "", []), CHAT_PLACEHOLDERS.get(lang or "", "…"),
-                            bot.context_turns, bot.default_decoding)
+                            bot.context_turns, bot.default_decoding,
+                            bot.backward.path.name if bot.backward is not None else None)
 
     def chat_reply(self, message: str, history: Sequence[Any] | None = None, method: str | None = None,
                    temperature: float | None = None, top_p: float | None = None, lm_weight: float | None = None,
@@ -470,7 +486,52 @@ class TranslatorService:
                    no_repeat_ngram_size: int | None = None) -> str:
         """The chat model's reply to `message` after `history`; None = the model's default for that
         option (CHAT_DECODING). UserError for anything the user can fix."""
+        return self.chat_turn(message, history, method=method, temperature=temperature, top_p=top_p,
+                              lm_weight=lm_weight, beam_size=beam_size, candidates=candidates, top_k=top_k,
+                              no_repeat_ngram_size=no_repeat_ngram_size).reply
+
+    def chat_turn(self, message: str, history: Sequence[Any] | None = None,
+                  on_partial: Callable[[list[str]], None] | None = None, **options: Any) -> "ChatTurn":
+        """The reply with every candidate it was chosen from and their scores; `options` as `chat_decoding`
+        takes them; `on_partial(texts)` sees the sampled candidates while they are generated."""
         message = self.check_text(message, "message").strip()
+        bot, config = self.chat_decoding(**options)
+        turns = [t[-self.max_input_chars:] for t in flatten_history(history or [])][-MAX_HISTORY_TURNS:]
+        try:
+            result = self.scheduler.run([lambda: bot.reply_candidates(turns, message, config, on_partial=on_partial)],
+                                        self.time_limit)[0]
+        except RequestTimeout:
+            raise UserError(f"The reply took longer than {self.time_limit:.0f} s and was stopped; try greedy "
+                            "decoding or fewer candidates.") from None
+        return ChatTurn(printable(result.text), result.candidates, result.config, result.chosen)
+
+    def chat_stream(self, message: str, history: Sequence[Any] | None = None,
+                    **options: Any) -> Iterator["list[str] | ChatTurn"]:
+        """`chat_turn` as it happens: the sampled candidates' text so far after every step (lists of str; nothing
+        for beam and greedy search), then the ChatTurn. UserError (raised when iterated) as `chat_turn`."""
+        updates: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                updates.put(self.chat_turn(message, history, on_partial=updates.put, **options))
+            except BaseException as err:  # noqa: BLE001 - handed to the reader, which raises it
+                updates.put(err)
+
+        threading.Thread(target=work, daemon=True, name="chat-stream").start()
+        while True:
+            item = updates.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, ChatTurn):
+                return
+
+    def chat_decoding(self, method: str | None = None, temperature: float | None = None, top_p: float | None = None,
+                      lm_weight: float | None = None, beam_size: int | None = None, candidates: int | None = None,
+                      top_k: int | None = None, no_repeat_ngram_size: int | None = None,
+                      backward_weight: float | None = None) -> tuple[Chatbot, DecodeConfig]:
+        """The chat model and the decoding a request asks for; None = the model's default for that option
+        (CHAT_DECODING, or CHAT_BIDI_DECODING with a backward model). UserError for a bad value."""
         options: dict[str, Any] = {}
         if method is not None:
             if method not in ("sample", "beam", "greedy"):
@@ -490,20 +551,55 @@ class TranslatorService:
             options["top_k"] = int_in(top_k, "top-k", 0, 1000)
         if no_repeat_ngram_size is not None:
             options["no_repeat_ngram_size"] = int_in(no_repeat_ngram_size, "no-repeat n-gram size", 0, 10)
+        if backward_weight is not None:
+            options["backward_weight"] = float_in(backward_weight, "backward weight", 0.0, MAX_BACKWARD_WEIGHT)
         bot = self.registry.chatbot()
+        if options.get("backward_weight") and bot.backward is None:
+            raise UserError("The backward weight needs a backward model; start the app with `--backward CKPT` "
+                            "(README, Chat).")
         try:
             config = bot.default_decoding.replace(**options)
         except ValueError as err:
             raise UserError(str(err)) from None
         if config.lm_weight and bot.bundle.empty_source is None:
             config = config.replace(lm_weight=0.0)  # a model without context dropout has no reply LM
-        turns = [t[-self.max_input_chars:] for t in flatten_history(history or [])][-MAX_HISTORY_TURNS:]
-        try:
-            reply = self.scheduler.run([lambda: bot.reply(turns, message, config)], self.time_limit)[0]
-        except RequestTimeout:
-            raise UserError(f"The reply took longer than {self.time_limit:.0f} s and was stopped; try greedy "
-                            "decoding or fewer candidates.") from None
-        return printable(reply)
+        return bot, config
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatTurn:
+    """What the Chat tab shows for one reply: the text, and why it was chosen (every candidate's scores)."""
+
+    reply: str
+    candidates: list[ReplyCandidate]
+    config: DecodeConfig
+    chosen: int = 0
+
+    HEADERS = ("", "candidate reply", "log p(r|c)", "log p(c|r)", "log p(r)", "length", "total")
+
+    def rows(self) -> list[list[Any]]:
+        """One row per candidate, best first: chosen mark, text, forward, backward, anti-LM, length, total."""
+        def cell(x: float | None) -> Any:
+            return "-" if x is None else round(x, 2)
+
+        return [["✓" if i == self.chosen else "", printable(c.text) or "(empty)", cell(c.forward), cell(c.backward),
+                 cell(c.lm), c.length, cell(c.total)] for i, c in enumerate(self.candidates)]
+
+    @property
+    def formula(self) -> str:
+        """How `total` was computed, with this decoding's weights."""
+        c = self.config
+        if not c.reranks:
+            how = "log p(r|c) / length" if c.normalize else f"log p(r|c) / ((5 + length) / 6)^{c.length_penalty}"
+            return f"total = {how} (no re-ranking)"
+        terms = ["log p(r|c)"]
+        if c.backward_weight:
+            terms.append(f"+ {c.backward_weight:g} · log p(c|r)")
+        if c.lm_weight:
+            terms.append(f"− {c.lm_weight:g} · log p(r)")
+        if c.length_bonus:
+            terms.append(f"+ {c.length_bonus:g} · length")
+        return "total = " + " ".join(terms)
 
 
 def printable(text: str) -> str:
