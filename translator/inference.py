@@ -111,8 +111,8 @@ def load_backward(path: str | Path | None, device: str | torch.device = "cpu") -
 def check_backward(forward: Bundle, backward: Bundle) -> None:
     """One ValueError naming both files unless `backward` is a model of p(message | reply) for `forward`:
     a chat model trained on the same kind of pairs reversed (`--data.reverse true`), with the same tokenizer."""
-    train = (f"train one with `translator fit --config translator/configs/chat_dailydialog.yaml --data.reverse true "
-             f"--data.tokenizer_path {forward.path}` (the chat model's own config and tokenizer)")
+    train = (f"train one with the chat model's own config and `--data.reverse true --data.context_dropout 0 "
+             f"--data.tokenizer_path {forward.path}` (README, Chat)")
     if forward.task != "chat" or forward.reverse:
         what = "a backward model itself" if forward.reverse else f"a {forward.task} checkpoint"
         raise ValueError(f"{forward.path} is {what}; --backward {backward.path} re-ranks the replies of a forward "
