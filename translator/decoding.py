@@ -47,6 +47,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import itertools
 import math
 import textwrap
 import typing
@@ -703,7 +704,7 @@ def backward_log_probs(backward: "Seq2Seq", contexts: Sequence[Sequence[int]], r
     """
     scores = [-math.inf] * len(replies)
     order = sorted((i for i, r in enumerate(replies) if r), key=lambda i: (len(replies[i]), len(contexts[i])))
-    device = next(backward.parameters()).device
+    device = next(itertools.chain(backward.parameters(), backward.buffers()), torch.empty(0)).device
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         width = max(len(replies[i]) for i in rows)
