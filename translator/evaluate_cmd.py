@@ -182,6 +182,10 @@ def evaluate(
                      source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
         if chat:  # distinct-n and the other chat metrics need every reply at once
             test = test.whole(max_sentences)
+            distinct = len(set(test.references))
+            if hits_k and distinct < hits_k:  # found before decoding, not after
+                raise ValueError(f"hits@1 of {hits_k} needs at least {hits_k} different replies; the test set has "
+                                 f"{distinct}: lower --hits_k or pass --hits_k 0")
             seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
             _write_hypotheses(hypotheses, [r.text for r in results])
             report = build_report(
