@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import queue
 import threading
 import unicodedata
@@ -579,8 +580,8 @@ class ChatTurn:
 
     def rows(self) -> list[list[Any]]:
         """One row per candidate, best first: chosen mark, text, forward, backward, anti-LM, length, total."""
-        def cell(x: float | None) -> Any:
-            return "-" if x is None else round(x, 2)
+        def cell(x: float | None) -> Any:  # -inf (an empty reply explains nothing) is no JSON number: text
+            return "-" if x is None else round(x, 2) if math.isfinite(x) else f"{x}"
 
         return [["✓" if i == self.chosen else "", printable(c.text) or "(empty)", cell(c.forward), cell(c.backward),
                  cell(c.lm), c.length, cell(c.total)] for i, c in enumerate(self.candidates)]
