@@ -100,9 +100,8 @@ def evaluate(
     BLEU), seconds per reply, and relevance: hits@1 of --hits_k by per-token likelihood, by the anti-LM
     score and, with --backward, by the MMI-bidi score (`translator.relevance`). With --ensemble, the
     ensemble of those checkpoints (the mean of their log-probabilities) is one more row, after the
-    --checkpoint rows. Returns one report
-    per row (layout in `translator.evaluation`). Python callers may pass DecodeConfig fields as
-    keywords.
+    --checkpoint rows. Returns one report per row (layout in `translator.evaluation`). Python
+    callers may pass DecodeConfig fields as keywords.
 
     Args:
         checkpoint: one or more .ckpt files or exported (CTranslate2) directories (repeat --checkpoint to compare
