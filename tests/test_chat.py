@@ -10,8 +10,7 @@ from torch import Tensor
 
 from translator.data.datamodule import ContextDropoutBatches, EncodedSplit, empty_context_mask
 from translator.data.sampler import TokenBudgetBatchSampler
-from translator.decoding import (CHAT_DECODING, DecodeConfig, add_backward_scores, apply_rerank, backward_log_probs,
-                                 decode)
+from translator.decoding import CHAT_DECODING, DecodeConfig, backward_log_probs, decode
 from translator.models.base import DecoderState, Seq2Seq
 from translator.tokenizer import Tokenizer
 
@@ -131,10 +130,8 @@ def test_mmi_bidi_score_is_its_formula_and_picks_the_reply_that_explains_the_mes
     model, (src, mask) = ReplyTable(), one_context()
     config = DecodeConfig(method=method, beam_size=3, candidates=3 if method == "beam" else 64, length_penalty=0.0,
                           lm_weight=1.0, length_bonus=0.5, backward_weight=1.0, seed=0)
-    config = config.replace(nbest=config.num_candidates)  # every candidate, as the Translator asks for them
-    hyps = decode(model, src, mask, config, **IDS, empty_source=[EMPTY])
-    add_backward_scores(BackTable(), hyps, [[1, 6, 7]], bos_id=BOS, eos_id=EOS, pad_id=PAD)
-    ranked = apply_rerank(hyps, config)[0]
+    config = config.replace(nbest=config.num_candidates)  # every candidate, to check each score
+    ranked = decode(model, src, mask, config, **IDS, empty_source=[EMPTY], backward=BackTable())[0]
     forward, lm = {GENERIC: 0.5, SPECIFIC: 0.4, OTHER: 0.1}, {GENERIC: 0.9, SPECIFIC: 0.01, OTHER: 0.09}
     backward = {GENERIC: 4 * math.log(0.125), SPECIFIC: 4 * math.log(0.01), OTHER: 4 * math.log(0.24)}
     seen = set()
@@ -146,10 +143,13 @@ def test_mmi_bidi_score_is_its_formula_and_picks_the_reply_that_explains_the_mes
         assert h.normalized == pytest.approx(expected, abs=1e-4)
     assert seen == {GENERIC, SPECIFIC, OTHER}
     assert ranked[0].tokens == [OTHER]  # anti-LM alone picks SPECIFIC (below); the backward model overrules it
-    anti_lm = apply_rerank(hyps, config.replace(backward_weight=0.0))[0]
+    anti_lm = decode(model, src, mask, config.replace(backward_weight=0.0), **IDS, empty_source=[EMPTY],
+                     backward=BackTable())[0]
     assert anti_lm[0].tokens == [SPECIFIC]
     assert [h.normalized for h in anti_lm] == [h.normalized for h in decode(
         model, src, mask, config.replace(backward_weight=0.0), **IDS, empty_source=[EMPTY])[0]]  # beta 0 = anti-LM
+    with pytest.raises(ValueError, match="--backward CKPT"):
+        decode(model, src, mask, config, **IDS, empty_source=[EMPTY])
 
 
 def test_an_empty_reply_explains_nothing():

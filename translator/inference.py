@@ -20,17 +20,15 @@ from torch import Tensor
 
 from translator.checkpoint import Bundle, is_exported, load_bundle
 from translator.ct2_engine import load_exported
-from translator.decoding import (CHAT_BIDI_DECODING, CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis,
-                                 add_backward_scores, apply_rerank, backward_log_probs, decode, sequence_log_probs)
+from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, decode_config, rank
+from translator.engines import check_precision, engine_of
 from translator.ensemble import load_ensemble
-from translator.quantize import quantize_int8
-from translator.runtime import cpu_bf16_is_fast
 from translator.streaming import LineSink, LineSource, progress_bar
 
 log = logging.getLogger("translator.inference")
 
-#: Longest source (in tokens) fed to a model that has no limit of its own (the RNNs).
-DEFAULT_MAX_SRC_TOKENS = 256
+#: Longest source (in tokens) fed to a model that has no limit of its own (the RNNs): the decoding default.
+DEFAULT_MAX_SRC_TOKENS = DEFAULT_MAX_LEN
 
 
 @dataclasses.dataclass
@@ -48,33 +46,6 @@ class Translation:
     hypotheses: list[Hypothesis] = dataclasses.field(default_factory=list)  # behind `nbest`, in its order
 
 
-#: Older keyword names of decoding options (before DecodeConfig), still accepted.
-LEGACY_OPTION_NAMES = {"decoder": "method", "num_samples": "nbest"}
-
-
-def decode_config(config: DecodeConfig | Any | None = None, default: DecodeConfig | None = None,
-                  **options: Any) -> DecodeConfig:
-    """The decoding to use: `config` (a DecodeConfig, or DecodeOptions over `default`), else `default`,
-    else DecodeConfig(); DecodeConfig fields in `options` are applied last.
-
-    Accepts the older names `decoder` (= method) and `num_samples` (= nbest); unknown names and
-    invalid values raise one ValueError.
-    """
-    base = default or DecodeConfig()
-    if isinstance(config, DecodeOptions):
-        options = {**config.overrides(), **options}
-    elif config is not None:
-        base = config
-    if not options:
-        return base
-    renamed = {LEGACY_OPTION_NAMES.get(k, k): v for k, v in options.items()}
-    fields = {f.name for f in dataclasses.fields(DecodeConfig)}
-    unknown = sorted(set(renamed) - fields)
-    if unknown:
-        raise ValueError(f"unknown decoding option(s) {unknown}; DecodeConfig has: {', '.join(sorted(fields))}")
-    return base.replace(**renamed)
-
-
 def check_device(device: str | torch.device) -> torch.device:
     """`device` as a torch.device, or one ValueError when it is misspelt or not available here."""
     try:
@@ -87,15 +58,6 @@ def check_device(device: str | torch.device) -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} is not available here; use --device cpu")
     return dev
-
-
-PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def check_precision(precision: str) -> None:
-    """One ValueError naming the choices when `precision` is not fp32, bf16 or int8."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
 
 
 def load_backward(path: str | Path | None, device: str | torch.device = "cpu") -> Bundle | None:
@@ -113,12 +75,12 @@ def check_backward(forward: Bundle, backward: Bundle) -> None:
     a chat model trained on the same kind of pairs reversed (`--data.reverse true`), with the same tokenizer."""
     train = (f"train one with the chat model's own config and `--data.reverse true --data.context_dropout 0 "
              f"--data.tokenizer_path {forward.path}` (README, Chat)")
-    if forward.task != "chat" or forward.reverse:
-        what = "a backward model itself" if forward.reverse else f"a {forward.task} checkpoint"
+    if not forward.task.conversational or forward.reverse:
+        what = "a backward model itself" if forward.reverse else f"a {forward.task.name} checkpoint"
         raise ValueError(f"{forward.path} is {what}; --backward {backward.path} re-ranks the replies of a forward "
                          "chat model (message -> reply) only")
-    if backward.task != "chat" or not backward.reverse:
-        what = (f"a {backward.task} checkpoint" if backward.task != "chat"
+    if not backward.task.conversational or not backward.reverse:
+        what = (f"a {backward.task.name} checkpoint" if not backward.task.conversational
                 else "a forward chat model (message -> reply), not a backward one (reply -> message)")
         raise ValueError(f"--backward {backward.path} is {what}; {train}")
     if backward.tokenizer.to_dict() != forward.tokenizer.to_dict():
@@ -134,65 +96,38 @@ def check_backward(forward: Bundle, backward: Bundle) -> None:
                          f"with --data.context_turns as the chat model's ({forward.data.get('context_turns')})")
 
 
-def _is_recurrent(model: torch.nn.Module) -> bool:
-    """Whether any module of `model` is an nn.LSTM / GRU / RNN."""
-    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
-
-
 class Translator:
     """A loaded checkpoint that turns source sentences into target sentences.
 
-    precision="bf16" decodes under bf16 autocast (faster on CPUs with AVX-512 bf16 and on GPUs;
-    outputs can differ slightly from float32, so published scores use the fp32 default);
-    precision="int8" decodes a dynamically int8-quantized copy (translator/quantize.py; CPU only).
-    A recurrent model (LSTM, GRU, RNN) asked for bf16 on a CPU without native bf16 decodes in fp32,
-    with a note: oneDNN has no bf16 recurrent primitive there (torch raises "could not create a
-    primitive descriptor for the LSTM forward propagation primitive").
-
-    An exported directory (`translator export`) decodes with CTranslate2 instead
-    (translator/ct2_engine.py): its model has `decode_ids`, and everything else here is shared.
+    It holds an `Engine` (translator/engines.py: PyTorch decoders, with bf16 / int8 precision, or
+    CTranslate2 for an exported directory) and never asks which: it tokenizes, truncates to the
+    engine's `max_src_len`, caps the output at `max_tgt_len`, batches, re-ranks and cuts the n-best
+    (`decoding.rank`), formats and keeps the line alignment the same way for every engine.
 
     `backward` (chat only) is a model of p(message | reply) trained on the same pairs reversed with the
-    same tokenizer (`check_backward`); with it the default decoding re-ranks by MMI-bidi
-    (`CHAT_BIDI_DECODING`), above whichever engine searched.
+    same tokenizer (`check_backward`), run by an engine of its own: `rank` scores MMI-bidi with it, and
+    the default decoding becomes the task's MMI-bidi one.
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32",
                  backward: Bundle | None = None):
         self.bundle = bundle
         self.device = torch.device(device)
-        check_precision(precision)
-        self.model = bundle.model.to(self.device).eval()
-        if precision == "bf16" and self.device.type == "cpu" and _is_recurrent(self.model) and not cpu_bf16_is_fast():
-            print(f"translator: note: this CPU has no native bf16 and {type(self.model).__name__} is recurrent "
-                  "(no bf16 LSTM/GRU kernel here), so --precision bf16 becomes fp32", file=sys.stderr)
-            precision = "fp32"
-        self.precision = precision
-        self.engine = getattr(self.model, "decode_ids", None)  # an inference engine decodes ids itself
-        if precision == "int8" and self.engine is None:
-            if self.device.type != "cpu":
-                raise ValueError(f"precision int8 (dynamic quantization) runs on the CPU only, not {self.device}")
-            self.model = quantize_int8(self.model)
+        self.engine = engine_of(bundle, self.device, precision)
+        self.precision = self.engine.precision
+        self.model = self.engine.model
         self.tokenizer = bundle.tokenizer
-        self.backward: Bundle | None = None
+        self.max_src_tokens = self.engine.max_src_len
+        self.backward, self.backward_engine = backward, None
         if backward is not None:
             check_backward(bundle, backward)
-            backward.model = backward.model.to(self.device).eval()
-            if precision == "int8":
-                backward.model = quantize_int8(backward.model)
-            self.backward = backward
-        self.max_src_tokens = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
-        self.byte_values = self.tokenizer.tgt_byte_values()  # keeps byte pieces in whole UTF-8 characters
+            self.backward_engine = engine_of(backward, self.device, precision)
 
     @property
     def default_decoding(self) -> DecodeConfig:
-        """What `translate` uses when given no config: CHAT_DECODING for chat checkpoints (CHAT_BIDI_DECODING
-        with a backward model; without the anti-LM term when the model never learned p(reply) through context
-        dropout), else DecodeConfig()."""
-        if self.bundle.task != "chat":
-            return DecodeConfig()
-        chat = CHAT_BIDI_DECODING if self.backward is not None else CHAT_DECODING
-        return chat if self.bundle.empty_source else chat.replace(lm_weight=0.0)
+        """What `translate` uses when given no config: the checkpoint's task decides (translator.tasks),
+        with MMI-bidi re-ranking when a backward model is loaded."""
+        return self.bundle.task.default_decoding(self.bundle.data, backward=self.backward is not None)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
@@ -230,10 +165,10 @@ class Translator:
                   **options: Any) -> list[Translation]:
         """Translate `texts` (any length, in order) with `config` (default: `default_decoding`);
         `options` are DecodeConfig fields applied over it. `on_step` sees every sampling step
-        (`decoding.decode`; PyTorch models)."""
+        (`decoding.search`; engines that cannot stream never call it)."""
         config = decode_config(config, self.default_decoding, **options)
-        if getattr(self.model, "max_src_len", None):
-            config = config.replace(max_len=min(config.max_len, int(self.model.max_src_len)))  # learned positions stop there
+        if self.engine.max_tgt_len:
+            config = config.replace(max_len=min(config.max_len, int(self.engine.max_tgt_len)))  # learned positions stop there
         if config.lm_weight and self.bundle.empty_source is None:
             raise ValueError(f"{self.bundle.path.name} has no reply language model for anti-LM re-ranking: it was not "
                              "trained as a chat model with context dropout (--data.context_dropout 0.1); "
@@ -279,29 +214,10 @@ class Translator:
 
     def _decode(self, batch: list[list[int]], config: DecodeConfig, return_attention: bool,
                 on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
-        """Source ids of one batch (unpadded) -> hypotheses per sentence, best first.
-
-        MMI-bidi re-ranking happens here, above the engine: the engine returns every candidate, the
-        backward model scores log p(context | candidate), and `apply_rerank` ranks by the whole score.
-        """
-        tok = self.tokenizer
-        searched = config.replace(nbest=config.num_candidates) if config.backward_weight else config
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
-        if self.engine is not None:
-            hyps = self.engine(batch, searched, empty_source=self.bundle.empty_source, return_attention=return_attention)
-        else:
-            src, src_mask = self._pad(batch)
-            with autocast:
-                hyps = decode(self.model, src, src_mask, searched, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                              pad_id=tok.pad_id, unk_id=tok.unk_id, byte_values=self.byte_values,
-                              empty_source=self.bundle.empty_source, return_attention=return_attention,
-                              on_step=on_step)
-        if not config.backward_weight:
-            return hyps
-        with autocast:
-            add_backward_scores(self.backward.model, hyps, batch, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                                pad_id=tok.pad_id)
-        return [sentence[:config.nbest] for sentence in apply_rerank(hyps, config)]
+        """Source ids of one batch (unpadded) -> hypotheses per sentence, best first, re-ranked and cut to nbest."""
+        results = self.engine.search(batch, config, return_attention, on_step=on_step)
+        backward = self.backward_scores if self.backward is not None else None
+        return rank(results, config, self.engine.score, self.bundle.empty_source, backward, batch)
 
     def perplexity(self, sources: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> float:
         """exp(mean NLL per target token, eos included) of `targets` given `sources`, by teacher forcing.
@@ -320,7 +236,7 @@ class Translator:
     def encode_pairs(self, sources: Sequence[str], targets: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
         """Source and target ids cut to the model's limits (what scoring by teacher forcing can read)."""
         tok = self.tokenizer
-        limit = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
+        limit = self.engine.max_tgt_len or DEFAULT_MAX_LEN
         return ([s[: self.max_src_tokens] for s in tok.encode_src(list(sources))],
                 [t[: limit - 1] for t in tok.encode_tgt(list(targets))])
 
@@ -328,39 +244,32 @@ class Translator:
                   batch_size: int = 64) -> list[float]:
         """log p(target_i | source_i), eos included, by teacher forcing in length-sorted batches; input order.
         Sources must be non-empty."""
-        tok = self.tokenizer
-        order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), len(targets[i])))
-        scores = [0.0] * len(sources)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            srcs, tgts = [list(sources[i]) for i in rows], [list(targets[i]) for i in rows]
-            if self.engine is not None:
-                out = self.model.score_ids(srcs, tgts)
-            else:
-                src, src_mask = self._pad(srcs)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                    out = sequence_log_probs(self.model, src, src_mask, tgts, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                                             pad_id=tok.pad_id)
-            for i, value in zip(rows, out):
-                scores[i] = float(value)
+        return _batched(self.engine.score, sources, targets, batch_size)
+
+    def backward_scores(self, contexts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]],
+                        batch_size: int = 64) -> list[float]:
+        """log p(context_i | reply_i) under the backward model (its sources are the replies), in length-sorted
+        batches; -inf for an empty reply (nothing to read). Needs `backward`."""
+        if self.backward_engine is None:
+            raise ValueError("no backward model loaded: give --backward CKPT")
+        scores = [-math.inf] * len(replies)
+        rows = [i for i, r in enumerate(replies) if r]
+        out = _batched(self.backward_engine.score, [replies[i] for i in rows], [contexts[i] for i in rows], batch_size)
+        for i, value in zip(rows, out):
+            scores[i] = value
         return scores
 
-    def backward_scores(self, contexts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]]) -> list[float]:
-        """log p(context_i | reply_i) under the backward model (`decoding.backward_log_probs`); needs `backward`."""
-        if self.backward is None:
-            raise ValueError("no backward model loaded: give --backward CKPT")
-        tok = self.tokenizer
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return backward_log_probs(self.backward.model, contexts, replies, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                                      pad_id=tok.pad_id)
 
-    def _pad(self, batch: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Right-pad to (B, S) ids and the (B, S) mask, True = real token."""
-        width = max(len(ids) for ids in batch)
-        src = torch.full((len(batch), width), self.tokenizer.pad_id, dtype=torch.long)
-        for row, ids in enumerate(batch):
-            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return src.to(self.device), (src != self.tokenizer.pad_id).to(self.device)
+def _batched(score: Callable[[list[list[int]], list[list[int]]], list[float]], sources: Sequence[Sequence[int]],
+             targets: Sequence[Sequence[int]], batch_size: int) -> list[float]:
+    """An engine's `score` over many pairs: length-sorted batches (little padding), results in input order."""
+    order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), len(targets[i])))
+    scores = [0.0] * len(sources)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        for i, value in zip(rows, score([list(sources[i]) for i in rows], [list(targets[i]) for i in rows])):
+            scores[i] = float(value)
+    return scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,14 +298,14 @@ class Chatbot(Translator):
     """A chat checkpoint: the source is the conversation so far, the target the next reply.
 
     The context it sends is what the checkpoint was trained with: `bundle.chat_context_turns`
-    turns, the message included (1 = the message alone); decoding defaults to `CHAT_DECODING`
-    (`CHAT_BIDI_DECODING` with a `backward` model).
+    turns, the message included (1 = the message alone); decoding defaults to the task's (`CHAT_DECODING`,
+    `CHAT_BIDI_DECODING` with a `backward` model).
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32",
                  backward: Bundle | None = None):
-        if bundle.task != "chat":  # before the backward check, which would say less
-            raise ValueError(f"{bundle.path} is a {bundle.task} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
+        if not bundle.task.conversational:  # before the backward check, which would say less
+            raise ValueError(f"{bundle.path} is a {bundle.task.name} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
                              "not a chat model; train one with "
                              "`translator fit --config translator/configs/chat_dailydialog.yaml`")
         super().__init__(bundle, device, precision, backward)
@@ -409,17 +318,16 @@ class Chatbot(Translator):
 
     def build_context(self, history: Sequence[Any], message: str) -> str:
         """The source text the model was trained with: the last `context_turns` turns of the
-        conversation, the message included (as the DailyDialog reader builds pairs), joined by the
-        tokenizer's <sep>; the oldest turns are dropped first to fit the length limit.
+        conversation, the message included, joined by `<sep>` (`Task.source`, as the DailyDialog
+        reader builds pairs); the oldest turns are dropped first to fit the length limit.
 
         `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts;
         empty turns are skipped, and any number of turns is accepted.
         """
         turns = [t for t in flatten_history(history) if t.strip()]
         turns = turns[-(self.context_turns - 1):] if self.context_turns > 1 else []
-        sep = f" {self.tokenizer.sep_token} "
         while turns:
-            context = sep.join([*turns, message])
+            context = self.bundle.task.source([*turns, message])
             if len(self.tokenizer.encode_src([context])[0]) <= self.max_src_tokens:
                 return context
             turns = turns[1:]  # the oldest turn goes first
