@@ -96,3 +96,8 @@ def test_evaluate_reports_relevance_and_bleu_n_under_the_same_names(ckpts, tmp_p
     code, _, err = run_cli(capsys, "evaluate", "--checkpoint", ckpts["copy"], "--dataset", "dailydialog",
                            "--data_dir", data, "--hits_k", 1)
     assert code == 1 and "hits_k" in err and len(err.strip().splitlines()) == 1
+    code, stdout, err = run_cli(capsys, "evaluate", "--checkpoint", ckpts["copy"], "--dataset", "dailydialog",
+                                "--split", "val", "--data_dir", data, "--hits_k", 500, "--json", out,
+                                "--decode.max_len_b", 5)
+    assert code == 0 and "no hits@1 of 500" in err  # too few replies to rank among: the other metrics still come
+    assert json.loads(out.read_text())["bleu_2"] is not None

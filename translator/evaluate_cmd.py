@@ -181,10 +181,11 @@ def evaluate(
                      source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
         if chat:  # distinct-n and the other chat metrics need every reply at once
             test = test.whole(max_sentences)
-            distinct = len(set(test.references))
-            if hits_k and distinct < hits_k:  # found before decoding, not after
-                raise ValueError(f"hits@1 of {hits_k} needs at least {hits_k} different replies; the test set has "
-                                 f"{distinct}: lower --hits_k or pass --hits_k 0")
+            rank_k, distinct = hits_k, len(set(test.references))
+            if rank_k and distinct < rank_k:  # a small set still gets every other metric
+                print(f"translator evaluate: note: no hits@1 of {rank_k}: the test set has {distinct} different "
+                      f"replies (fewer than {rank_k}); lower --hits_k to rank among fewer", file=sys.stderr)
+                rank_k = 0
             seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
             _write_hypotheses(hypotheses, [r.text for r in results])
             report = build_report(
@@ -192,8 +193,8 @@ def evaluate(
                 tokenize=tokenize, lowercase=lowercase, seconds=seconds,
                 generated_tokens=sum(len(r.tokens) for r in results), chat=True, **about)
             report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
-            if hits_k:  # the decoding's own weights, 1 where it has none
-                report.update(relevance(translator, test.sources, test.references, hits_k, max_pairs,
+            if rank_k:  # the decoding's own weights, 1 where it has none
+                report.update(relevance(translator, test.sources, test.references, rank_k, max_pairs,
                                         lm_weight=config.lm_weight or 1.0,
                                         backward_weight=config.backward_weight or 1.0, batch_size=batch_size))
         else:
