@@ -10,7 +10,7 @@ from torch import Tensor
 
 from translator.data.datamodule import ContextDropoutBatches, EncodedSplit, empty_context_mask
 from translator.data.sampler import TokenBudgetBatchSampler
-from translator.decoding import CHAT_DECODING, DecodeConfig, decode
+from translator.decoding import CHAT_DECODING, DecodeConfig, backward_log_probs, decode
 from translator.models.base import DecoderState, Seq2Seq
 from translator.tokenizer import Tokenizer
 
@@ -96,11 +96,73 @@ def test_anti_lm_needs_an_empty_context():
         decode(model, src, mask, DecodeConfig(lm_weight=0.3, beam_size=2), **IDS)
 
 
+class BackTable(Seq2Seq):
+    """A backward 'model' p(context | reply) that reads only the reply's first token: after OTHER every token of
+    the context (and eos) has probability 0.24, after SPECIFIC 0.01, after GENERIC 0.125 (uniform)."""
+
+    CONTEXT = (1, 6, 7, EOS)  # one_context()'s tokens, then eos
+
+    def __init__(self, vocab: int = 8):
+        super().__init__()
+        tables = torch.full((vocab, vocab), 1.0 / vocab)
+        for reply, inside in ((OTHER, 0.24), (SPECIFIC, 0.01)):
+            outside = (1.0 - inside * len(self.CONTEXT)) / (vocab - len(self.CONTEXT))
+            tables[reply] = outside
+            tables[reply, list(self.CONTEXT)] = inside
+        self.register_buffer("tables", tables.log())  # (V, V): row = the reply's first token
+
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        return self.tables[src[:, 0]][:, None, :].expand(-1, tgt_in.size(1), -1)  # (B, T, V)
+
+    def encode(self, src: Tensor, src_mask: Tensor) -> Tensor:  # only teacher forcing scores a given context
+        raise NotImplementedError
+
+    def init_state(self, memory: Tensor, src_mask: Tensor, need_attention: bool = False) -> DecoderState:
+        raise NotImplementedError
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("method", ["beam", "sample"])
+def test_mmi_bidi_score_is_its_formula_and_picks_the_reply_that_explains_the_message(method):
+    """log p(r|c) + beta log p(c|r) - lambda log p(r) + gamma |r|, each term from the toy tables by hand."""
+    model, (src, mask) = ReplyTable(), one_context()
+    config = DecodeConfig(method=method, beam_size=3, candidates=3 if method == "beam" else 64, length_penalty=0.0,
+                          lm_weight=1.0, length_bonus=0.5, backward_weight=1.0, seed=0)
+    config = config.replace(nbest=config.num_candidates)  # every candidate, to check each score
+    ranked = decode(model, src, mask, config, **IDS, empty_source=[EMPTY], backward=BackTable())[0]
+    forward, lm = {GENERIC: 0.5, SPECIFIC: 0.4, OTHER: 0.1}, {GENERIC: 0.9, SPECIFIC: 0.01, OTHER: 0.09}
+    backward = {GENERIC: 4 * math.log(0.125), SPECIFIC: 4 * math.log(0.01), OTHER: 4 * math.log(0.24)}
+    seen = set()
+    for h in ranked:
+        (r,) = h.tokens
+        seen.add(r)
+        assert h.backward_score == pytest.approx(backward[r], abs=1e-5)
+        expected = math.log(forward[r]) + 1.0 * backward[r] - 1.0 * math.log(lm[r]) + 0.5 * 2
+        assert h.normalized == pytest.approx(expected, abs=1e-4)
+    assert seen == {GENERIC, SPECIFIC, OTHER}
+    assert ranked[0].tokens == [OTHER]  # anti-LM alone picks SPECIFIC (below); the backward model overrules it
+    anti_lm = decode(model, src, mask, config.replace(backward_weight=0.0), **IDS, empty_source=[EMPTY],
+                     backward=BackTable())[0]
+    assert anti_lm[0].tokens == [SPECIFIC]
+    assert [h.normalized for h in anti_lm] == [h.normalized for h in decode(
+        model, src, mask, config.replace(backward_weight=0.0), **IDS, empty_source=[EMPTY])[0]]  # beta 0 = anti-LM
+    with pytest.raises(ValueError, match="--backward CKPT"):
+        decode(model, src, mask, config, **IDS, empty_source=[EMPTY])
+
+
+def test_an_empty_reply_explains_nothing():
+    scores = backward_log_probs(BackTable(), [[1, 6, 7], [1, 6, 7]], [[], [OTHER]], bos_id=BOS, eos_id=EOS, pad_id=PAD)
+    assert scores[0] == -math.inf and scores[1] == pytest.approx(4 * math.log(0.24), abs=1e-5)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"lm_weight": -0.1}, "lm_weight"), ({"nbest": 0}, "nbest"), ({"candidates": -1}, "candidates"),
     ({"nbest": 3, "candidates": 2, "method": "sample"}, "fewer than nbest"), ({"temperature": 0.0}, "temperature"),
     ({"top_p": 1.5}, "top_p"), ({"method": "nucleus"}, "greedy, beam, sample"), ({"min_len": -1}, "min_len"),
-    ({"length_bonus": float("nan")}, "length_bonus"), ({"beam_size": 2, "nbest": 3}, "beam_size")])
+    ({"length_bonus": float("nan")}, "length_bonus"), ({"beam_size": 2, "nbest": 3}, "beam_size"),
+    ({"backward_weight": -1.0}, "backward_weight")])
 def test_decode_config_rejects_bad_values_with_one_message(options, message):
     with pytest.raises(ValueError, match=message):
         DecodeConfig(**options)

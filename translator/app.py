@@ -13,7 +13,7 @@ import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,9 +24,9 @@ from matplotlib.figure import Figure
 from translator.decoding import DecodeConfig
 from translator.inference import flatten_history
 from translator.learn import VIEWS, LearnService
-from translator.service import (CANCELLED, CHAT_TRAIN_HINT, MAX_BEAM, REQUEST_TIME_LIMIT, TRAIN_HINT,
+from translator.service import (CANCELLED, CHAT_TRAIN_HINT, MAX_BEAM, REQUEST_TIME_LIMIT, TRAIN_HINT, ChatTurn,
                                 CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
-                                discover_checkpoints, read_info)
+                                discover_checkpoints, printable, read_info)
 
 __all__ = ["CHAT_TRAIN_HINT", "TRAIN_HINT", "CheckpointInfo", "ModelCache", "ModelRegistry", "TranslatorApp",
            "UserError", "build_app", "discover_checkpoints", "launch", "read_info"]
@@ -88,6 +88,39 @@ class TranslatorApp(TranslatorService):
                    {"role": "assistant", "content": shown}]
         return self.fit_history(history), "", ""
 
+    def chat_stream_ui(self, message: str, history: list[dict] | None, method: str | None = None,
+                       temperature: float | None = None, top_p: float | None = None, lm_weight: float | None = None,
+                       candidates: float | None = None, beam_size: float | None = None,
+                       backward_weight: float | None = None) -> Iterator[tuple[Any, ...]]:
+        """The Send button, streaming: (history, message box, status, candidates table, score formula) after
+        every sampling step (the first candidate grows in the chat; the table shows all of them), then the
+        chosen reply and every candidate with its scores."""
+        history = self.fit_history(_plain_history(history))
+        user = {"role": "user", "content": str(message or "").strip()}
+        options = dict(method=method, temperature=temperature, top_p=top_p, lm_weight=lm_weight,
+                       candidates=candidates, beam_size=beam_size, backward_weight=backward_weight)
+        try:
+            for update in self.chat_stream(message, history, **options):
+                if isinstance(update, ChatTurn):
+                    shown = update.reply or "(the model has no reply to this; try sampling or another message)"
+                    yield ([*history, user, {"role": "assistant", "content": shown}], "", "",
+                           gr.Dataframe(value=update.rows(), headers=list(ChatTurn.HEADERS)), update.formula)
+                    return
+                texts = [printable(t) for t in update]
+                note = (f"Sampling {len(texts)} candidates: the first is shown while they are generated; re-ranking "
+                        "then picks one." if len(texts) > 1 else "Sampling…")
+                rows = [["", t, "-", "-", "-", "-", "-"] for t in texts]
+                yield ([*history, user, {"role": "assistant", "content": (texts[0] if texts else "") + " ▌"}], "",
+                       note, gr.Dataframe(value=rows, headers=list(ChatTurn.HEADERS)), "")
+        except UserError as err:
+            gr.Warning(str(err))
+            yield history, "" if message is None else str(message), f"⚠️ {err}", gr.skip(), gr.skip()
+        except Exception:  # noqa: BLE001 - never a stack trace in the UI; the log has it
+            log.exception("chat reply failed")
+            text = "Something went wrong while replying; the server log has the details."
+            gr.Warning(text)
+            yield history, str(message), f"⚠️ {text}", gr.skip(), gr.skip()
+
     # Validators: run by Gradio before a request enters the queue, so invalid requests never wait or count
     # toward the queue limit (cheap checks only: no model is loaded here).
 
@@ -96,11 +129,12 @@ class TranslatorApp(TranslatorService):
         return validation(4, lambda: self.check_translate(text, checkpoint, decoder, beam_size))
 
     def validate_chat(self, message: Any, history: Any = None, method: Any = None, temperature: Any = None,
-                      top_p: Any = None, lm_weight: Any = None, candidates: Any = None, beam_size: Any = None
-                      ) -> list[dict]:
-        """The Chat tab's inputs, in `chat_respond`'s order."""
-        return validation(8, lambda: self.check_chat(message, history, method, temperature, top_p, lm_weight,
-                                                     beam_size, candidates))
+                      top_p: Any = None, lm_weight: Any = None, candidates: Any = None, beam_size: Any = None,
+                      backward_weight: Any = None) -> list[dict]:
+        """The Chat tab's inputs, in `chat_stream_ui`'s order (the backward weight only with a backward model)."""
+        return validation(8 if backward_weight is None else 9, lambda: self.check_chat(
+            message, history, method, temperature, top_p, lm_weight, beam_size, candidates,
+            backward_weight=backward_weight))
 
     def validate_api_chat(self, message: Any, history: Any = None, decoder: Any = "", temperature: Any = -1.0,
                           top_k: Any = -1, top_p: Any = -1.0, beam_size: Any = -1, no_repeat_ngram_size: Any = -1,
@@ -249,7 +283,8 @@ def _plain_history(history: Sequence[Any] | None) -> list[dict]:
 def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
               checkpoints_dir: str | Path | None = None, max_input_chars: int = 2000, concurrency_limit: int = 2,
               device: str = "cpu", registry: ModelRegistry | None = None,
-              lab_dir: str | Path | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> gr.Blocks:
+              lab_dir: str | Path | None = None, request_time_limit: float = REQUEST_TIME_LIMIT,
+              backward: str | Path | None = None) -> gr.Blocks:
     """The Gradio Blocks with Translate, Chat and Learn tabs and the /translate and /chat endpoints (queued).
 
     `concurrency_limit` decoding workers are shared fairly by all requests (translator.scheduling): a long
@@ -258,7 +293,7 @@ def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpo
     """
     if concurrency_limit < 1:
         raise ValueError(f"concurrency_limit must be >= 1, got {concurrency_limit}")
-    registry = registry or ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
+    registry = registry or ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device, chat_backward=backward)
     app = TranslatorApp(registry, max_input_chars, workers=concurrency_limit, time_limit=request_time_limit)
     learn = LearnService(registry, lab_dir, service=app)  # the Learn views share the decoding workers
     # Handlers mostly wait for the shared decoding workers, so more of them may be in flight than there are
@@ -369,10 +404,14 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
         gr.Examples([[m] for m in settings.examples], inputs=[message],
                     label=f"Examples ({settings.language_name})", api_visibility="private")
     clear = gr.Button("Clear conversation", elem_id="clear")
+    candidates_table, formula = _chat_candidates(settings)
     with gr.Accordion("Decoding (defaults chosen on the validation split)", open=True):
+        backward_term = (f" + {d.backward_weight} · log p(context | reply) (MMI-bidi, backward model "
+                         f"{settings.backward})" if settings.backward else "")
         gr.Markdown(f"Default: **{d.method}** of {d.num_candidates} candidate replies (temperature {d.temperature}, "
-                    f"top-p {d.top_p}), re-ranked by log p(reply | context) − {d.lm_weight} · log p(reply) "
-                    f"+ {d.length_bonus} · length (anti-LM: fewer generic replies).", elem_id="chat-decoding")
+                    f"top-p {d.top_p}), re-ranked by log p(reply | context){backward_term} − {d.lm_weight} · "
+                    f"log p(reply) + {d.length_bonus} · length (anti-LM: fewer generic replies).",
+                    elem_id="chat-decoding")
         with gr.Row():
             method = gr.Radio(["sample", "beam", "greedy"], value=d.method, label="Method", elem_id="chat-method")
             candidates = option_slider("candidates", d.num_candidates, "Candidates (samples or beams re-ranked)")
@@ -381,18 +420,34 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
             top_p = option_slider("top_p", d.top_p, "Top-p (sampling)")
             lm_weight = option_slider("lm_weight", d.lm_weight, "Anti-LM weight λ (0 = off)")
             beam_size = option_slider("beam_size", d.beam_size, "Beam size (beam search)")
-    inputs = [message, chatbot, method, temperature, top_p, lm_weight, candidates, beam_size]
+        inputs = [message, chatbot, method, temperature, top_p, lm_weight, candidates, beam_size]
+        if settings.backward:
+            inputs.append(option_slider("backward_weight", d.backward_weight, "Backward weight β (MMI-bidi, 0 = off)",
+                                        elem_id="chat-backward-weight"))
     for trigger in (send.click, message.submit):
-        trigger(cancellable(app.chat_respond), inputs, [chatbot, message, status], **limits, **private,
-                validator=app.validate_chat)
-    clear.click(lambda: ([], "", ""), None, [chatbot, message, status], queue=False, **private)
+        trigger(app.chat_stream_ui, inputs, [chatbot, message, status, candidates_table, formula], **limits,
+                **private, validator=app.validate_chat)
+    clear.click(lambda: ([], "", "", None, ""), None, [chatbot, message, status, candidates_table, formula],
+                queue=False, **private)
+
+
+def _chat_candidates(settings: Any) -> tuple[gr.Dataframe, gr.Markdown]:
+    """The 'why this reply' table: every candidate with its forward, backward and anti-LM log-probabilities,
+    its length and the total re-ranking score (filled while sampling, scored when the reply is chosen)."""
+    with gr.Accordion("Why this reply: the candidates and their scores", open=True):
+        gr.Markdown("Each candidate is scored by log p(r|c) (the chat model), log p(c|r) (the backward model, "
+                    "when loaded: does the reply explain the message?) and log p(r) (the same model with no "
+                    "context: how likely the reply is whatever was said); the ✓ row has the highest total.")
+        formula = gr.Markdown("", elem_id="chat-formula")
+        table = gr.Dataframe(headers=list(ChatTurn.HEADERS), interactive=False, wrap=True, elem_id="chat-candidates")
+    return table, formula
 
 
 def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | None = None,
            checkpoints_dir: str | None = "checkpoints", host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, max_input_chars: int = 2000, concurrency_limit: int = 2,
            device: str = "cpu", lab_dir: str | None = None, request_time_limit: float = REQUEST_TIME_LIMIT,
-           auth: str | None = None) -> None:
+           auth: str | None = None, backward: str | None = None) -> None:
     """Serve the translator web app: a Translate tab with attention heatmaps, a Chat tab and a Learn tab.
 
     Args:
@@ -414,9 +469,11 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         request_time_limit: Seconds one request may decode before it is stopped with a message.
         auth: Ask for a login: USER:PASSWORD, or a file with one USER:PASSWORD a line (# comments); without it,
             anyone who reaches host:port can use the app.
+        backward: The chat model's backward model (a .ckpt trained with --data.reverse true on its tokenizer): the
+            Chat tab re-ranks replies by MMI-bidi and shows log p(message | reply) for every candidate.
     """
     credentials = read_auth(auth) if auth else None  # a bad --auth is one message, before any model loads
-    registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
+    registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device, chat_backward=backward)
     usable = [i for i in [*registry.translation, registry.chat] if i is not None and not i.error]
     if not usable:
         reasons = "".join(f"\n  {i.error}" for i in [*registry.translation, registry.chat] if i is not None)
@@ -431,6 +488,11 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         where = "a public gradio.live link" if share else f"{host}:{port}"
         print(f"translator app: warning: serving on {where} without --auth: anyone who can reach it can use the "
               "app; pass --auth USER:PASSWORD (or a file of such lines)", file=sys.stderr)
+    if backward:  # a backward model that does not fit the chat model is refused now, not at the first message
+        if registry.chat is None:
+            raise ValueError(f"--backward {backward} re-ranks a chat model's replies, but no chat model is loaded; "
+                             "give --chat_checkpoint CKPT")
+        registry.chatbot()  # UserError (a ValueError) with check_backward's message
     demo = build_app(max_input_chars=max_input_chars, concurrency_limit=concurrency_limit, registry=registry,
                      lab_dir=lab_dir, request_time_limit=request_time_limit)
     try:

@@ -105,6 +105,11 @@ class CheckpointMeta:
         return self.task.context_turns(self.data)
 
     @property
+    def reverse(self) -> bool:
+        """Whether it was trained on its dataset's pairs reversed (target -> source): a chat backward model."""
+        return bool(self.data.get("reverse"))
+
+    @property
     def model_class(self) -> type[Seq2Seq]:
         """The PyTorch model class it names (only translator.models classes)."""
         return model_class(self.model, source=str(self.path))
@@ -189,6 +194,11 @@ class Bundle:
     def chat_context_turns(self) -> int:
         """Turns the chatbot sends, the message included (1 = the message alone), as trained."""
         return self.meta.context_turns
+
+    @property
+    def reverse(self) -> bool:
+        """Whether it was trained on its dataset's pairs reversed (target -> source): a chat backward model."""
+        return self.meta.reverse
 
     @property
     def empty_source(self) -> list[int] | None:

@@ -126,6 +126,7 @@ def translate(
     device: str = "cpu",
     precision: str = "fp32",
     ensemble: list[str] | str | None = None,
+    backward: str | None = None,
 ) -> None:
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
@@ -144,6 +145,7 @@ def translate(
         translator translate --checkpoint CKPT --input in.de --output out.en --decode.beam_size 8 --decode.nbest 3
         translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
         translator translate --ensemble run1/best.ckpt run2/best.ckpt run3/best.ckpt --input in.de
+        translator translate --checkpoint CHAT_CKPT --backward BACKWARD_CKPT --input messages.txt
 
     Args:
         checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2);
@@ -160,12 +162,14 @@ def translate(
             under fp32, and in bfloat16 / int8 under bf16 / int8.
         ensemble: several .ckpt files (one tokenizer, any families) that translate together, scoring every
             token by the mean of their log-probabilities; instead of --checkpoint.
+        backward: a chat model's backward .ckpt (trained with --data.reverse true on its tokenizer): replies are
+            re-ranked by the MMI-bidi score, with --decode.backward_weight beta (default CHAT_BIDI_DECODING's).
     """
     from translator.inference import translate_file
 
     members = [ensemble] if isinstance(ensemble, str) else ensemble
     translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision,
-                   ensemble=members)
+                   ensemble=members, backward=backward)
 
 
 def average(checkpoints: list[str], *, output: str) -> Path:

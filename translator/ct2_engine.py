@@ -96,10 +96,11 @@ class CT2Model:
         return self
 
     # ---- decoding ------------------------------------------------------------------------
-    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig,
-               return_attention: bool = False) -> list[list[Hypothesis]]:
+    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig, return_attention: bool = False,
+               on_step: Any = None) -> list[list[Hypothesis]]:
         """Source ids (one list per sentence, unpadded) -> `config.num_candidates` hypotheses per sentence,
-        best first (see module doc); re-ranking and the n-best cut happen above the engine (`decoding.rank`)."""
+        best first (see module doc); re-ranking and the n-best cut happen above the engine (`decoding.rank`).
+        CTranslate2 returns whole hypotheses: `on_step` is never called."""
         limits = [length_limit(len(ids), config.max_len_a, config.max_len_b, config.max_len) for ids in batch]
         pieces = [[self.src_vocab[i] for i in ids] for ids in batch]
         results = self._translate(pieces, limits, max(limits), config, return_attention)

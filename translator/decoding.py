@@ -37,12 +37,17 @@ Shared rules:
   `log p(r|c) - lm_weight * log p(r) + length_bonus * |r|`, where log p(r) is the same model
   scoring r after an empty context (`empty_source`, the `<sep>` token alone for chat models
   trained with context dropout) and |r| counts scored steps.
+- MMI-bidi re-ranking (Li et al. 2016): with `backward_weight` beta set, the score adds
+  `beta * log p(c|r)`, where p(c|r) is a backward model (trained on the same pairs reversed, one
+  tokenizer) scoring the context after reading the reply (`backward_log_probs`), given to `rank`
+  (or `decode`) by the caller that holds it.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
 import inspect
+import itertools
 import math
 import textwrap
 import typing
@@ -114,6 +119,8 @@ class DecodeConfig:
     """Anti-LM re-ranking weight lambda: subtract lambda * log p(reply | empty context) (0 = off; chat)."""
     length_bonus: float = 0.0
     """Re-ranking bonus gamma per output step: + gamma * length (0 = off)."""
+    backward_weight: float = _option(0.0, serve=(0.0, 5.0), label="backward weight")
+    """MMI-bidi weight beta: add beta * log p(context | reply) under a backward model (needs --backward; 0 = off; chat)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -125,7 +132,8 @@ class DecodeConfig:
             name, low, value = field.name, field.metadata["low"], getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 problems.append(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("length_penalty", "temperature", "top_p", "max_len_a", "lm_weight", "length_bonus"):
+        for name in ("length_penalty", "temperature", "top_p", "max_len_a", "lm_weight", "length_bonus",
+                     "backward_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -138,6 +146,8 @@ class DecodeConfig:
                 problems.append(f"max_len_a must be >= 0, got {self.max_len_a}")
             if self.lm_weight < 0:
                 problems.append(f"lm_weight (the anti-LM lambda) must be >= 0, got {self.lm_weight}")
+            if self.backward_weight < 0:
+                problems.append(f"backward_weight (the MMI-bidi beta) must be >= 0, got {self.backward_weight}")
             if self.candidates and self.candidates < self.nbest:
                 problems.append(f"candidates ({self.candidates}) cannot be fewer than nbest ({self.nbest})")
             if self.method == "greedy" and self.nbest > 1:
@@ -159,8 +169,8 @@ class DecodeConfig:
 
     @property
     def reranks(self) -> bool:
-        """Whether hypotheses are re-ranked with the anti-LM score."""
-        return self.lm_weight != 0.0 or self.length_bonus != 0.0
+        """Whether hypotheses are re-ranked (anti-LM, length bonus or MMI-bidi score)."""
+        return self.lm_weight != 0.0 or self.length_bonus != 0.0 or self.backward_weight != 0.0
 
     @staticmethod
     def served(name: str) -> tuple[Any, Any, str]:
@@ -183,13 +193,16 @@ class DecodeConfig:
         for field in dataclasses.fields(self):
             name = field.name
             if name in keep or (name in ("nbest", "candidates", "max_len_a", "max_len_b", "min_len",
-                                         "no_repeat_ngram_size", "forbid_unk", "lm_weight", "length_bonus")):
+                                         "no_repeat_ngram_size", "forbid_unk", "lm_weight", "length_bonus",
+                                         "backward_weight")):
                 out[name] = getattr(self, name)
         if not out.get("candidates"):
             out.pop("candidates", None)
         if not self.reranks:
             out.pop("lm_weight", None)
             out.pop("length_bonus", None)
+        if not self.backward_weight:
+            out.pop("backward_weight", None)
         return out
 
 
@@ -246,6 +259,12 @@ CHAT_DECODING = DecodeConfig(method="sample", temperature=0.8, top_p=0.9, candid
                              no_repeat_ngram_size=3, forbid_unk=True, lm_weight=1.0, length_bonus=1.0,
                              max_len_a=1.0, max_len_b=40, seed=0)
 
+#: The default for a chat checkpoint decoding with a backward model (`--backward CKPT`): CHAT_DECODING's
+#: candidates re-ranked by the MMI-bidi score log p(r|c) + beta * log p(c|r) - lambda * log p(r) + gamma * |r|
+#: (Li et al. 2016). beta = 1 weighs both directions equally, as Li et al.'s MMI-bidi does; the sweep that
+#: selects it on the validation splits is `benchmarks/chat.py --betas` (benchmarks/RESULTS.md, "Chat").
+CHAT_BIDI_DECODING = CHAT_DECODING.replace(backward_weight=1.0)
+
 
 @dataclasses.dataclass
 class Hypothesis:
@@ -258,6 +277,7 @@ class Hypothesis:
     finished: bool  # True when it ended with eos, False when cut at the maximum length
     attention: Tensor | None = None
     lm_score: float | None = None  # log p(tokens | empty context), set by anti-LM re-ranking
+    backward_score: float | None = None  # log p(context | tokens) under a backward model, set for MMI-bidi
 
 
 @dataclasses.dataclass
@@ -583,8 +603,13 @@ def sampling_distribution(log_probs: Tensor, temperature: float, top_k: int, top
 
 def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup, num_samples: int,
                  temperature: float, top_k: int, top_p: float, generator: torch.Generator | None,
-                 max_len_a: float, max_len_b: float, max_len: int) -> list[list[Hypothesis]]:
-    """Ancestral sampling; rows are independent samples, num_samples per sentence, dropped as they end."""
+                 max_len_a: float, max_len_b: float, max_len: int,
+                 on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
+    """Ancestral sampling; rows are independent samples, num_samples per sentence, dropped as they end.
+
+    `on_step(samples, tokens)`, when given, is called after every step with the live samples (index
+    sentence * num_samples + j) and their tokens so far (a sample that just ended ends with eos).
+    """
     state, limits, masks = _start(model, src, src_mask, setup, max_len_a, max_len_b, max_len)
     B, dev = src.size(0), src.device
     row_sent = torch.arange(B, device=dev).repeat_interleave(num_samples)  # (R,)
@@ -595,6 +620,7 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
     tokens = torch.full((B * num_samples,), setup.bos_id, dtype=torch.long, device=dev)
     scores = torch.zeros(B * num_samples, device=dev)
     hist = torch.zeros(B * num_samples, 0, dtype=torch.long, device=dev)
+    sample_id = torch.arange(B * num_samples, device=dev)  # (R,) which sample each row is, for on_step
     att: Tensor | None = None
     for t in range(max(limits)):
         logits, state = model.decode_step(tokens, state)
@@ -605,6 +631,8 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
         tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (R,)
         scores = scores + lp.gather(1, tokens[:, None]).squeeze(1)  # the model's log-prob, not the tempered one
         hist, att = _append(hist, att, None, tokens, None if att is None else state.attention)
+        if on_step is not None:
+            on_step(sample_id.tolist(), hist.tolist())
         is_eos = tokens == setup.eos_id
         ended = (is_eos | (row_limit <= t + 1)).nonzero().squeeze(1)
         ended_list = ended.tolist()  # the one host sync every step
@@ -621,7 +649,8 @@ def _sample_loop(model: "Seq2Seq", src: Tensor, src_mask: Tensor, setup: _Setup,
             break
         keep = (row_limit > t + 1).logical_and_(~is_eos).nonzero().squeeze(1)  # (R',)
         state = state.select(keep)
-        tokens, scores, row_sent, row_limit = (x.index_select(0, keep) for x in (tokens, scores, row_sent, row_limit))
+        tokens, scores, row_sent, row_limit, sample_id = (x.index_select(0, keep) for x in (tokens, scores, row_sent,
+                                                                                          row_limit, sample_id))
         hist = hist.index_select(0, keep)
         att = None if att is None else att.index_select(0, keep)
     return [sorted(r, key=lambda h: -h.normalized) for r in results]
@@ -657,9 +686,12 @@ def sequence_log_probs(model: "Seq2Seq", src: Tensor, src_mask: Tensor, outputs:
 
 def rank(results: list[list[Hypothesis]], config: DecodeConfig,
          score: Callable[[list[list[int]], list[list[int]], list[bool]], list[float]] | None = None,
-         empty_source: Sequence[int] | None = None) -> list[list[Hypothesis]]:
-    """What every engine's candidates go through once: anti-LM re-ranking when `config.reranks`
-    (log p(r) from `score(sources, targets, finished)` after `empty_source`), then the n-best cut."""
+         empty_source: Sequence[int] | None = None,
+         backward: Callable[[list[list[int]], list[list[int]]], list[float]] | None = None,
+         contexts: Sequence[Sequence[int]] | None = None) -> list[list[Hypothesis]]:
+    """What every engine's candidates go through once: re-ranking when `config.reranks` (anti-LM: log p(r)
+    from `score(sources, targets, finished)` after `empty_source`; MMI-bidi: log p(c|r) from
+    `backward(contexts, replies)`, contexts[i] the source ids of sentence i), then the n-best cut."""
     if config.reranks:
         flat = [h for hyps in results for h in hyps]
         if config.lm_weight != 0.0 and flat:
@@ -669,17 +701,57 @@ def rank(results: list[list[Hypothesis]], config: DecodeConfig,
             lm = score([list(empty_source)] * len(flat), [h.tokens for h in flat], [h.finished for h in flat])
             for h, s in zip(flat, lm):
                 h.lm_score = s
+        if config.backward_weight != 0.0 and flat:
+            if backward is None or contexts is None:
+                raise ValueError("MMI-bidi re-ranking (backward_weight > 0) needs a backward model of "
+                                 "p(message | reply): give --backward CKPT")
+            pairs = [(list(contexts[i]), h) for i, hyps in enumerate(results) for h in hyps]
+            for (_, h), s in zip(pairs, backward([c for c, _ in pairs], [h.tokens for _, h in pairs])):
+                h.backward_score = s
         results = apply_rerank(results, config)
     return [hyps[:config.nbest] for hyps in results]
 
 
 def apply_rerank(results: list[list[Hypothesis]], config: DecodeConfig) -> list[list[Hypothesis]]:
-    """Set `normalized` = score - lm_weight * lm_score + length_bonus * |r| (lm_score already set, or 0) and re-sort."""
+    """Set `normalized` = score + backward_weight * backward_score - lm_weight * lm_score + length_bonus * |r|
+    (each score already set, or 0) and re-sort."""
     for hyps in results:
         for h in hyps:
-            lm_term = config.lm_weight * h.lm_score if h.lm_score is not None else 0.0
-            h.normalized = h.score - lm_term + config.length_bonus * (len(h.tokens) + h.finished)
+            h.normalized = rerank_score(h.score, h.backward_score, h.lm_score, len(h.tokens) + h.finished, config)
     return [sorted(hyps, key=lambda h: -h.normalized) for hyps in results]
+
+
+def rerank_score(forward: float, backward: float | None, lm: float | None, length: int, config: DecodeConfig) -> float:
+    """log p(r|c) + beta * log p(c|r) - lambda * log p(r) + gamma * |r|; a term whose score is None (or whose
+    weight is 0) counts 0. The one formula of the re-ranking score (decoding, evaluate's hits@1, the app)."""
+    total = forward - (config.lm_weight * lm if lm is not None else 0.0)
+    if config.backward_weight and backward is not None:
+        total += config.backward_weight * backward
+    return total + config.length_bonus * length
+
+
+def backward_log_probs(backward: "Seq2Seq", contexts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]], *,
+                       bos_id: int, eos_id: int, pad_id: int, batch_size: int = 256) -> list[float]:
+    """log p(context_i | reply_i) under a backward model (source = the reply, target = the context, eos
+    included), by teacher forcing in length-sorted batches; -inf for an empty reply (nothing to read).
+
+    Ids are of one shared tokenizer (the backward model reads the forward model's vocabulary).
+    """
+    scores = [-math.inf] * len(replies)
+    order = sorted((i for i, r in enumerate(replies) if r), key=lambda i: (len(replies[i]), len(contexts[i])))
+    device = next(itertools.chain(backward.parameters(), backward.buffers()), torch.empty(0)).device
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(replies[i]) for i in rows)
+        src = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        for row, i in enumerate(rows):
+            src[row, :len(replies[i])] = torch.tensor(list(replies[i]), dtype=torch.long)
+        src = src.to(device)
+        out = sequence_log_probs(backward, src, src != pad_id, [list(contexts[i]) for i in rows], bos_id=bos_id,
+                                 eos_id=eos_id, pad_id=pad_id, batch_size=batch_size)
+        for i, s in zip(rows, out):
+            scores[i] = s
+    return scores
 
 
 # ---- public entry points -----------------------------------------------------------------------
@@ -713,9 +785,10 @@ def decode_config(config: "DecodeConfig | Any | None" = None, default: DecodeCon
 
 def search(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
            eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None, return_attention: bool = False,
-           trace: list | None = None, **options: Any) -> list[list[Hypothesis]]:
+           trace: list | None = None, on_step: Callable[[list[int], list[list[int]]], None] | None = None,
+           **options: Any) -> list[list[Hypothesis]]:
     """The search of `decode` alone: `config.num_candidates` hypotheses per sentence, best first by
-    `normalized`, before re-ranking and the n-best cut (`rank`)."""
+    `normalized`, before re-ranking and the n-best cut (`rank`). `on_step`: see `_sample_loop`."""
     config = decode_config(config, **options)
     setup = _make_setup(config, bos_id, eos_id, pad_id, unk_id, return_attention, byte_values)
     with torch.inference_mode():
@@ -726,7 +799,7 @@ def search(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig
                 generator.manual_seed(config.seed)
             return _sample_loop(model, src, src_mask, setup, config.num_candidates, config.temperature,
                                 config.top_k, config.top_p, generator, config.max_len_a, config.max_len_b,
-                                config.max_len)
+                                config.max_len, on_step)
         width = config.beam_size if config.method == "beam" else 1
         return _beam_loop(model, src, src_mask, setup, width, config.num_candidates if width > 1 else 1,
                           config.max_len_a, config.max_len_b, config.max_len, trace)
@@ -735,24 +808,31 @@ def search(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig
 def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
            eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None,
            empty_source: Sequence[int] | None = None, return_attention: bool = False, trace: list | None = None,
+           on_step: Callable[[list[int], list[list[int]]], None] | None = None, backward: "Seq2Seq | None" = None,
            **options: Any) -> list[list[Hypothesis]]:
     """Decode src (B, S) with mask (B, S) (True = real token) as `config` says; best first per sentence.
 
     `options` are DecodeConfig fields, applied over `config` (or the defaults): a shortcut for
     `decode(..., DecodeConfig(method="beam", beam_size=4))`. `byte_values` (V,) keeps byte pieces
     in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking; `trace`
-    (a list) records every step of greedy / beam search (see `_beam_loop`). `search` then `rank`.
+    (a list) records every step of greedy / beam search (see `_beam_loop`); `on_step` sees every step
+    of sampling (see `_sample_loop`: what a streaming reply shows while it is generated); `backward`
+    (a model of p(source | output) on the same vocabulary) scores MMI-bidi re-ranking. `search` then `rank`.
     """
     config = decode_config(config, **options)
     results = search(model, src, src_mask, config, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, unk_id=unk_id,
-                     byte_values=byte_values, return_attention=return_attention, trace=trace)
+                     byte_values=byte_values, return_attention=return_attention, trace=trace, on_step=on_step)
 
     def score(sources: list[list[int]], targets: list[list[int]], finished: list[bool]) -> list[float]:
         ids = torch.tensor(sources, dtype=torch.long, device=src.device)
         return sequence_log_probs(model, ids, torch.ones_like(ids, dtype=torch.bool), targets, bos_id=bos_id,
                                   eos_id=eos_id, pad_id=pad_id, finished=finished)
 
-    return rank(results, config, score, empty_source)
+    def backward_score(contexts: list[list[int]], replies: list[list[int]]) -> list[float]:
+        return backward_log_probs(backward, contexts, replies, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id)
+
+    contexts = [row[m].tolist() for row, m in zip(src, src_mask.bool())]
+    return rank(results, config, score, empty_source, backward_score if backward is not None else None, contexts)
 
 
 def greedy_decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, **options: Any) -> list[list[Hypothesis]]:

@@ -14,7 +14,7 @@ A new engine implements `Engine` and is returned by `engine_of` for the bundles 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -37,10 +37,11 @@ class Engine(Protocol):
     precision: str  # fp32, bf16 or int8, as it runs
     model: Any  # what it decodes with (a torch module; the engine itself for CTranslate2)
 
-    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig,
-               return_attention: bool = False) -> list[list[Hypothesis]]:
+    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig, return_attention: bool = False,
+               on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
         """Source ids (one list per sentence, unpadded) -> `config.num_candidates` hypotheses per
-        sentence, best first by `normalized`, before re-ranking and the n-best cut."""
+        sentence, best first by `normalized`, before re-ranking and the n-best cut. `on_step` sees
+        every sampling step where the engine can stream (`decoding._sample_loop`), else never."""
         ...
 
     def score(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
@@ -92,13 +93,14 @@ class PyTorchEngine:
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
-    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig,
-               return_attention: bool = False) -> list[list[Hypothesis]]:
+    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig, return_attention: bool = False,
+               on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
         tok = self.tokenizer
         src, src_mask = self.pad(batch)
         with self._autocast():
             return search(self.model, src, src_mask, config, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                          unk_id=tok.unk_id, byte_values=self.byte_values, return_attention=return_attention)
+                          unk_id=tok.unk_id, byte_values=self.byte_values, return_attention=return_attention,
+                          on_step=on_step)
 
     def score(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
               finished: Sequence[bool] | None = None) -> list[float]:

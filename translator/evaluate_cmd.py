@@ -29,6 +29,7 @@ from translator.data.registry import get_spec, load_pairs, normalize_split, reso
 from translator.decoding import DecodeConfig, DecodeOptions
 from translator.evaluation import StreamingScore, build_report, format_table, stream_report, write_json
 from translator.inference import Translator, check_device, check_precision, decode_config
+from translator.relevance import DEFAULT_K, DEFAULT_MAX_PAIRS, relevance
 from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
 
 BLOCK_LINES = 20_000  # lines decoded and scored together: length-sorted batching within a block wastes little
@@ -85,6 +86,9 @@ def evaluate(
     lowercase: bool = False,
     ensemble: list[str] | str | None = None,
     hypotheses: str | None = None,
+    backward: str | None = None,
+    hits_k: int = DEFAULT_K,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Translate a test set with each checkpoint; print sacreBLEU/chrF, speed and BLEU by source length.
@@ -95,10 +99,12 @@ def evaluate(
     BLEU uses the tokenizer for the target language (char for Korean, see
     `evaluation.choose_bleu_tokenizer`); chat checkpoints also get distinct-1/2, generic share,
     reply lengths and 4-gram entropy (beside the same of the references: the human ceiling) and
-    the perplexity of the references. With --ensemble, the ensemble of those checkpoints (the mean
-    of their log-probabilities) is one more row, after the --checkpoint rows. Returns one report
-    per row (layout in `translator.evaluation`). Python callers may pass DecodeConfig fields as
-    keywords.
+    the perplexity of the references, BLEU-1/2 as dialogue papers compute them (mean smoothed sentence
+    BLEU), seconds per reply, and relevance: hits@1 of --hits_k by per-token likelihood, by the anti-LM
+    score and, with --backward, by the MMI-bidi score (`translator.relevance`). With --ensemble, the
+    ensemble of those checkpoints (the mean of their log-probabilities) is one more row, after the
+    --checkpoint rows. Returns one report per row (layout in `translator.evaluation`). Python
+    callers may pass DecodeConfig fields as keywords.
 
     Args:
         checkpoint: one or more .ckpt files or exported (CTranslate2) directories (repeat --checkpoint to compare
@@ -127,6 +133,11 @@ def evaluate(
             epochs of a run or runs with different seeds; --checkpoint may name them too (one row each).
         hypotheses: write the translations here, one line per source line (one checkpoint; the file appears whole
             when every line is decoded).
+        backward: chat: a backward model of p(message | reply) (trained with --data.reverse true on the chat
+            model's tokenizer) for every row: decoding re-ranks by MMI-bidi and hits1_mmi is reported.
+        hits_k: chat: rank the true reply among this many candidates (k - 1 replies of other pairs of the split,
+            seeded) for hits@1; 0 = skip relevance.
+        max_pairs: chat: rank this many pairs of the split for hits@1 (a seeded sample; 0 = every pair).
     """
     paths = [] if checkpoint is None else [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     members = [] if ensemble is None else [ensemble] if isinstance(ensemble, (str, Path)) else list(ensemble)
@@ -140,6 +151,10 @@ def evaluate(
         raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
     if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
         raise ValueError(f"unknown BLEU tokenizer {tokenize!r}; choose one of {sorted(BLEU.TOKENIZERS)}")
+    if hits_k < 0 or hits_k == 1:
+        raise ValueError(f"hits_k must be 0 (no relevance) or >= 2, got {hits_k}")
+    if max_pairs < 0:
+        raise ValueError(f"max_pairs must be >= 0 (0 = every pair), got {max_pairs}")
     if hypotheses and len(paths) + bool(members) > 1:
         raise ValueError("--hypotheses takes one checkpoint; evaluate the others separately")
     files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
@@ -163,9 +178,11 @@ def evaluate(
             if test is None:
                 test = cache[context_turns] = _load_dataset(dataset, split, pair, data_dir, context_turns)
             if isinstance(path, list):
-                translator = Translator.from_ensemble(path, device=device, precision=precision)
+                translator = Translator.from_ensemble(path, device=device, precision=precision,
+                                                         backward=backward)
             else:
-                translator = Translator.from_checkpoint(path, device=device, precision=precision)
+                translator = Translator.from_checkpoint(path, device=device, precision=precision,
+                                                           backward=backward)
             config = decode_config(decode, translator.default_decoding, **options)
             chat = meta.task.whole_corpus_metrics
             about = dict(label=name, checkpoint=" + ".join(map(str, path)) if isinstance(path, list) else str(path),
@@ -173,6 +190,11 @@ def evaluate(
                          source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
             if chat:  # distinct-n and the other chat metrics need every reply at once
                 test = test.whole(max_sentences)
+                rank_k, distinct = hits_k, len(set(test.references))
+                if rank_k and distinct < rank_k:  # a small set still gets every other metric
+                    print(f"translator evaluate: note: no hits@1 of {rank_k}: the test set has {distinct} different "
+                          f"replies (fewer than {rank_k}); lower --hits_k to rank among fewer", file=sys.stderr)
+                    rank_k = 0
                 seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
                 _write_hypotheses(hyp_file, [r.text for r in results])
                 report = build_report(
@@ -180,6 +202,10 @@ def evaluate(
                     tokenize=tokenize, lowercase=lowercase, seconds=seconds,
                     generated_tokens=sum(len(r.tokens) for r in results), chat=True, **about)
                 report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
+                if rank_k:  # the decoding's own weights, 1 where it has none
+                    report.update(relevance(translator, test.sources, test.references, rank_k, max_pairs,
+                                            lm_weight=config.lm_weight or 1.0,
+                                            backward_weight=config.backward_weight or 1.0, batch_size=batch_size))
             else:
                 report = _streamed_report(translator, test, config, batch_size, max_sentences, pair[1], tokenize,
                                           lowercase, hyp_file, about)

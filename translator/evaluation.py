@@ -24,7 +24,10 @@ A report is a plain dict (see `build_report`), written with `write_json` and sho
     bleu_by_length        list of {"bucket", "lo", "hi", "n", "bleu", "chrf"} (see bleu_by_length)
     chat reports only (see chat_metrics; words are `chat_words`, the same rule for both sides):
     distinct_1, distinct_2, entropy_4, mean_length, generic_share, top_reply, top_reply_share,
-    reference_<each of those>, distinct_2_ratio, and (from `evaluate`) reference_perplexity
+    reference_<each of those>, distinct_2_ratio, bleu_1, bleu_2 (see sentence_bleu_n), seconds_per_reply,
+    and (from `evaluate`) reference_perplexity and the relevance keys of `translator.relevance`:
+    hits1_loglik, hits1_antilm, hits1_mmi, hits_k, relevance_pairs, relevance_lm_weight,
+    relevance_backward_weight
 
 `evaluate` adds: src_lang, tgt_lang, architecture, batch_size, device, chat (bool).
 """
@@ -34,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import re
 import unicodedata
 from collections import Counter
@@ -230,6 +234,54 @@ def ngram_entropy(hypotheses: Sequence[str], n: int = 4) -> float:
     return -sum(c / total * math.log2(c / total) for c in counts.values()) if total else 0.0
 
 
+def sentence_bleu_n(hypotheses: Sequence[str], references: Sequence[str], n: int, target_lang: str | None = None,
+                    tokenize: str | None = None, lowercase: bool = False) -> float:
+    """BLEU-n as dialogue papers report it (DailyDialog tables of PLATO, DialogWAE, Csaky): the mean over
+    replies of smoothed sentence BLEU with uniform weights over the 1..n-gram precisions, x 100.
+
+    Computed with sacreBLEU: `BLEU(max_ngram_order=n, effective_order=True, smooth_method="exp")`
+    `.sentence_score` per reply (its sentence-level defaults; the target language's tokenizer as for
+    corpus BLEU). The papers use NLTK's `sentence_bleu` with weights (1, 0, 0, 0) / (0.5, 0.5, 0, 0) and
+    smoothing method 7 on 0-1: the same numbers x 100 except on replies without a matching n-gram of
+    some order <= n, where the smoothing methods differ, and one-word replies (effective order: BLEU-1).
+    """
+    hyps, refs = _check_pair(hypotheses, references)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    tokenize = tokenize or choose_bleu_tokenizer(target_lang)
+    metric = BLEU(max_ngram_order=n, effective_order=True, smooth_method="exp", tokenize=tokenize,
+                  lowercase=lowercase)
+    return sum(metric.sentence_score(h, [r]).score for h, r in zip(hyps, refs)) / len(hyps) if hyps else 0.0
+
+
+def draw_distractors(replies: Sequence[str], rows: Sequence[int], k: int, seed: int = 0) -> list[list[int]]:
+    """For each pair index in `rows`, k - 1 indices of other pairs whose replies (all different texts, and none
+    equal to the row's own reply) serve as distractors for hits@1 of k; drawn with `random.Random(seed)`."""
+    distinct = len(set(replies))
+    if k < 2:
+        raise ValueError(f"hits@1 needs k >= 2 candidates, got {k}")
+    if distinct < k:
+        raise ValueError(f"hits@1 of {k} needs at least {k} different replies; the test set has {distinct}")
+    rng = random.Random(seed)
+    out = []
+    for i in rows:
+        seen, picked = {replies[i]}, []
+        while len(picked) < k - 1:
+            j = rng.randrange(len(replies))
+            if replies[j] not in seen:
+                seen.add(replies[j])
+                picked.append(j)
+        out.append(picked)
+    return out
+
+
+def hits_at_1(scores: Sequence[Sequence[float]]) -> float:
+    """Share of rows whose first score (the true reply) is strictly above every other (a tie is a miss)."""
+    if not scores:
+        raise ValueError("hits@1 of no rows")
+    return sum(row[0] > max(row[1:]) for row in scores) / len(scores)
+
+
 #: generic_share counts the replies equal to one of the model's this-many most frequent replies.
 GENERIC_TOP = 10
 
@@ -374,6 +426,10 @@ def build_report(
                      generated_tokens=generated_tokens)
     if chat:
         report.update({k: v for k, v in chat_metrics(hypotheses, references).items() if k != "n"})
+        for n in (1, 2):
+            report[f"bleu_{n}"] = sentence_bleu_n(hypotheses, references, n, tokenize=s["tokenize"],
+                                                  lowercase=lowercase)
+        report["seconds_per_reply"] = seconds / s["n"] if seconds is not None and s["n"] else None
     return report
 
 
@@ -481,8 +537,9 @@ def _decoding_cell(decoding: Mapping[str, Any]) -> str:
 
 
 #: Chat columns of the summary table: the JSON keys themselves (a references row shows reference_<key>).
-CHAT_COLUMNS = ("distinct_1", "distinct_2", "distinct_2_ratio", "generic_share", "top_reply_share", "mean_length",
-                "entropy_4", "reference_perplexity")
+CHAT_COLUMNS = ("bleu_1", "bleu_2", "distinct_1", "distinct_2", "distinct_2_ratio", "generic_share",
+                "top_reply_share", "mean_length", "entropy_4", "reference_perplexity", "hits1_loglik", "hits1_antilm",
+                "hits1_mmi", "seconds_per_reply")
 
 
 def format_table(reports: Sequence[Mapping[str, Any]]) -> str:

@@ -43,6 +43,7 @@ class Translation:
     attention: Tensor | None = None  # (T_out, S) over src_pieces, or None
     truncated: bool = False
     tokens: list[int] = dataclasses.field(default_factory=list)
+    hypotheses: list[Hypothesis] = dataclasses.field(default_factory=list)  # behind `nbest`, in its order
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -59,6 +60,42 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def load_backward(path: str | Path | None, device: str | torch.device = "cpu") -> Bundle | None:
+    """The backward model of `--backward PATH` (a .ckpt; None -> None), checked against its chat model later."""
+    if path is None:
+        return None
+    if is_exported(path):
+        raise ValueError(f"--backward takes a .ckpt written by `translator fit`; {path} is an exported (CTranslate2) "
+                         "directory, which cannot score a given reply")
+    return load_bundle(path, device=device)
+
+
+def check_backward(forward: Bundle, backward: Bundle) -> None:
+    """One ValueError naming both files unless `backward` is a model of p(message | reply) for `forward`:
+    a chat model trained on the same kind of pairs reversed (`--data.reverse true`), with the same tokenizer."""
+    train = (f"train one with the chat model's own config and `--data.reverse true --data.context_dropout 0 "
+             f"--data.tokenizer_path {forward.path}` (README, Chat)")
+    if not forward.task.conversational or forward.reverse:
+        what = "a backward model itself" if forward.reverse else f"a {forward.task.name} checkpoint"
+        raise ValueError(f"{forward.path} is {what}; --backward {backward.path} re-ranks the replies of a forward "
+                         "chat model (message -> reply) only")
+    if not backward.task.conversational or not backward.reverse:
+        what = (f"a {backward.task.name} checkpoint" if not backward.task.conversational
+                else "a forward chat model (message -> reply), not a backward one (reply -> message)")
+        raise ValueError(f"--backward {backward.path} is {what}; {train}")
+    if backward.tokenizer.to_dict() != forward.tokenizer.to_dict():
+        raise ValueError(f"--backward {backward.path} was trained with another tokenizer than {forward.path}; a "
+                         f"backward model must read the chat model's vocabulary: {train}")
+    if not forward.tokenizer.joint:
+        raise ValueError(f"{forward.path} has separate source and target vocabularies; MMI-bidi re-ranking feeds its "
+                         "replies to the backward model as sources, which needs one joint vocabulary "
+                         "(--data.joint_vocab true, the chat configs' default)")
+    if backward.chat_context_turns != forward.chat_context_turns:
+        raise ValueError(f"--backward {backward.path} was trained to predict {backward.chat_context_turns} turn(s) of "
+                         f"context, but {forward.path} reads {forward.chat_context_turns}; train the backward model "
+                         f"with --data.context_turns as the chat model's ({forward.data.get('context_turns')})")
+
+
 class Translator:
     """A loaded checkpoint that turns source sentences into target sentences.
 
@@ -66,9 +103,14 @@ class Translator:
     CTranslate2 for an exported directory) and never asks which: it tokenizes, truncates to the
     engine's `max_src_len`, caps the output at `max_tgt_len`, batches, re-ranks and cuts the n-best
     (`decoding.rank`), formats and keeps the line alignment the same way for every engine.
+
+    `backward` (chat only) is a model of p(message | reply) trained on the same pairs reversed with the
+    same tokenizer (`check_backward`), run by an engine of its own: `rank` scores MMI-bidi with it, and
+    the default decoding becomes the task's MMI-bidi one.
     """
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32",
+                 backward: Bundle | None = None):
         self.bundle = bundle
         self.device = torch.device(device)
         self.engine = engine_of(bundle, self.device, precision)
@@ -76,31 +118,40 @@ class Translator:
         self.model = self.engine.model
         self.tokenizer = bundle.tokenizer
         self.max_src_tokens = self.engine.max_src_len
+        self.backward, self.backward_engine = backward, None
+        if backward is not None:
+            check_backward(bundle, backward)
+            self.backward_engine = engine_of(backward, self.device, precision)
 
     @property
     def default_decoding(self) -> DecodeConfig:
-        """What `translate` uses when given no config: the checkpoint's task decides (translator.tasks)."""
-        return self.bundle.default_decoding
+        """What `translate` uses when given no config: the checkpoint's task decides (translator.tasks),
+        with MMI-bidi re-ranking when a backward model is loaded."""
+        return self.bundle.task.default_decoding(self.bundle.data, backward=self.backward is not None)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        precision: str = "fp32") -> "Translator":
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
+                        backward: str | Path | None = None) -> "Translator":
+        """Load `path` (a .ckpt or an exported directory) and, for a chat model, its `backward` .ckpt."""
         device = check_device(device)
         check_precision(precision)  # before the (slow) load
         if is_exported(path):  # ctranslate2 (an optional dependency) is imported only here, by the engine
-            return cls(load_exported(path, device=device, precision=precision), device=device, precision=precision)
-        return cls(load_bundle(path, device=device), device=device, precision=precision)
+            bundle = load_exported(path, device=device, precision=precision)
+        else:
+            bundle = load_bundle(path, device=device)
+        return cls(bundle, device=device, precision=precision, backward=load_backward(backward, device))
 
     @classmethod
     def from_ensemble(cls, paths: Sequence[str | Path], device: str | torch.device = "cpu",
-                      precision: str = "fp32") -> "Translator":
+                      precision: str = "fp32", backward: str | Path | None = None) -> "Translator":
         """Decode with several checkpoints at once: the mean of their log-probabilities (translator/ensemble.py).
 
         They must share one tokenizer, task and language pair (else one ValueError naming the files).
         """
         device = check_device(device)
         check_precision(precision)
-        return cls(load_ensemble(paths, device=device), device=device, precision=precision)
+        return cls(load_ensemble(paths, device=device), device=device, precision=precision,
+                   backward=load_backward(backward, device))
 
     @property
     def name(self) -> str:
@@ -110,9 +161,11 @@ class Translator:
 
     def translate(self, texts: Sequence[str], config: DecodeConfig | None = None, batch_size: int = 64,
                   return_attention: bool = False, progress: Callable[[int], None] | None = None,
+                  on_step: Callable[[list[int], list[list[int]]], None] | None = None,
                   **options: Any) -> list[Translation]:
         """Translate `texts` (any length, in order) with `config` (default: `default_decoding`);
-        `options` are DecodeConfig fields applied over it."""
+        `options` are DecodeConfig fields applied over it. `on_step` sees every sampling step
+        (`decoding.search`; engines that cannot stream never call it)."""
         config = decode_config(config, self.default_decoding, **options)
         if self.engine.max_tgt_len:
             config = config.replace(max_len=min(config.max_len, int(self.engine.max_tgt_len)))  # learned positions stop there
@@ -120,6 +173,9 @@ class Translator:
             raise ValueError(f"{self.bundle.path.name} has no reply language model for anti-LM re-ranking: it was not "
                              "trained as a chat model with context dropout (--data.context_dropout 0.1); "
                              "set lm_weight 0")
+        if config.backward_weight and self.backward is None:
+            raise ValueError(f"backward_weight {config.backward_weight} (MMI-bidi re-ranking) needs a backward model "
+                             "of p(message | reply): give --backward CKPT (README, Chat), or set backward_weight 0")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         tok = self.tokenizer
@@ -141,7 +197,7 @@ class Translator:
         encoded.sort(key=lambda item: len(item[1]))  # length-sorted batches waste little padding
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start:start + batch_size]
-            hyps = self._decode([ids for _, ids, _ in chunk], config, return_attention)
+            hyps = self._decode([ids for _, ids, _ in chunk], config, return_attention, on_step)
             texts_out = [tok.decode_tgt([h.tokens for h in sentence]) for sentence in hyps]
             for (i, ids, truncated), sentence, outs in zip(chunk, hyps, texts_out):
                 best = sentence[0]
@@ -151,15 +207,17 @@ class Translator:
                     src_pieces=[tok.src.id_to_piece(x) for x in ids],
                     tgt_pieces=tok.tgt_pieces(best.tokens),
                     attention=best.attention.float().cpu() if best.attention is not None else None,
-                    truncated=truncated, tokens=list(best.tokens))
+                    truncated=truncated, tokens=list(best.tokens), hypotheses=list(sentence))
             if progress is not None:
                 progress(len(chunk))
         return [r for r in results if r is not None]
 
-    def _decode(self, batch: list[list[int]], config: DecodeConfig, return_attention: bool) -> list[list[Hypothesis]]:
+    def _decode(self, batch: list[list[int]], config: DecodeConfig, return_attention: bool,
+                on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
         """Source ids of one batch (unpadded) -> hypotheses per sentence, best first, re-ranked and cut to nbest."""
-        results = self.engine.search(batch, config, return_attention)
-        return rank(results, config, self.engine.score, self.bundle.empty_source)
+        results = self.engine.search(batch, config, return_attention, on_step=on_step)
+        backward = self.backward_scores if self.backward is not None else None
+        return rank(results, config, self.engine.score, self.bundle.empty_source, backward, batch)
 
     def perplexity(self, sources: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> float:
         """exp(mean NLL per target token, eos included) of `targets` given `sources`, by teacher forcing.
@@ -168,34 +226,89 @@ class Translator:
         """
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
-        tok = self.tokenizer
-        limit = self.engine.max_tgt_len or DEFAULT_MAX_LEN
-        pairs = [(s[: self.max_src_tokens], t[: limit - 1])
-                 for s, t in zip(tok.encode_src(list(sources)), tok.encode_tgt(list(targets))) if s]
+        srcs, tgts = self.encode_pairs(sources, targets)
+        pairs = [(s, t) for s, t in zip(srcs, tgts) if s]
         if not pairs:
             raise ValueError("no pair with a non-empty source to score")
-        pairs.sort(key=lambda p: (len(p[0]), len(p[1])))
-        total, count = 0.0, 0
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            total += sum(self.engine.score([s for s, _ in chunk], [t for _, t in chunk]))
-            count += sum(len(t) + 1 for _, t in chunk)
-        return math.exp(-total / count)
+        scores = self.score_ids([s for s, _ in pairs], [t for _, t in pairs], batch_size)
+        return math.exp(-sum(scores) / sum(len(t) + 1 for _, t in pairs))
+
+    def encode_pairs(self, sources: Sequence[str], targets: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """Source and target ids cut to the model's limits (what scoring by teacher forcing can read)."""
+        tok = self.tokenizer
+        limit = self.engine.max_tgt_len or DEFAULT_MAX_LEN
+        return ([s[: self.max_src_tokens] for s in tok.encode_src(list(sources))],
+                [t[: limit - 1] for t in tok.encode_tgt(list(targets))])
+
+    def score_ids(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                  batch_size: int = 64) -> list[float]:
+        """log p(target_i | source_i), eos included, by teacher forcing in length-sorted batches; input order.
+        Sources must be non-empty."""
+        return _batched(self.engine.score, sources, targets, batch_size)
+
+    def backward_scores(self, contexts: Sequence[Sequence[int]], replies: Sequence[Sequence[int]],
+                        batch_size: int = 64) -> list[float]:
+        """log p(context_i | reply_i) under the backward model (its sources are the replies), in length-sorted
+        batches; -inf for an empty reply (nothing to read). Needs `backward`."""
+        if self.backward_engine is None:
+            raise ValueError("no backward model loaded: give --backward CKPT")
+        scores = [-math.inf] * len(replies)
+        rows = [i for i, r in enumerate(replies) if r]
+        out = _batched(self.backward_engine.score, [replies[i] for i in rows], [contexts[i] for i in rows], batch_size)
+        for i, value in zip(rows, out):
+            scores[i] = value
+        return scores
+
+
+def _batched(score: Callable[[list[list[int]], list[list[int]]], list[float]], sources: Sequence[Sequence[int]],
+             targets: Sequence[Sequence[int]], batch_size: int) -> list[float]:
+    """An engine's `score` over many pairs: length-sorted batches (little padding), results in input order."""
+    order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), len(targets[i])))
+    scores = [0.0] * len(sources)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        for i, value in zip(rows, score([list(sources[i]) for i in rows], [list(targets[i]) for i in rows])):
+            scores[i] = float(value)
+    return scores
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplyCandidate:
+    """One candidate reply and the terms of its re-ranking score (None: a term that was not computed)."""
+
+    text: str
+    forward: float  # log p(reply | context)
+    backward: float | None  # log p(context | reply) under the backward model
+    lm: float | None  # log p(reply) (the empty context)
+    length: int  # scored steps: tokens + eos
+    total: float  # the ranking score (`decoding.rerank_score`, or the length-normalised score without re-ranking)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatReply:
+    """A reply, every candidate it was chosen from (best first) and the decoding that chose it."""
+
+    text: str
+    candidates: list[ReplyCandidate]
+    config: DecodeConfig
+    chosen: int = 0  # index of the reply among the candidates
 
 
 class Chatbot(Translator):
     """A chat checkpoint: the source is the conversation so far, the target the next reply.
 
     The context it sends is what the checkpoint was trained with: `bundle.chat_context_turns`
-    turns, the message included (1 = the message alone); decoding defaults to the task's (`CHAT_DECODING`).
+    turns, the message included (1 = the message alone); decoding defaults to the task's (`CHAT_DECODING`,
+    `CHAT_BIDI_DECODING` with a `backward` model).
     """
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
-        super().__init__(bundle, device, precision)
-        if not bundle.task.conversational:
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32",
+                 backward: Bundle | None = None):
+        if not bundle.task.conversational:  # before the backward check, which would say less
             raise ValueError(f"{bundle.path} is a {bundle.task.name} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
                              "not a chat model; train one with "
                              "`translator fit --config translator/configs/chat_dailydialog.yaml`")
+        super().__init__(bundle, device, precision, backward)
         self.context_turns = bundle.chat_context_turns
 
     @property
@@ -222,18 +335,39 @@ class Chatbot(Translator):
 
     def reply(self, history: Sequence[Any], message: str, config: DecodeConfig | None = None,
               **options: Any) -> str:
-        """Next reply to `message` after `history` (default decoding: `CHAT_DECODING`; `options` are
+        """Next reply to `message` after `history` (default decoding: `default_decoding`; `options` are
         DecodeConfig fields over it). Empty message -> ValueError. Never an empty reply when the
         model can give anything: when the best hypothesis is empty, the next-best one is used."""
+        return self.reply_candidates(history, message, config, **options).text
+
+    def reply_candidates(self, history: Sequence[Any], message: str, config: DecodeConfig | None = None,
+                         on_partial: Callable[[list[str]], None] | None = None, **options: Any) -> ChatReply:
+        """`reply`, with every candidate and its scores (forward, backward, anti-LM, length, total).
+
+        `on_partial(texts)`, when given, sees the sampled candidates' text so far after every sampling
+        step (candidate order; a streaming UI shows them while they are generated).
+        """
         if not message or not message.strip():
             raise ValueError("message is empty")
         context = self.build_context(history, message.strip())
         config = decode_config(config, self.default_decoding, **options)
-        result = self.translate([context], config.replace(nbest=config.num_candidates))[0]  # all, best first
-        text = next((text for text, _ in result.nbest if text.strip()), "")
-        if not text and config.min_len < 1:  # every hypothesis was empty: ask for at least one token
-            text = self.translate([context], config.replace(min_len=1))[0].text
-        return text
+        on_step = None
+        if on_partial is not None:
+            partial: dict[int, list[int]] = {}
+
+            def on_step(samples: list[int], tokens: list[list[int]]) -> None:
+                partial.update(zip(samples, tokens))
+                on_partial(self.tokenizer.decode_tgt([partial[j] for j in sorted(partial)]))
+
+        result = self.translate([context], config.replace(nbest=config.num_candidates), on_step=on_step)[0]
+        chosen = next((i for i, (text, _) in enumerate(result.nbest) if text.strip()), None)
+        if chosen is None and config.min_len < 1:  # every hypothesis was empty: ask for at least one token
+            result = self.translate([context], config.replace(min_len=1, nbest=config.num_candidates))[0]
+            chosen = 0
+        candidates = [ReplyCandidate(text, h.score, h.backward_score, h.lm_score, len(h.tokens) + h.finished,
+                                     h.normalized) for (text, _), h in zip(result.nbest, result.hypotheses)]
+        text = result.nbest[chosen][0] if chosen is not None else ""
+        return ChatReply(text, candidates, config, chosen or 0)
 
 
 def flatten_history(history: Sequence[Any]) -> list[str]:
@@ -281,7 +415,8 @@ CHUNK_BATCHES = 8
 
 def translate_file(checkpoint: str | Path | None, input: str | Path | None = None, output: str | Path | None = None,
                    config: DecodeConfig | None = None, device: str = "cpu", batch_size: int = 64,
-                   precision: str = "fp32", ensemble: Sequence[str | Path] | None = None, **options: Any) -> int:
+                   precision: str = "fp32", ensemble: Sequence[str | Path] | None = None,
+                   backward: str | Path | None = None, **options: Any) -> int:
     """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout), streaming.
 
     Output has exactly one line per input line, in input order; empty or whitespace-only input
@@ -294,12 +429,14 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
     the input or a checkpoint: `translator.atomic`). `config` defaults to the checkpoint's (`Translator.default_decoding`) and `options` are
     DecodeConfig fields over it. Input, output and options are checked before the model loads.
     With `ensemble` (checkpoints; `checkpoint` None) their ensemble translates
-    (`Translator.from_ensemble`). Returns the number of lines.
+    (`Translator.from_ensemble`). With `backward` (a chat model's backward .ckpt) the replies are
+    re-ranked by MMI-bidi (`Translator`). Returns the number of lines.
     """
     if (checkpoint is None) == (not ensemble):
         raise ValueError("give one checkpoint (--checkpoint CKPT) or an ensemble (--ensemble CKPT CKPT ...), "
                          + ("not both" if ensemble else "got neither"))
-    decode_config(config, **options)  # a bad option fails before the checkpoint loads
+    if decode_config(config, **options).backward_weight and backward is None:  # bad options fail before loading
+        raise ValueError("backward_weight (MMI-bidi re-ranking) needs a backward model: give --backward CKPT")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     reads = {"input": input, "checkpoint": checkpoint, "ensemble checkpoint": ensemble}
@@ -307,9 +444,9 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
     source = LineSource(input)
     try:
         if ensemble:
-            translator = Translator.from_ensemble(ensemble, device=device, precision=precision)
+            translator = Translator.from_ensemble(ensemble, device=device, precision=precision, backward=backward)
         else:
-            translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision)
+            translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision, backward=backward)
         config = decode_config(config, translator.default_decoding, **options)
         show_bar = _isatty(sys.stderr) and not source.interactive
         bar = progress_bar(source.total() if show_bar else None, enabled=show_bar)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import math
+import queue
 import threading
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from translator.ct2_engine import CT2Model
 from translator.decoding import DecodeConfig, decode_config, length_limit
 from translator.ensemble import ensemble_of
 from translator.evaluation import attention_figure
-from translator.inference import Chatbot, Translation, Translator, flatten_history
+from translator.inference import Chatbot, ReplyCandidate, Translation, Translator, flatten_history
 from translator.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
 from translator.tasks import TRANSLATION, Task
 
@@ -35,6 +37,7 @@ MAX_CANDIDATES = DecodeConfig.served("candidates")[1]
 MAX_HISTORY_TURNS = 100  # turns of chat history a request may carry (the Chat tab keeps its conversation within)
 HISTORY_CHARS_PER_INPUT = 10  # characters of chat history a request may carry, in units of max_input_chars
 MAX_FIELD_CHARS = 1000  # a checkpoint label or path, a decoder name
+MAX_BACKWARD_WEIGHT = DecodeConfig.served("backward_weight")[1]
 #: Largest request, in decoded hypothesis-tokens (sum over lines of beam x output length limit): 1,000
 #: one-word lines at the largest beam fit; more lines (a raised --max_input_chars) get a message.
 MAX_REQUEST_COST = 256_000
@@ -94,6 +97,7 @@ class CheckpointInfo:
     note: str = ""  # what the model's attention (or its absence) means, from the model class
     tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
     members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
+    reverse: bool = False  # trained on its pairs reversed: a chat model's backward model, not one to chat with
 
     @property
     def is_chat(self) -> bool:
@@ -130,7 +134,8 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
         return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
     pair = f"{meta.src_lang}→{meta.tgt_lang}" if meta.src_lang else "?"
     return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, meta.dataset, meta.src_lang,
-                          meta.tgt_lang, task=meta.task, note=note, tokenizer_id=meta.tokenizer_id)
+                          meta.tgt_lang, task=meta.task, note=note, tokenizer_id=meta.tokenizer_id,
+                          reverse=meta.reverse)
 
 
 def member_names(paths: Sequence[Path]) -> list[str]:
@@ -194,9 +199,12 @@ class ModelCache:
         self._models: dict[tuple[Path, type], Translator] = {}
         self._failed: dict[tuple[Path, type], str] = {}
 
-    def get(self, path: Path | tuple[Path, ...], cls: type[Translator]) -> Translator:
-        """The model of one checkpoint, or of an ensemble when `path` is a tuple of checkpoints."""
+    def get(self, path: Path | tuple[Path, ...], cls: type[Translator], backward: Path | None = None) -> Translator:
+        """The model of one checkpoint, or of an ensemble when `path` is a tuple of checkpoints; a chat model
+        with its `backward` model (MMI-bidi re-ranking) is a model of its own."""
         key = (tuple(Path(p).resolve() for p in path) if isinstance(path, tuple) else Path(path).resolve(), cls)
+        if backward is not None:
+            key = (*key, Path(backward).resolve())
         with self._lock:
             if key in self._models:
                 return self._models[key]
@@ -210,6 +218,8 @@ class ModelCache:
                 if isinstance(path, tuple):  # the members' models from this cache: each loaded once
                     bundles = [self.get(member, cls).bundle for member in path]
                     model = cls(ensemble_of(bundles, self.device), device=self.device)
+                elif backward is not None:
+                    model = cls.from_checkpoint(path, device=self.device, backward=backward)
                 else:
                     model = cls.from_checkpoint(path, device=self.device)
             except Exception as err:  # noqa: BLE001 - any failure is remembered: one attempt per file, one message
@@ -217,6 +227,7 @@ class ModelCache:
                 if not isinstance(err, (OSError, ValueError)):  # not a checkpoint reader's message: keep the trace
                     log.exception("loading %s failed", what)
                     err = f"{type(err).__name__}: {err}"
+                what = f"{what} with --backward {backward}" if backward is not None else what
                 self._failed[key] = f"Cannot load {what}: {err}"
                 raise UserError(self._failed[key]) from None
             with self._lock:
@@ -229,11 +240,13 @@ class ModelRegistry:
 
     With two or more compatible translation checkpoints given (`--checkpoint A --checkpoint B`), their
     ensemble is offered too (`ensembles`, after them in `choices`); found checkpoints (a run's many epoch
-    files) never form one.
+    files) never form one. `chat_backward` is the chat model's backward model (MMI-bidi re-ranking); found
+    backward models (trained with --data.reverse true) are never offered to chat with.
     """
 
     def __init__(self, checkpoints: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
-                 checkpoints_dir: str | Path | None = None, device: str = "cpu", cache: ModelCache | None = None):
+                 checkpoints_dir: str | Path | None = None, device: str = "cpu", cache: ModelCache | None = None,
+                 chat_backward: str | Path | None = None):
         self.device = device
         self.cache = cache or ModelCache(device)
         if isinstance(checkpoints, (str, Path)):
@@ -247,7 +260,10 @@ class ModelRegistry:
         self.translation = _unique_labels(given_infos + [i for i in found_infos if not i.is_chat])
         self.ensembles = ensembles_of(given_infos)
         self.chat: CheckpointInfo | None = (read_info(chat_checkpoint, root) if chat_checkpoint else
-                                            next((i for i in found_infos if i.is_chat and not i.error), None))
+                                            next((i for i in found_infos if i.is_chat and not i.error
+                                                  and not i.reverse), None))
+        # The chat model's backward model (MMI-bidi re-ranking), checked against it when they load.
+        self.chat_backward: Path | None = Path(chat_backward) if chat_backward else None
 
     @property
     def labels(self) -> list[str]:
@@ -293,7 +309,7 @@ class ModelRegistry:
                             "and start the app with `--chat_checkpoint PATH`.")
         if self.chat.error:
             raise UserError(self.chat.error)
-        return self.cache.get(self.chat.path, Chatbot)  # type: ignore[return-value]
+        return self.cache.get(self.chat.path, Chatbot, self.chat_backward)  # type: ignore[return-value]
 
 
 def _unique_labels(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
@@ -332,6 +348,7 @@ class ChatSettings:
     placeholder: str
     context_turns: int
     decoding: DecodeConfig
+    backward: str | None = None  # the backward model's file name, when replies are re-ranked by MMI-bidi
 
     @property
     def context_note(self) -> str:
@@ -468,7 +485,8 @@ class TranslatorService:
         lang = bot.language
         return ChatSettings(lang, LANGUAGE_NAMES.get(lang or "", lang or "an unknown language"),
                             CHAT_EXAMPLES.get(lang or "", []), CHAT_PLACEHOLDERS.get(lang or "", "…"),
-                            bot.context_turns, bot.default_decoding)
+                            bot.context_turns, bot.default_decoding,
+                            bot.backward.path.name if bot.backward is not None else None)
 
     def check_history(self, history: Any) -> list[str]:
         """The chat history's turns as strings, or UserError when it has more turns or characters than a
@@ -497,7 +515,8 @@ class TranslatorService:
 
     def check_chat(self, message: Any, history: Any = None, method: Any = None, temperature: Any = None,
                    top_p: Any = None, lm_weight: Any = None, beam_size: Any = None, candidates: Any = None,
-                   top_k: Any = None, no_repeat_ngram_size: Any = None) -> tuple[str, list[str], dict[str, Any]]:
+                   top_k: Any = None, no_repeat_ngram_size: Any = None, backward_weight: Any = None
+                   ) -> tuple[str, list[str], dict[str, Any]]:
         """(message, history turns, decoding options given), or UserError; cheap (no model is loaded), so the
         app runs it before a request is queued. None = the model's default for that option."""
         message = self.check_text(message, "message").strip()
@@ -508,7 +527,8 @@ class TranslatorService:
                 raise UserError(f"Unknown decoder {shown(method)}; choose sample, beam or greedy.")
             options["method"] = method
         given = dict(temperature=temperature, top_p=top_p, lm_weight=lm_weight, beam_size=beam_size,
-                     candidates=candidates, top_k=top_k, no_repeat_ngram_size=no_repeat_ngram_size)
+                     candidates=candidates, top_k=top_k, no_repeat_ngram_size=no_repeat_ngram_size,
+                     backward_weight=backward_weight)
         options.update({name: served(name, value) for name, value in given.items() if value is not None})
         return message, turns, options
 
@@ -518,18 +538,92 @@ class TranslatorService:
                    no_repeat_ngram_size: int | None = None) -> str:
         """The chat model's reply to `message` after `history`; None = the model's default for that
         option (CHAT_DECODING). UserError for anything the user can fix."""
-        message, turns, options = self.check_chat(message, history, method, temperature, top_p, lm_weight,
-                                                  beam_size, candidates, top_k, no_repeat_ngram_size)
+        return self.chat_turn(message, history, method=method, temperature=temperature, top_p=top_p,
+                              lm_weight=lm_weight, beam_size=beam_size, candidates=candidates, top_k=top_k,
+                              no_repeat_ngram_size=no_repeat_ngram_size).reply
+
+    def chat_turn(self, message: str, history: Sequence[Any] | None = None,
+                  on_partial: Callable[[list[str]], None] | None = None, **options: Any) -> "ChatTurn":
+        """The reply with every candidate it was chosen from and their scores; `options` as `check_chat`
+        takes them; `on_partial(texts)` sees the sampled candidates while they are generated."""
+        message, turns, given = self.check_chat(message, history, **options)
+        bot, config = self.chat_decoding(given)
+        result = self.run([lambda: bot.reply_candidates(turns, message, config, on_partial=on_partial)], "reply",
+                          "Try greedy decoding or fewer candidates.")[0]
+        return ChatTurn(printable(result.text), result.candidates, result.config, result.chosen)
+
+    def chat_stream(self, message: str, history: Sequence[Any] | None = None,
+                    **options: Any) -> Iterator["list[str] | ChatTurn"]:
+        """`chat_turn` as it happens: the sampled candidates' text so far after every step (lists of str; nothing
+        for beam and greedy search), then the ChatTurn. UserError (raised when iterated) as `chat_turn`."""
+        updates: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                updates.put(self.chat_turn(message, history, on_partial=updates.put, **options))
+            except BaseException as err:  # noqa: BLE001 - handed to the reader, which raises it
+                updates.put(err)
+
+        context = contextvars.copy_context()  # the caller's cancellation check (CANCELLED) goes with the work
+        threading.Thread(target=context.run, args=(work,), daemon=True, name="chat-stream").start()
+        while True:
+            item = updates.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, ChatTurn):
+                return
+
+    def chat_decoding(self, options: dict[str, Any]) -> tuple[Chatbot, DecodeConfig]:
+        """The chat model and the decoding a request asks for (`options` from `check_chat`; absent = the model's
+        default: CHAT_DECODING, or CHAT_BIDI_DECODING with a backward model). UserError for a bad value."""
         bot = self.registry.chatbot()
+        if options.get("backward_weight") and bot.backward is None:
+            raise UserError("The backward weight needs a backward model; start the app with `--backward CKPT` "
+                            "(README, Chat).")
         try:
             config = decode_config(None, bot.default_decoding, **options)
         except ValueError as err:
             raise UserError(str(err)) from None
         if config.lm_weight and bot.bundle.empty_source is None:
             config = config.replace(lm_weight=0.0)  # a model without context dropout has no reply LM
-        reply = self.run([lambda: bot.reply(turns, message, config)], "reply",
-                         "Try greedy decoding or fewer candidates.")[0]
-        return printable(reply)
+        return bot, config
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatTurn:
+    """What the Chat tab shows for one reply: the text, and why it was chosen (every candidate's scores)."""
+
+    reply: str
+    candidates: list[ReplyCandidate]
+    config: DecodeConfig
+    chosen: int = 0
+
+    HEADERS = ("", "candidate reply", "log p(r|c)", "log p(c|r)", "log p(r)", "length", "total")
+
+    def rows(self) -> list[list[Any]]:
+        """One row per candidate, best first: chosen mark, text, forward, backward, anti-LM, length, total."""
+        def cell(x: float | None) -> Any:  # -inf (an empty reply explains nothing) is no JSON number: text
+            return "-" if x is None else round(x, 2) if math.isfinite(x) else f"{x}"
+
+        return [["✓" if i == self.chosen else "", printable(c.text) or "(empty)", cell(c.forward), cell(c.backward),
+                 cell(c.lm), c.length, cell(c.total)] for i, c in enumerate(self.candidates)]
+
+    @property
+    def formula(self) -> str:
+        """How `total` was computed, with this decoding's weights."""
+        c = self.config
+        if not c.reranks:
+            how = "log p(r|c) / length" if c.normalize else f"log p(r|c) / ((5 + length) / 6)^{c.length_penalty}"
+            return f"total = {how} (no re-ranking)"
+        terms = ["log p(r|c)"]
+        if c.backward_weight:
+            terms.append(f"+ {c.backward_weight:g} · log p(c|r)")
+        if c.lm_weight:
+            terms.append(f"− {c.lm_weight:g} · log p(r)")
+        if c.length_bonus:
+            terms.append(f"+ {c.length_bonus:g} · length")
+        return "total = " + " ".join(terms)
 
 
 def printable(text: str) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from translator.decoding import CHAT_DECODING, DecodeConfig
+from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING, DecodeConfig
 from translator.tokenizer import SEP_TOKEN
 
 #: Turns in a multi-turn chat source (the message and the turns before it) unless a run sets
@@ -57,8 +57,8 @@ class Task:
         """The empty-context source ids for p(reply) (anti-LM re-ranking), or None when the model never learned it."""
         return None
 
-    def default_decoding(self, data: dict[str, Any]) -> DecodeConfig:
-        """The decoding used when none is given."""
+    def default_decoding(self, data: dict[str, Any], backward: bool = False) -> DecodeConfig:
+        """The decoding used when none is given (`backward`: a backward model is loaded beside the model)."""
         return DecodeConfig()
 
 
@@ -89,11 +89,13 @@ class ChatTask(Task):
             return [tokenizer.sep_id]  # `<sep>` alone: what context dropout trains on
         return None
 
-    def default_decoding(self, data: dict[str, Any]) -> DecodeConfig:
-        """CHAT_DECODING, without its anti-LM term when the model never learned p(reply) (no context dropout)."""
+    def default_decoding(self, data: dict[str, Any], backward: bool = False) -> DecodeConfig:
+        """CHAT_DECODING (CHAT_BIDI_DECODING with a backward model), without its anti-LM term when the model
+        never learned p(reply) (no context dropout)."""
+        chat = CHAT_BIDI_DECODING if backward else CHAT_DECODING
         if float(data.get("context_dropout") or 0.0) > 0.0:
-            return CHAT_DECODING
-        return CHAT_DECODING.replace(lm_weight=0.0)
+            return chat
+        return chat.replace(lm_weight=0.0)
 
 
 TRANSLATION, CHAT = TranslationTask(), ChatTask()
