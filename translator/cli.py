@@ -202,8 +202,11 @@ def _lightning_cli(args: list[str]) -> None:
             # LightningCLI would replace the model options given with the checkpoint's, silently; instead a
             # bad file is one message and options that cannot change within a run are refused, before any data
             # is read (translator.resume; the system lists the options it applies when the checkpoint loads).
+            # A fine-tuning run (--model.init_from) takes its parent's model and tokenizer first (translator.finetune).
             subcommand = self.config.get("subcommand")
             if subcommand:
+                if subcommand == "fit":
+                    _init_from(self.config[subcommand], given)
                 _check_resume(self.config[subcommand], subcommand)
 
         def before_instantiate_classes(self) -> None:
@@ -216,6 +219,7 @@ def _lightning_cli(args: list[str]) -> None:
                                for name in LIGHTNING_COMMANDS}
     help_of.update(prog="translator", formatter_class=_HelpFormatter,
                    exit_on_error=False)  # a bad option or config key: main() prints the one line that matters
+    given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}  # options typed on the command line
     # LightningCLI reads sys.argv itself; handing it `args` as well only makes it warn.
     saved_argv = sys.argv
     sys.argv = ["translator", *args]
@@ -257,6 +261,42 @@ def _check_resume(config: Any, subcommand: str) -> None:
         refused = [d for d in refused if d.flag.startswith("--model.model.")]
     if refused:
         raise ValueError(refused_message(str(ckpt_path), refused))
+
+
+def _init_from(config: Any, given: set[str]) -> None:
+    """--model.init_from CKPT: the parent's model configuration and tokenizer, and the fine-tuning optimizer
+    defaults for the options not given on the command line (translator.finetune); conflicts as one ValueError."""
+    model = config.get("model")
+    init_from = model.get("init_from") if model is not None else None
+    if not init_from:
+        return
+    from jsonargparse import Namespace
+
+    from translator.callbacks import note
+    from translator.data.registry import get_spec
+    from translator.finetune import check_task, finetune_defaults, read_parent, refused_message
+    from translator.resume import resume_differences
+
+    parent = read_parent(init_from)
+    data = config.get("data")
+    check_task(init_from, parent, get_spec(str(data.get("dataset"))).task, str(data.get("dataset")))
+    saved = dict(parent["hyper_parameters"])
+    plain = config.clone().as_dict()
+    refused, _ = resume_differences({"model": saved["model"]}, {"model": plain["model"].get("model") or {}}, {}, {})
+    if refused:
+        raise ValueError(refused_message(str(init_from), refused))
+    tokenizer_path = data.get("tokenizer_path")
+    if tokenizer_path and Path(tokenizer_path).resolve() != Path(init_from).resolve():
+        raise ValueError(f"--data.tokenizer_path {tokenizer_path}: a fine-tuning run keeps the tokenizer of "
+                         f"--model.init_from {init_from} (its weights are tied to its ids); drop --data.tokenizer_path")
+    model["model"] = Namespace(class_path=saved["model"]["class_path"],
+                               init_args=Namespace(**dict(saved["model"].get("init_args") or {})))
+    data["tokenizer_path"] = str(init_from)
+    defaults = finetune_defaults(saved, {flag.removeprefix("--model.") for flag in given})
+    for key, value in defaults.items():
+        model[key] = value
+    chosen = ", ".join(f"--model.{key} {model.get(key)}" for key in ("lr", "warmup_steps", "lr_schedule"))
+    note(f"fine-tuning from {init_from}: its model and tokenizer, a new optimizer and schedule ({chosen})")
 
 
 def _cpu_precision(config: Any) -> None:

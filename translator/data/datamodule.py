@@ -267,6 +267,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
             self._empty[split] = stats.get("empty", 0)
         return self._pairs[split]
 
+    def sample_pairs(self, n: int, split: str = "train") -> list[Pair]:
+        """At most n pairs of a split: a uniform sample with a fixed seed, read as a stream."""
+        return token_store.seeded_sample(self._stream(split), n, SPLIT_SEED)
+
     @property
     def data_path(self) -> Path:
         """The folder the dataset is read from."""
