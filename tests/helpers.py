@@ -1,6 +1,7 @@
 """Tiny corpora and tiny self-contained checkpoints that tests build for themselves."""
 from __future__ import annotations
 
+import csv
 import random
 from pathlib import Path
 
@@ -38,6 +39,30 @@ def write_multi30k_like(root: Path, n_train: int = 200, n_val: int = 20, n_test:
         src = tiny_sentences(n, seed)
         for lang, lines in (("de", src), ("en", [transform(s) for s in src]), ("fr", src)):
             (folder / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def write_chatbot_ko_like(root: Path, n: int = 160) -> Path:
+    """A folder laid out like ../shared/data/chatbot-ko (ChatbotData.csv: Q, A, label)."""
+    folder = root / "chatbot-ko"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    with open(folder / "ChatbotData.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Q", "A", "label"])
+        for question in tiny_sentences(n, seed=4):
+            writer.writerow([question, " ".join(rng.choice(WORDS) for _ in range(4)), 0])
+    return root
+
+
+def write_dailydialog_like(root: Path) -> Path:
+    """A folder laid out like ../shared/data/dailydialog (dialogues_<split>.txt, turns end with __eou__)."""
+    for split, folder, seed in (("train", "train", 5), ("validation", "validation", 6), ("test", "test", 7)):
+        path = root / "dailydialog" / folder
+        path.mkdir(parents=True, exist_ok=True)
+        turns = tiny_sentences(240 if split == "train" else 24, seed)
+        dialogues = [" __eou__ ".join(turns[i:i + 4]) + " __eou__" for i in range(0, len(turns), 4)]
+        (path / f"dialogues_{split}.txt").write_text("\n".join(dialogues) + "\n", encoding="utf-8")
     return root
 
 

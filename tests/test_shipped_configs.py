@@ -6,14 +6,12 @@ chosen by the config's `data.dataset`, the shrink options by its model family.
 """
 from __future__ import annotations
 
-import csv
-import random
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import WORDS, tiny_sentences, write_multi30k_like
+from helpers import write_chatbot_ko_like, write_dailydialog_like, write_multi30k_like
 from translator.cli import main
 from translator.inference import Chatbot, Translator
 
@@ -25,28 +23,8 @@ SHRINK = {  # every family as small as a CLI run of seconds allows
 }
 
 
-def _write_chatbot_ko(root: Path) -> None:
-    folder = root / "chatbot-ko"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    with open(folder / "ChatbotData.csv", "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Q", "A", "label"])
-        for question in tiny_sentences(160, seed=4):
-            writer.writerow([question, " ".join(rng.choice(WORDS) for _ in range(4)), 0])
-
-
-def _write_dailydialog(root: Path) -> None:
-    for split, folder, seed in (("train", "train", 5), ("validation", "validation", 6), ("test", "test", 7)):
-        path = root / "dailydialog" / folder
-        path.mkdir(parents=True, exist_ok=True)
-        turns = tiny_sentences(240 if split == "train" else 24, seed)
-        dialogues = [" __eou__ ".join(turns[i:i + 4]) + " __eou__" for i in range(0, len(turns), 4)]
-        (path / f"dialogues_{split}.txt").write_text("\n".join(dialogues) + "\n", encoding="utf-8")
-
-
 CORPORA = {"multi30k": lambda root: write_multi30k_like(root, n_train=120, n_val=12, n_test=12),
-           "chatbot-ko": _write_chatbot_ko, "dailydialog": _write_dailydialog}
+           "chatbot-ko": write_chatbot_ko_like, "dailydialog": write_dailydialog_like}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
@@ -72,3 +50,27 @@ def test_every_shipped_config_trains_and_its_checkpoints_answer(config: Path, tm
             (hypothesis,) = Translator.from_checkpoint(checkpoints[name]).translate(["a man in park"])
             hypothesis = hypothesis.text
             assert isinstance(hypothesis, str)
+
+
+def test_a_backward_chat_model_trains_on_reversed_pairs_with_the_forward_tokenizer(tmp_path: Path):
+    """`--data.reverse true --data.tokenizer_path FORWARD.ckpt`: p(message | reply), on the forward model's pieces."""
+    from translator.checkpoint import checkpoint_tokenizer, load_bundle
+    from translator.data.datamodule import Seq2SeqDataModule
+
+    config = Path(__file__).parents[1] / "translator" / "configs" / "chat_chatbot_ko.yaml"
+    data = write_chatbot_ko_like(tmp_path / "data")
+    common = ["--config", str(config), "--data.data_dir", str(data), "--data.vocab_size", "320",
+              "--data.cache_dir", str(tmp_path / "cache"), "--data.max_tokens", "300", "--trainer.max_epochs", "1",
+              "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+              "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true",
+              *[f"--model.model.init_args.{k}={v}" for k, v in SHRINK["Transformer"].items()]]
+    main(["fit", *common, "--trainer.logger.init_args.save_dir", str(tmp_path / "fwd")])
+    forward = next((tmp_path / "fwd").rglob("last.ckpt"))
+    main(["fit", *common, "--trainer.logger.init_args.save_dir", str(tmp_path / "bwd"), "--data.reverse", "true",
+          "--data.context_dropout", "0", "--data.tokenizer_path", str(forward)])
+    backward = load_bundle(next((tmp_path / "bwd").rglob("last.ckpt")))
+    assert backward.tokenizer.to_dict() == checkpoint_tokenizer(forward).to_dict()
+    assert backward.data["reverse"] is True
+    forward_pairs = Seq2SeqDataModule("chatbot-ko", data_dir=str(data)).pairs("val")
+    reversed_pairs = Seq2SeqDataModule("chatbot-ko", data_dir=str(data), reverse=True).pairs("val")
+    assert reversed_pairs == [(reply, message) for message, reply in forward_pairs] and forward_pairs

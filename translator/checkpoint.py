@@ -136,6 +136,17 @@ def read_export(path: str | Path) -> tuple[dict[str, Any], Tokenizer]:
     return meta, tokenizer
 
 
+def checkpoint_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer a checkpoint (.ckpt) or exported directory carries, without building its model
+    (a model trained from it, e.g. a chat backward model or a fine-tuning run, then shares its pieces)."""
+    if is_exported(path):
+        return read_export(path)[1]
+    bundle = read_checkpoint(path)[BUNDLE_KEY]
+    if bundle.get("tokenizer") is None:
+        raise ValueError(f"{path} carries no tokenizer; it was not written by translator's trainer")
+    return Tokenizer.from_dict(bundle["tokenizer"])
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load(weights_only=True) with one clear message for missing, corrupt or foreign files."""
     path = Path(path)

@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import translator.data.token_store as token_store
+from translator.checkpoint import checkpoint_tokenizer
 from translator.data.readers import Pair
 from translator.data.registry import (SPLIT_SEED, find_dataset, get_spec, iter_pairs, load_pairs, resolve_languages,
                                       split_files)
@@ -181,7 +182,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         src_lang: source language; None = the dataset's default (multi30k de, tatoeba en, chat: same as tgt).
         tgt_lang: target language; None = the dataset's default (multi30k en, tatoeba fr).
         data_dir: folder holding `<dataset>/`; None = $TRANSLATOR_DATA_DIR, then data/.
-        tokenizer_path: an existing SentencePiece model to reuse; None = train one (cached in cache_dir).
+        tokenizer_path: an existing tokenizer to reuse: a SentencePiece model, or a translator checkpoint
+            (.ckpt or exported directory) whose tokenizer is taken as it is; None = train one (cached in cache_dir).
         cache_dir: where trained tokenizers and encoded splits (token stores) are cached, keyed by the
             corpus files (path, size, mtime), the reading options and the tokenizer.
         vocab_size: SentencePiece vocabulary size (per side when joint_vocab is false).
@@ -192,6 +194,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         val_max_tokens: token budget per val/test batch; None = max_tokens.
         max_len: train pairs with more than max_len tokens on either side (T counts bos/eos) are dropped.
         context_turns: dailydialog only: previous turns joined by " <sep> " as the source.
+        reverse: swap the two sides of every pair (target -> source). For chat this trains the backward
+            model p(message | reply) that MMI re-ranking uses; give it the forward model's tokenizer
+            (`tokenizer_path: FORWARD.ckpt`) so that both score the same pieces.
         context_dropout: chat only: share of training pairs whose source is replaced by an empty
             context (the `<sep>` token alone), drawn anew every epoch from (seed, epoch). The model
             then also scores p(reply) with no context, which anti-LM re-ranking needs; in [0, 1).
@@ -216,7 +221,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                  character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
                  max_len: int = 128, context_turns: int = 3, context_dropout: float = 0.0,
                  subword_alpha: float = 0.0, subword_nbest_size: int = 64, seed: int = 1234, num_workers: int = 0,
-                 tokenizer_sample: int = 200_000, encode_workers: int | None = None):
+                 tokenizer_sample: int = 200_000, encode_workers: int | None = None, reverse: bool = False):
         super().__init__()
         self.save_hyperparameters()
         # fail fast on an unknown name or language pair, before any file is read
@@ -241,7 +246,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.dataset, self.data_dir, self.tokenizer_path, self.cache_dir = dataset, data_dir, tokenizer_path, cache_dir
         self.vocab_size, self.tokenizer_type, self.joint_vocab = vocab_size, tokenizer_type, joint_vocab
         self.character_coverage, self.context_turns = character_coverage, context_turns
-        self.context_dropout = context_dropout
+        self.context_dropout, self.reverse = context_dropout, reverse
         self.subword_alpha, self.subword_nbest_size = subword_alpha, subword_nbest_size
         self._subword: SubwordSampling | None = None
         self.max_tokens, self.val_max_tokens, self.max_len = max_tokens, val_max_tokens or max_tokens, max_len
@@ -262,8 +267,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         """Raw (source, target) text pairs of a split, read once and kept (val/test; training streams)."""
         if split not in self._pairs:
             stats: dict[str, int] = {}
-            self._pairs[split] = load_pairs(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir,
-                                            self.context_turns, SPLIT_SEED, stats=stats)
+            pairs = load_pairs(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir,
+                               self.context_turns, SPLIT_SEED, stats=stats)
+            self._pairs[split] = [(t, s) for s, t in pairs] if self.reverse else pairs
             self._empty[split] = stats.get("empty", 0)
         return self._pairs[split]
 
@@ -289,14 +295,16 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def _read_key(self, split: str) -> dict[str, Any]:
         """What a split's pairs depend on: its files (path, size, mtime) and how they are read."""
         files = split_files(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir)
-        return {"dataset": self.dataset, "split": split, "src": self.src_lang, "tgt": self.tgt_lang,
-                "files": token_store.file_identity(files), "split_seed": SPLIT_SEED,
-                "context_turns": self.context_turns if self.spec.reader == "dialogues" else None}
+        key = {"dataset": self.dataset, "split": split, "src": self.src_lang, "tgt": self.tgt_lang,
+               "files": token_store.file_identity(files), "split_seed": SPLIT_SEED,
+               "context_turns": self.context_turns if self.spec.reader == "dialogues" else None}
+        return {**key, "reverse": True} if self.reverse else key  # unreversed keys stay as earlier versions wrote them
 
     def _stream(self, split: str, stats: dict | None = None):
         """The pairs of a split as a stream (the file is never whole in memory where its reader allows)."""
-        return iter_pairs(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir, self.context_turns,
-                          SPLIT_SEED, stats=stats)
+        pairs = iter_pairs(self.dataset, split, self.src_lang, self.tgt_lang, self.data_dir, self.context_turns,
+                           SPLIT_SEED, stats=stats)
+        return ((t, s) for s, t in pairs) if self.reverse else pairs
 
     # ---- tokenizer -----------------------------------------------------------------------
     def _cache_file(self) -> Path:
@@ -310,6 +318,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def _build_tokenizer(self) -> Tokenizer:
         if self.tokenizer_path is not None:
             self.tokenizer_file = Path(self.tokenizer_path)
+            if self.tokenizer_file.suffix == ".ckpt" or self.tokenizer_file.is_dir():
+                return checkpoint_tokenizer(self.tokenizer_file)
             return Tokenizer.load(self.tokenizer_path)
         path = self._cache_file()
         self.tokenizer_file = path
