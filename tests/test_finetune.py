@@ -9,10 +9,9 @@ import pytest
 import torch
 import yaml
 
-from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_multi30k_like
-from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, read_checkpoint
-from translator.finetune import (FINETUNE_LR_SCALE, FINETUNE_WARMUP_STEPS, WARN_FALLBACK_SHARE, coverage,
-                                 coverage_report, describe_lineage)
+from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_dailydialog_like, write_multi30k_like
+from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, describe_lineage, read_checkpoint
+from translator.finetune import FINETUNE_LR_SCALE, FINETUNE_WARMUP_STEPS, WARN_FALLBACK_SHARE, coverage, coverage_report
 from translator.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -42,16 +41,6 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in read_checkpoint(path)["state_dict"].items() if k.startswith("model.")}
 
 
-def _write_dialogues(root: Path) -> Path:
-    for split, name, seed in (("train", "dialogues_train.txt", 1), ("validation", "dialogues_validation.txt", 2)):
-        folder = root / "dailydialog" / split
-        folder.mkdir(parents=True, exist_ok=True)
-        turns = tiny_sentences(120, seed)
-        lines = [" __eou__ ".join(turns[i:i + 4]) + " __eou__" for i in range(0, len(turns), 4)]
-        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
-
-
 @pytest.mark.parametrize("kind,dataset", [("transformer", "multi30k"), ("attention", "multi30k"),
                                           ("lstm", "multi30k"), ("lstm", "dailydialog")])
 def test_finetune_starts_from_the_parent_keeps_its_tokenizer_and_records_it(tmp_path, capsys, kind, dataset):
@@ -59,7 +48,7 @@ def test_finetune_starts_from_the_parent_keeps_its_tokenizer_and_records_it(tmp_
     parent = make_tiny_checkpoint(tmp_path / "parent.ckpt", kind, steps=30, dataset=dataset,
                                   src_lang="en", tgt_lang="en" if chat else "fr", context_turns=2 if chat else 0,
                                   **({"task": "chat"} if chat else {}))
-    data = _write_dialogues(tmp_path / "data") if chat else write_multi30k_like(tmp_path / "data")
+    data = write_dailydialog_like(tmp_path / "data") if chat else write_multi30k_like(tmp_path / "data")
     langs = ["--data.context_turns", "2"] if chat else ["--data.src_lang", "en", "--data.tgt_lang", "fr"]
     code, _, err = run_cli(capsys, "fit", "--config", _config(tmp_path, parent, dataset, data),
                            "--model.init_from", parent, *langs)

@@ -37,6 +37,13 @@ class Bundle:
     path: Path
     data: dict[str, Any]  # the DataModule options it was trained with (dataset, languages, ...)
     hparams: dict[str, Any]
+    parent: dict[str, Any] | None = None  # the checkpoint it was fine-tuned from (translator/finetune.py `lineage`)
+    calibrator: dict[str, Any] | None = None  # its confidence calibrator (translator/confidence.py), if calibrated
+
+    @property
+    def lineage(self) -> str:
+        """`fine-tuned from PATH (sha256 …, data) ← ...`, or "" for a model trained from scratch."""
+        return describe_lineage(self.parent)
 
     @property
     def src_lang(self) -> str | None:
@@ -70,6 +77,17 @@ class Bundle:
         if self.task == "chat" and float(self.data.get("context_dropout") or 0.0) > 0.0:
             return [self.tokenizer.sep_id]
         return None
+
+
+def describe_lineage(parent: dict[str, Any] | None) -> str:
+    """One line: `fine-tuned from PATH (sha256 abcd1234…, multi30k en→fr) ← GRANDPARENT ...`, or ""."""
+    parts = []
+    while parent:
+        pair = f" {parent.get('src_lang')}→{parent.get('tgt_lang')}" if parent.get("src_lang") else ""
+        parts.append(f"{parent.get('path')} (sha256 {str(parent.get('sha256'))[:12]}…, "
+                     f"{parent.get('dataset') or 'unknown data'}{pair})")
+        parent = parent.get("parent")
+    return "fine-tuned from " + " ← ".join(parts) if parts else ""
 
 
 def make_bundle(model_config: dict[str, Any], tokenizer: Tokenizer | None, data: dict[str, Any]) -> dict[str, Any]:
@@ -239,7 +257,8 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         except (KeyError, ValueError):
             pass
     return Bundle(model=model, tokenizer=tokenizer, path=path, data=data,
-                  hparams=dict(checkpoint.get("hyper_parameters") or {}))
+                  hparams=dict(checkpoint.get("hyper_parameters") or {}), parent=bundle.get("parent"),
+                  calibrator=bundle.get("calibrator"))
 
 
 def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, Any] = {
     "translate": "translator.cli:translate",
     "evaluate": "translator.evaluate_cmd:evaluate",
     "average": "translator.cli:average",
+    "calibrate": "translator.calibrate:calibrate",
     "export": "translator.export:export_command",
     "app": "translator.app:launch",
     "lab": {
@@ -124,6 +125,8 @@ def translate(
     device: str = "cpu",
     precision: str = "fp32",
     ensemble: list[str] | str | None = None,
+    scores: bool = False,
+    min_confidence: float | None = None,
 ) -> None:
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
@@ -134,12 +137,15 @@ def translate(
     With --decode.nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
     first (`cut -f1` gives the 1-best translations; score = the ranking score). A chat checkpoint
     replies to each line with its chat decoding.
+    With --scores each line adds, after a tab, the sentence's confidence in [0, 1] (a checkpoint calibrated
+    by `translator calibrate`); --min_confidence X adds a last field REVIEW to the lines below X.
 
     Examples:
         echo "Ein Mann fährt Fahrrad." | translator translate --checkpoint CKPT
         translator translate --checkpoint CKPT --input in.de --output out.en --decode.beam_size 8 --decode.nbest 3
         translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
         translator translate --ensemble run1/best.ckpt run2/best.ckpt run3/best.ckpt --input in.de
+        translator translate --checkpoint CALIBRATED.ckpt --input in.de --scores --min_confidence 0.5
 
     Args:
         checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2);
@@ -155,12 +161,15 @@ def translate(
             under fp32, and in bfloat16 / int8 under bf16 / int8.
         ensemble: several .ckpt files (one tokenizer, any families) that translate together, scoring every
             token by the mean of their log-probabilities; instead of --checkpoint.
+        scores: add each line's confidence (probability that its sentence chrF reaches the calibrator's threshold).
+        min_confidence: mark the lines whose confidence is below this value with a last field REVIEW (kept, not
+            dropped), so a person can review them; implies --scores.
     """
     from translator.inference import translate_file
 
     members = [ensemble] if isinstance(ensemble, str) else ensemble
     translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision,
-                   ensemble=members)
+                   ensemble=members, scores=scores, min_confidence=min_confidence)
 
 
 def average(checkpoints: list[str], *, output: str) -> Path:

@@ -82,6 +82,8 @@ def evaluate(
     lowercase: bool = False,
     ensemble: list[str] | str | None = None,
     hypotheses: str | None = None,
+    confidence: bool = False,
+    reliability: str | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Translate a test set with each checkpoint; print sacreBLEU/chrF, speed and BLEU by source length.
@@ -123,6 +125,11 @@ def evaluate(
         ensemble: checkpoints (one tokenizer, any families) to evaluate as one ensemble, e.g. the last
             epochs of a run or runs with different seeds; --checkpoint may name them too (one row each).
         hypotheses: write the translations here, one line per source line, as they are decoded (one checkpoint).
+        confidence: add each sentence's confidence (calibrated checkpoints, `translator calibrate`) to the report:
+            `confidence` (one value per sentence, in order), `sentence_chrf`, and `confidence_summary` (mean,
+            Spearman with sentence chrF beside the mean log-probability's, the reliability table); the timing
+            then includes computing it.
+        reliability: write the reliability diagram of the confidence here (PNG; implies --confidence; one row).
     """
     paths = [] if checkpoint is None else [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     members = [] if ensemble is None else [ensemble] if isinstance(ensemble, (str, Path)) else list(ensemble)
@@ -136,6 +143,9 @@ def evaluate(
         raise ValueError(f"max_sentences must be >= 1, got {max_sentences}")
     if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
         raise ValueError(f"unknown BLEU tokenizer {tokenize!r}; choose one of {sorted(BLEU.TOKENIZERS)}")
+    confidence = confidence or bool(reliability)
+    if reliability and len(paths) + bool(members) > 1:
+        raise ValueError("--reliability takes one checkpoint; evaluate the others separately")
     if hypotheses and len(paths) + bool(members) > 1:
         raise ValueError("--hypotheses takes one checkpoint; evaluate the others separately")
     files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
@@ -166,20 +176,31 @@ def evaluate(
                      source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
         if chat:  # distinct-n and the other chat metrics need every reply at once
             test = test.whole(max_sentences)
-            seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
+            seconds, results = _timed_translate(translator, test.sources, batch_size, name, config, confidence)
             _write_hypotheses(hypotheses, [r.text for r in results])
             report = build_report(
                 [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
                 tokenize=tokenize, lowercase=lowercase, seconds=seconds,
                 generated_tokens=sum(len(r.tokens) for r in results), chat=True, **about)
             report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
+            if confidence:
+                scored = _ConfidenceScores(translator, lowercase)
+                scored.add(results, test.references)
+                report.update(scored.report())
         else:
+            scored = _ConfidenceScores(translator, lowercase) if confidence else None
             report = _streamed_report(translator, test, config, batch_size, max_sentences, pair[1], tokenize,
-                                      lowercase, hypotheses, about)
+                                      lowercase, hypotheses, about, scored)
+        if reliability:
+            summary = report["confidence_summary"]
+            print(f"wrote {evaluation.plot_reliability(summary['reliability'], summary['chrf_threshold'], reliability, title=f'{name} on {test.split or test.source_path}')}",
+                  file=sys.stderr)
         report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
                       batch_size=batch_size, device=str(device), precision=precision, chat=chat)
         if isinstance(path, list):
             report["ensemble"] = [str(p) for p in path]
+        elif translator.bundle.parent:  # a fine-tuned model: where it came from (translator/finetune.py)
+            report.update(parent=translator.bundle.parent, lineage=translator.bundle.lineage)
         reports.append(report)
         del translator  # one model in memory at a time
 
@@ -314,7 +335,8 @@ def _write_hypotheses(path: str | None, lines: Sequence[str], mode: str = "w") -
 
 def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig, batch_size: int,
                      max_sentences: int | None, target_lang: str | None, tokenize: str | None, lowercase: bool,
-                     hypotheses: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+                     hypotheses: str | None, meta: dict[str, Any],
+                     scored: "_ConfidenceScores | None" = None) -> dict[str, Any]:
     """Decode and score `test` block by block (memory independent of its length); the report of `build_report`."""
     scorer = StreamingScore(target_lang, tokenize, lowercase)
     total = test.count if test.sources is None else len(test.sources)
@@ -333,20 +355,26 @@ def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig
                 warm = True
             start = time.perf_counter()
             results = translator.translate(sources, config, batch_size=batch_size,
-                                           progress=bar.update if bar is not None else None)
+                                           progress=bar.update if bar is not None else None,
+                                           confidence=scored is not None)
             seconds += time.perf_counter() - start
             texts = [r.text for r in results]
+            if scored is not None:
+                scored.add(results, references)
             scorer.add(texts, references, sources)
             generated += sum(len(r.tokens) for r in results)
             _write_hypotheses(hypotheses, texts, "a")
     finally:
         if bar is not None:
             bar.close()
-    return stream_report(scorer, seconds=seconds, generated_tokens=generated, **meta)
+    report = stream_report(scorer, seconds=seconds, generated_tokens=generated, **meta)
+    if scored is not None:
+        report.update(scored.report())
+    return report
 
 
 def _timed_translate(translator: Translator, sources: list[str], batch_size: int, name: str,
-                     config: DecodeConfig) -> tuple[float, list[Any]]:
+                     config: DecodeConfig, confidence: bool = False) -> tuple[float, list[Any]]:
     """Decode `sources` and return (seconds, results); a one-sentence warm-up run is not timed."""
     bar = None
     if len(sources) >= 100:
@@ -358,9 +386,38 @@ def _timed_translate(translator: Translator, sources: list[str], batch_size: int
     try:
         start = time.perf_counter()
         results = translator.translate(sources, config, batch_size=batch_size,
-                                       progress=bar.update if bar is not None else None)
+                                       progress=bar.update if bar is not None else None, confidence=confidence)
         seconds = time.perf_counter() - start
     finally:
         if bar is not None:
             bar.close()
     return seconds, results
+
+
+class _ConfidenceScores:
+    """Per-sentence confidence, mean log-probability and chrF, gathered block by block, and their summary."""
+
+    def __init__(self, translator: Translator, lowercase: bool):
+        calibrator = translator._require_calibrator()  # before anything is decoded
+        self.threshold = calibrator.chrf_threshold
+        self.lowercase = lowercase
+        self.confidence: list[float] = []
+        self.mean_logprob: list[float] = []
+        self.chrf: list[float] = []
+
+    def add(self, results: Sequence[Any], references: Sequence[str]) -> None:
+        """One block's results (in order); an empty source has no confidence (None)."""
+        chrf = evaluation.sentence_chrf([r.text for r in results], references, self.lowercase)
+        for result, score in zip(results, chrf):
+            self.confidence.append(result.confidence)
+            self.mean_logprob.append(result.signals["mean_logprob"] if result.signals else None)
+            self.chrf.append(score)
+
+    def report(self) -> dict[str, Any]:
+        kept = [i for i, c in enumerate(self.confidence) if c is not None]
+        confidence, chrf = [self.confidence[i] for i in kept], [self.chrf[i] for i in kept]
+        return {"confidence": self.confidence, "sentence_chrf": self.chrf, "confidence_summary": {
+            "sentences": len(kept), "mean": sum(confidence) / len(kept) if kept else None,
+            "chrf_threshold": self.threshold, "spearman_chrf": evaluation.spearman(confidence, chrf),
+            "baseline_spearman_chrf": evaluation.spearman([self.mean_logprob[i] for i in kept], chrf),
+            "reliability": evaluation.reliability(confidence, chrf, self.threshold)}}

@@ -95,17 +95,6 @@ def lineage(path: str | Path, checkpoint: dict[str, Any]) -> dict[str, Any]:
             "parent": bundle.get("parent")}
 
 
-def describe_lineage(parent: dict[str, Any] | None) -> str:
-    """One line: `fine-tuned from PATH (sha256 abcd1234…, multi30k en→fr) ← GRANDPARENT ...`, or ""."""
-    parts = []
-    while parent:
-        pair = f" {parent.get('src_lang')}→{parent.get('tgt_lang')}" if parent.get("src_lang") else ""
-        parts.append(f"{parent.get('path')} (sha256 {str(parent.get('sha256'))[:12]}…, "
-                     f"{parent.get('dataset') or 'unknown data'}{pair})")
-        parent = parent.get("parent")
-    return "fine-tuned from " + " ← ".join(parts) if parts else ""
-
-
 # ---- tokenizer coverage -------------------------------------------------------------------------
 def coverage(tokenizer: Tokenizer, texts: Iterable[str], side: str) -> dict[str, float]:
     """How `tokenizer` cuts `texts` on one side ("src" / "tgt"): pieces, words, and the shares of

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, is_exported, model_class, read_checkpoint, read_export, task_of
+from translator.checkpoint import (BUNDLE_KEY, EXPORT_FILE, describe_lineage, is_exported, model_class, read_checkpoint,
+                                  read_export, task_of)
 from translator.ct2_engine import CT2Model
 from translator.decoding import DecodeConfig
 from translator.ensemble import ensemble_of
@@ -72,6 +73,7 @@ class CheckpointInfo:
     note: str = ""  # what the model's attention (or its absence) means, from the model class
     tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
     members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
+    lineage: str = ""  # "fine-tuned from PATH (sha256 …, data)" for a fine-tuned checkpoint
 
     @property
     def is_chat(self) -> bool:
@@ -82,14 +84,15 @@ class CheckpointInfo:
         if self.error:
             return f"⚠️ {self.error}"
         data = self.dataset or "unknown data"
+        lineage = f" {self.lineage[0].upper()}{self.lineage[1:]}." if self.lineage else ""
         if chat:
-            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}."
+            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}.{lineage}"
         pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
         if self.members:
             names = ", ".join(member_names(self.members))
             return (f"**{self.architecture}** ({names}), {data} {pair}: every next token is scored by the mean of "
                     f"the members' log-probabilities. {self.note}").strip()
-        return f"**{self.path.name}**: {self.architecture}, {data} {pair}. {self.note}".strip()
+        return f"**{self.path.name}**: {self.architecture}, {data} {pair}.{lineage} {self.note}".strip()
 
 
 def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
@@ -125,7 +128,8 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
     label = f"{shown} · {architecture} · {pair}"
     return CheckpointInfo(path, label, architecture, data.get("dataset"), data.get("src_lang"), data.get("tgt_lang"),
                           task=task_of(data), note=cls.attention_note(config.get("init_args") or {}),
-                          tokenizer_id=_tokenizer_id(bundle.get("tokenizer")))
+                          tokenizer_id=_tokenizer_id(bundle.get("tokenizer")),
+                          lineage=describe_lineage(bundle.get("parent")))
 
 
 def member_names(paths: Sequence[Path]) -> list[str]:
