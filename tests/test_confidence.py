@@ -150,3 +150,17 @@ def test_spearman_and_token_f1():
     assert spearman([1, 1, 1], [1, 2, 3]) is None
     assert token_f1([1, 2, 3], [1, 2, 3]) == 1.0 and token_f1([1, 2], [3, 4]) == 0.0
     assert token_f1([1, 1, 2], [1, 2, 2]) == pytest.approx(2 * 2 / 6)
+
+
+def test_the_app_shows_the_confidence_of_a_calibrated_checkpoint(calibrated, capsys):
+    from translator.app import ModelRegistry, TranslatorApp
+
+    tmp, data, ckpt = calibrated
+    output = tmp / "app.calibrated.ckpt"
+    assert _calibrate(capsys, ckpt, data, "--output", output, "--max_sentences", "30")[0] == 0
+    app = TranslatorApp(ModelRegistry([output, ckpt]))
+    labels = {i.path: i.label for i in app.registry.translation}
+    result = app.translate_text("a dog runs\nthe man with red hat", labels[output])
+    assert result.error is None and "Confidence (the estimated chance that a line reaches chrF 70)" in result.info
+    assert "line 1: " in result.info and "line 2: " in result.info
+    assert "Confidence" not in app.translate_text("a dog runs", labels[ckpt]).info

@@ -3,6 +3,7 @@ retrained), a new optimizer with the fine-tuning defaults, the parent recorded; 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_dailydialog_like, write_multi30k_like
 from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, describe_lineage, read_checkpoint
 from translator.finetune import FINETUNE_LR_SCALE, FINETUNE_WARMUP_STEPS, WARN_FALLBACK_SHARE, coverage, coverage_report
+from translator.service import read_info
 from translator.tokenizer import Tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -84,6 +86,16 @@ def test_a_given_learning_rate_wins_and_the_lineage_is_shown(tmp_path, capsys):
     assert (child["hyper_parameters"]["lr"], child["hyper_parameters"]["warmup_steps"]) == (0.01, 7)
     line = describe_lineage(child[BUNDLE_KEY]["parent"])
     assert str(parent.resolve()) in line and "multi30k en→fr" in line
+    # shown by `translator evaluate` (table and JSON) and in the app's model notes
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", tmp_path / "run" / "last.ckpt", "--dataset",
+                             "multi30k", "--data_dir", data, "--max_sentences", "2", "--decode.method", "greedy",
+                             "--json", tmp_path / "report.json")
+    assert code == 0, err
+    assert f"last: {line}" in out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["parent"]["sha256"] == hashlib.sha256(parent.read_bytes()).hexdigest()
+    assert "Fine-tuned from " + str(parent.resolve()) in read_info(tmp_path / "run" / "last.ckpt").describe()
+    assert "Fine-tuned" not in read_info(parent).describe()
 
 
 def test_a_model_option_that_contradicts_the_parent_is_refused(tmp_path, capsys):

@@ -56,6 +56,10 @@ class UserError(ValueError):
     """A problem with the request that the user can fix; its message is shown as is."""
 
 
+#: The app marks lines whose confidence is below this for review.
+REVIEW_BELOW = 0.5
+
+
 # ---- checkpoints --------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -402,9 +406,11 @@ class TranslatorService:
         order = sorted(range(len(lines)), key=lambda i: lengths[i])  # similar lengths share a piece: less padding
         groups = [[order[j] for j in group] for group in pieces_by_cost([costs[i] for i in order], PIECE_COST)]
 
+        confidence = translator.engine is None and getattr(translator.bundle, "calibrator", None) is not None
+
         def piece(indices: list[int]) -> Any:
             return lambda: translator.translate([lines[i] for i in indices], config, batch_size=len(indices),
-                                                return_attention=True)
+                                                return_attention=True, confidence=confidence)
 
         try:
             parts = self.scheduler.run([piece(g) for g in groups], self.time_limit)
@@ -448,6 +454,12 @@ class TranslatorService:
         if any(r.truncated for r in results):
             notes.append(f"A line was longer than the model's limit of {translator.max_src_tokens} tokens; "
                          "only its beginning was translated.")
+        scored = [(n, r.confidence) for n, r in enumerate(results, 1) if r.confidence is not None]
+        if scored:
+            threshold = translator.calibrator.chrf_threshold
+            shown = ", ".join(f"line {n}: {c:.2f}{' (review)' if c < REVIEW_BELOW else ''}" for n, c in scored[:20])
+            notes.append(f"Confidence (the estimated chance that a line reaches chrF {threshold:g}): {shown}"
+                         + (f", … ({len(scored) - 20} more lines)" if len(scored) > 20 else "") + ".")
         output = "\n".join(printable(r.text) for r in results)
         if not output.strip():
             notes.append("The model produced an empty translation for this input.")
