@@ -145,3 +145,31 @@ def test_coverage_counts_byte_fallback_and_warns_above_the_threshold():
     assert any(f"above {WARN_FALLBACK_SHARE:.0%}" in w for w in warnings)
     assert any("pieces per word of the parent's data" in w for w in warnings)
     assert coverage_report({"src": same}, {"src": same})[1] == []
+
+
+def test_replay_mixes_a_share_of_the_parent_data_into_training(tmp_path, capsys):
+    from translator.data import Seq2SeqDataModule
+
+    parent = make_tiny_checkpoint(tmp_path / "parent.ckpt", "transformer", steps=2)  # multi30k de->en
+    data = write_multi30k_like(tmp_path / "data", transform=str.upper)  # en = the German line upper-cased
+    module = Seq2SeqDataModule("multi30k", "en", "fr", str(data), tokenizer_path=str(parent),
+                               cache_dir=str(tmp_path / "cache"), replay=0.25, replay_dataset="multi30k",
+                               replay_src_lang="de", replay_tgt_lang="en", encode_workers=0)
+    module.setup("fit")
+    train = module.splits["train"]
+    assert len(train) == 200 + round(0.25 / 0.75 * 200) and module.stats["train"]["replayed_pairs"] == 67
+    tok = module.tokenizer
+    new = tok.decode_tgt([train[i]["tgt"] for i in range(200)])
+    replayed = tok.decode_tgt([train[i]["tgt"] for i in range(200, len(train))])
+    assert all(t == t.lower() for t in new) and all(t == t.upper() for t in replayed)  # fr = de; en = upper
+    with pytest.raises(ValueError, match="--data.replay needs the data to replay"):
+        Seq2SeqDataModule("multi30k", replay=0.2)
+
+    # through fit: --data.replay alone replays the parent's own data
+    code, _, err = run_cli(capsys, "fit", "--config", _config(tmp_path, parent, "multi30k", data),
+                           "--model.init_from", parent, "--data.src_lang", "en", "--data.tgt_lang", "fr",
+                           "--data.replay", "0.3")
+    assert code == 0, err
+    recorded = read_checkpoint(tmp_path / "run" / "last.ckpt")[BUNDLE_KEY]["data"]
+    assert (recorded["replay"], recorded["replay_dataset"], recorded["replay_src_lang"],
+            recorded["replay_tgt_lang"]) == (0.3, "multi30k", "de", "en")

@@ -282,6 +282,7 @@ def _init_from(config: Any, given: set[str]) -> None:
     from jsonargparse import Namespace
 
     from translator.callbacks import note
+    from translator.checkpoint import BUNDLE_KEY
     from translator.data.registry import get_spec
     from translator.finetune import check_task, finetune_defaults, read_parent, refused_message
     from translator.resume import resume_differences
@@ -301,6 +302,11 @@ def _init_from(config: Any, given: set[str]) -> None:
     model["model"] = Namespace(class_path=saved["model"]["class_path"],
                                init_args=Namespace(**dict(saved["model"].get("init_args") or {})))
     data["tokenizer_path"] = str(init_from)
+    parent_data = dict(parent[BUNDLE_KEY].get("data") or {})
+    if data.get("replay") and not data.get("replay_dataset"):  # mixed fine-tuning replays the parent's own data
+        data["replay_dataset"] = parent_data.get("dataset")
+        data["replay_src_lang"] = data.get("replay_src_lang") or parent_data.get("src_lang")
+        data["replay_tgt_lang"] = data.get("replay_tgt_lang") or parent_data.get("tgt_lang")
     defaults = finetune_defaults(saved, {flag.removeprefix("--model.") for flag in given})
     for key, value in defaults.items():
         model[key] = value
