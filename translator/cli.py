@@ -145,7 +145,7 @@ def translate(
         translator translate --checkpoint CKPT --input in.de --output out.en --decode.beam_size 8 --decode.nbest 3
         translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
         translator translate --ensemble run1/best.ckpt run2/best.ckpt run3/best.ckpt --input in.de
-        translator translate --checkpoint CALIBRATED.ckpt --input in.de --scores --min_confidence 0.5
+        translator translate --checkpoint CALIBRATED.ckpt --input in.de --scores true --min_confidence 0.5
 
     Args:
         checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2);
