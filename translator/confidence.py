@@ -94,7 +94,8 @@ class Calibrator:
         """Logistic regression (L2 `l2` on the weights, LBFGS in float64) of chrF >= threshold on `features`."""
         unknown = sorted(set(features) - set(SIGNALS))
         if unknown or not features:
-            raise ValueError(f"unknown confidence signal(s) {unknown or '(none given)'}; choose from {', '.join(SIGNALS)}")
+            raise ValueError(f"unknown confidence signal(s) {unknown or '(none given)'}; "
+                             f"choose from {', '.join(SIGNALS)}")
         if len(signals) != len(chrf) or not signals:
             raise ValueError(f"{len(signals)} sentences' signals but {len(chrf)} chrF scores")
         x = torch.tensor([[s[f] for f in features] for s in signals], dtype=torch.float64)  # (N, F)

@@ -193,8 +193,9 @@ def evaluate(
                                       lowercase, hypotheses, about, scored)
         if reliability:
             summary = report["confidence_summary"]
-            print(f"wrote {evaluation.plot_reliability(summary['reliability'], summary['chrf_threshold'], reliability, title=f'{name} on {test.split or test.source_path}')}",
-                  file=sys.stderr)
+            written = evaluation.plot_reliability(summary["reliability"], summary["chrf_threshold"], reliability,
+                                                  title=f"{name} on {test.split or test.source_path}")
+            print(f"wrote {written}", file=sys.stderr)
         report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
                       batch_size=batch_size, device=str(device), precision=precision, chat=chat)
         if isinstance(path, list):

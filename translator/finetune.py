@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from translator.callbacks import note
-from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, is_exported, read_checkpoint, task_of
+from translator.checkpoint import BUNDLE_KEY, is_exported, read_checkpoint, task_of
 from translator.data.registry import SPLIT_SEED, iter_pairs
 from translator.data.token_store import seeded_sample
 from translator.tokenizer import Tokenizer
@@ -48,7 +48,7 @@ FINETUNE_OPTIONS = ("lr", "warmup_steps", "lr_schedule")
 
 def read_parent(path: str | Path) -> dict[str, Any]:
     """The checkpoint to fine-tune from, with one message for an exported directory or a foreign file."""
-    if is_exported(path) or (Path(path).is_dir() and (Path(path) / EXPORT_FILE).exists()):
+    if is_exported(path):
         raise ValueError(f"--model.init_from {path} is an exported (CTranslate2) model directory: it keeps no "
                          "trainable PyTorch weights; fine-tune from the .ckpt it was exported from")
     checkpoint = read_checkpoint(path)

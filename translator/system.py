@@ -135,8 +135,8 @@ class Seq2SeqSystem(L.LightningModule):
         """Fine-tuning: the parent's weights (its tokenizer must be the data's), its lineage, a coverage report."""
         parent = read_parent(path)
         if parent[BUNDLE_KEY]["tokenizer"] != self.tokenizer.to_dict():
-            raise ValueError(f"the data's tokenizer is not the tokenizer of --model.init_from {path}; a fine-tuning run "
-                             f"encodes its data with its parent's tokenizer (--data.tokenizer_path {path})")
+            raise ValueError(f"the data's tokenizer is not the tokenizer of --model.init_from {path}; a fine-tuning "
+                             f"run encodes its data with its parent's tokenizer (--data.tokenizer_path {path})")
         state = {k.removeprefix("model."): v for k, v in parent["state_dict"].items() if k.startswith("model.")}
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if missing or unexpected:
