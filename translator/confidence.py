@@ -46,29 +46,37 @@ def token_f1(a: Sequence[int], b: Sequence[int]) -> float:
 
 
 @torch.inference_mode()
-def sentence_signals(model: "Seq2Seq", src_ids: Sequence[int], tokens: Sequence[int], finished: bool,
-                     greedy_tokens: Sequence[int], *, bos_id: int, eos_id: int,
-                     device: torch.device | str = "cpu") -> dict[str, float]:
-    """The SIGNALS of one output `tokens` (no bos/eos) for the source `src_ids`, teacher-forced step by step."""
+def teacher_forced_steps(model: "Seq2Seq", src_ids: Sequence[int], tokens: Sequence[int], finished: bool, *,
+                         bos_id: int, eos_id: int, device: torch.device | str = "cpu"
+                         ) -> tuple[list[float], list[float] | None]:
+    """Score the output `tokens` (no bos/eos) of the source `src_ids` alone, step by step through the model
+    interface: (log-probability of each token, eos included when `finished`; attention mass each source
+    token received over the steps, None for models whose states carry no attention)."""
     src = torch.tensor([list(src_ids)], dtype=torch.long, device=device)  # (1, S)
     src_mask = torch.ones_like(src, dtype=torch.bool)  # (1, S) every token real
     state = model.init_state(model.encode(src, src_mask), src_mask, need_attention=True)
     inputs = [bos_id, *tokens]
     targets = [*tokens, eos_id] if finished else list(tokens)
-    log_probs, attention = [], torch.zeros(src.size(1), device=device)  # (S,) attention mass per source token
-    has_attention = False
+    log_probs, mass = [], None
     for step, target in enumerate(targets):
         logits, state = model.decode_step(torch.tensor([inputs[step]], device=device), state)  # (1, V)
         log_probs.append(float(logits[0].float().log_softmax(-1)[target]))
         if state.attention is not None:
-            has_attention = True
-            attention += state.attention[0, : src.size(1)].float()  # (S,)
-    lp = torch.tensor(log_probs or [0.0], dtype=torch.float64)
+            row = state.attention[0, : src.size(1)].float()  # (S,)
+            mass = row if mass is None else mass + row
+    return log_probs, None if mass is None else mass.tolist()
+
+
+def sentence_signals(src_len: int, tokens: Sequence[int], log_probs: Sequence[float],
+                     attention_mass: Sequence[float] | None, greedy_tokens: Sequence[int]) -> dict[str, float]:
+    """The SIGNALS of one output from its per-token log-probabilities and attention mass (`teacher_forced_steps`)
+    and the greedy output of the same source."""
+    lp = torch.tensor(list(log_probs) or [0.0], dtype=torch.float64)
+    covered = (sum(m >= 0.5 for m in attention_mass) / max(len(attention_mass), 1)) if attention_mass else 1.0
     return {"mean_logprob": float(lp.mean()), "logprob_std": float(lp.std(unbiased=False)),
             "min_logprob": float(lp.min()), "greedy_agreement": token_f1(tokens, greedy_tokens),
-            "length_ratio": math.log((len(tokens) + 1) / (len(src_ids) + 1)),
-            "source_length": math.log(max(len(src_ids), 1)),
-            "coverage": float((attention >= 0.5).double().mean()) if has_attention else 1.0}
+            "length_ratio": math.log((len(tokens) + 1) / (src_len + 1)), "source_length": math.log(max(src_len, 1)),
+            "coverage": float(covered)}
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from translator.checkpoint import Bundle, is_exported, load_bundle
-from translator.confidence import Calibrator, sentence_signals
+from translator.confidence import Calibrator, sentence_signals, teacher_forced_steps
 from translator.ct2_engine import load_exported
 from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
 from translator.ensemble import load_ensemble
@@ -185,9 +185,6 @@ class Translator:
         `confidence` its calibrated confidence (a calibrated checkpoint only; translator/confidence.py)."""
         config = decode_config(config, self.default_decoding, **options)
         calibrator = self._require_calibrator() if confidence else None
-        if (signals or confidence) and self.engine is not None:
-            raise ValueError(f"{self.bundle.path}: confidence needs the PyTorch checkpoint (.ckpt), not an exported "
-                             "model: its signals are scored step by step through the model")
         if getattr(self.model, "max_src_len", None):
             config = config.replace(max_len=min(config.max_len, int(self.model.max_src_len)))  # learned positions stop there
         if config.lm_weight and self.bundle.empty_source is None:
@@ -246,9 +243,13 @@ class Translator:
         greedy = config.replace(method="greedy", nbest=1, candidates=0, lm_weight=0.0, length_bonus=0.0)
         greedy_tokens = self._decode([ids], greedy, False)[0][0].tokens
         tok = self.tokenizer
+        if self.engine is not None:  # an exported model keeps no calibrator, and is not scored step by step
+            raise ValueError(f"{self.bundle.path}: confidence needs the PyTorch checkpoint (.ckpt), "
+                             "not an exported model")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return sentence_signals(self.model, ids, best.tokens, best.finished, greedy_tokens, bos_id=tok.bos_id,
-                                    eos_id=tok.eos_id, device=self.device)
+            log_probs, mass = teacher_forced_steps(self.model, ids, best.tokens, best.finished, bos_id=tok.bos_id,
+                                                   eos_id=tok.eos_id, device=self.device)
+        return sentence_signals(len(ids), best.tokens, log_probs, mass, greedy_tokens)
 
     def _decode(self, batch: list[list[int]], config: DecodeConfig, return_attention: bool) -> list[list[Hypothesis]]:
         """Source ids of one batch (unpadded) -> hypotheses per sentence, best first."""

@@ -406,7 +406,7 @@ class TranslatorService:
         order = sorted(range(len(lines)), key=lambda i: lengths[i])  # similar lengths share a piece: less padding
         groups = [[order[j] for j in group] for group in pieces_by_cost([costs[i] for i in order], PIECE_COST)]
 
-        confidence = translator.engine is None and getattr(translator.bundle, "calibrator", None) is not None
+        confidence = getattr(translator.bundle, "calibrator", None) is not None  # exported models keep none
 
         def piece(indices: list[int]) -> Any:
             return lambda: translator.translate([lines[i] for i in indices], config, batch_size=len(indices),
