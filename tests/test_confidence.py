@@ -12,7 +12,7 @@ import pytest
 from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_multi30k_like
 from translator.checkpoint import load_bundle
 from translator.confidence import SIGNALS, Calibrator, token_f1
-from translator.evaluation import reliability, spearman
+from translator.evaluation import reliability, sentence_chrf, spearman
 from translator.inference import REVIEW_MARK, Translator
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -60,9 +60,15 @@ def test_calibrate_never_overwrites_unless_asked(calibrated, capsys):
     (tmp / "taken.ckpt").write_text("keep me")
     code, _, err = _calibrate(capsys, ckpt, data, "--output", tmp / "taken.ckpt")
     assert code == 1 and "exists" in err and (tmp / "taken.ckpt").read_text() == "keep me"
-    code, _, err = _calibrate(capsys, ckpt, data, "--output", tmp / "taken.ckpt", "--overwrite", "true")
+    code, _, err = _calibrate(capsys, ckpt, data, "--output", tmp / "taken.ckpt", "--overwrite", "true",
+                              "--chrf_threshold", "median")
     assert code == 0, err
-    assert load_bundle(tmp / "taken.ckpt").calibrator is not None
+    # "median": the median sentence chrF of the split it is fitted on
+    sources = tiny_sentences(40, 2)  # the val split of write_multi30k_like (target = source)
+    chrf = sorted(sentence_chrf([r.text for r in Translator(load_bundle(ckpt)).translate(sources)], sources))
+    assert Calibrator.from_dict(load_bundle(tmp / "taken.ckpt").calibrator).chrf_threshold == chrf[20]
+    code, _, err = _calibrate(capsys, ckpt, data, "--output", tmp / "other.ckpt", "--chrf_threshold", "high")
+    assert code == 1 and "chrf_threshold must be a number or 'median'" in err
 
 
 def test_confidence_does_not_depend_on_the_batch(calibrated, capsys):

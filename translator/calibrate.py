@@ -20,7 +20,7 @@ def calibrate(
     overwrite: bool = False,
     split: str = "val",
     data_dir: str | None = None,
-    chrf_threshold: float = CHRF_THRESHOLD,
+    chrf_threshold: float | str = CHRF_THRESHOLD,
     signals: list[str] | None = None,
     max_sentences: int | None = None,
     decode: DecodeOptions = DecodeOptions(),
@@ -40,6 +40,7 @@ def calibrate(
     Examples:
         translator calibrate checkpoints/transformer-multi30k-de-en/version_0/checkpoints/best.ckpt
         translator calibrate CKPT --output calibrated.ckpt --chrf_threshold 40 --plot reliability-val.png
+        translator calibrate CKPT --chrf_threshold median
 
     Args:
         checkpoint: a .ckpt written by `translator fit` (an exported directory has no trainable model to score).
@@ -48,7 +49,8 @@ def calibrate(
         split: the split to fit on: val (choose on validation, never on test).
         data_dir: folder holding the datasets (default: $TRANSLATOR_DATA_DIR, then data/).
         chrf_threshold: a sentence with chrF at or above this is a good translation; the confidence is the
-            estimated probability of that.
+            estimated probability of that. "median": the median sentence chrF of the split (for a model whose
+            sentences seldom reach 50).
         signals: the signals the calibrator combines (default: all of translator.confidence.SIGNALS).
         max_sentences: fit on the first N sentences of the split only.
         decode: decoding options over the checkpoint's defaults; the calibrator is fitted for this decoding.
@@ -65,6 +67,11 @@ def calibrate(
         same = target.resolve() == source.resolve()
         raise ValueError(f"{target} exists{' (it is the input checkpoint)' if same else ''}; give another --output, "
                          "or --overwrite to replace it")
+    if isinstance(chrf_threshold, str) and chrf_threshold != "median":
+        try:
+            chrf_threshold = float(chrf_threshold)
+        except ValueError:
+            raise ValueError(f"chrf_threshold must be a number or 'median', got {chrf_threshold!r}") from None
     features = list(signals) if signals else list(SIGNALS)
     if max_sentences is not None and max_sentences < 2:
         raise ValueError(f"max_sentences must be at least 2, got {max_sentences}")
@@ -82,6 +89,8 @@ def calibrate(
     config = decode_config(decode, translator.default_decoding)
     results = translator.translate([s for s, _ in pairs], config, batch_size=batch_size, signals=True)
     chrf = sentence_chrf([r.text for r in results], [t for _, t in pairs])
+    if chrf_threshold == "median":
+        chrf_threshold = sorted(chrf)[len(chrf) // 2]
     found = [r.signals for r in results]
     baseline = spearman([s["mean_logprob"] for s in found], chrf)
     info: dict[str, Any] = {"dataset": bundle.dataset, "split": normalize_split(split), "sentences": len(pairs),
