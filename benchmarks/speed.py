@@ -296,7 +296,7 @@ def measure_train(family: Family, precision: str, args: argparse.Namespace, devi
 def decode_targets(args: argparse.Namespace, checkpoints: list[tuple[str, Path, dict[str, Any]]],
                    device: Any) -> list[tuple[str, Any]]:
     """(label, Translator) per checkpoint, or per family with an untrained model when none is given."""
-    from translator.checkpoint import Bundle
+    from translator.checkpoint import Bundle, CheckpointMeta
     from translator.inference import Translator
 
     if checkpoints:
@@ -308,9 +308,10 @@ def decode_targets(args: argparse.Namespace, checkpoints: list[tuple[str, Path, 
     out = []
     for name in args.families:
         family = Family(name, args)
-        bundle = Bundle(model=family.model().eval(), tokenizer=family.datamodule.tokenizer,
-                        path=Path(f"untrained-{name}"), hparams={},
-                        data={"dataset": DATASET, "src_lang": args.src_lang, "tgt_lang": args.tgt_lang})
+        model = family.model().eval()
+        meta = CheckpointMeta.from_options(f"untrained-{name}", model.config(),
+                                           {"dataset": DATASET, "src_lang": args.src_lang, "tgt_lang": args.tgt_lang})
+        bundle = Bundle(model=model, tokenizer=family.datamodule.tokenizer, meta=meta)
         out.append((f"{name} (untrained)", Translator(bundle, device=device)))
     return out
 

@@ -8,7 +8,10 @@ Import cycles count every import between project modules, including imports insi
 than one module of the module import graph, and the number of modules in them. "Places that declare
 a decoding option" counts the functions and dataclasses whose own signature or fields name one of
 the decoding options (beam_size, length_penalty, temperature, top_p, no_repeat_ngram_size), as a
-reader who wants to change a default would have to visit them.
+reader who wants to change a default would have to visit them. "Places that test a task name"
+counts the comparisons of something named *task* with "chat" or "translation" (translator/tasks.py,
+where the tasks are defined, excepted). "Readers of checkpoint metadata" counts the functions that
+open a checkpoint's bundle themselves: they name BUNDLE_KEY or read_export, or call torch.load.
 """
 from __future__ import annotations
 
@@ -94,6 +97,43 @@ def option_homes(files: dict[str, Path]) -> list[str]:
     return homes
 
 
+TASK_NAMES = {"chat", "translation"}
+
+
+def _names_task(node: ast.AST) -> bool:
+    return any((isinstance(n, ast.Name) and "task" in n.id.lower()) or (isinstance(n, ast.Attribute) and "task" in n.attr.lower())
+               for n in ast.walk(node))
+
+
+def task_name_tests(files: dict[str, Path]) -> list[str]:
+    found = []
+    for name, path in files.items():
+        if name == "translator.tasks":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+                sides = [node.left, *node.comparators]
+                if any(isinstance(s, ast.Constant) and s.value in TASK_NAMES for s in sides) and \
+                        any(_names_task(s) for s in sides if not isinstance(s, ast.Constant)):
+                    found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def metadata_readers(files: dict[str, Path]) -> list[str]:
+    found = []
+    for name, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            reads = any((isinstance(n, ast.Name) and n.id in ("BUNDLE_KEY", "read_export"))
+                        or (isinstance(n, ast.Attribute) and n.attr == "load" and isinstance(n.value, ast.Name)
+                            and n.value.id == "torch")
+                        for n in ast.walk(node))
+            if reads:
+                found.append(f"{name}.{node.name}")
+    return sorted(set(found))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
@@ -104,12 +144,16 @@ def main() -> None:
     found = cycles(graph)
     lines = sorted(((len(p.read_text(encoding="utf-8").splitlines()), n) for n, p in files.items()), reverse=True)
     homes = option_homes(files)
+    task_tests, readers = task_name_tests(files), metadata_readers(files)
     report = {"root": str(args.root), "largest_modules": lines[:5], "import_cycles": found,
-              "modules_in_cycles": sum(len(c) for c in found), "decoding_option_homes": homes}
+              "modules_in_cycles": sum(len(c) for c in found), "decoding_option_homes": homes,
+              "task_name_tests": task_tests, "metadata_readers": readers}
     print(f"largest modules: {', '.join(f'{n} {c}' for c, n in lines[:5])}")
     print(f"import cycles (SCCs > 1 module, function-level imports included): {len(found)}, "
           f"{report['modules_in_cycles']} modules: {found}")
     print(f"places that declare a decoding option: {len(homes)}: {', '.join(homes)}")
+    print(f"places that test a task name: {len(task_tests)}: {', '.join(task_tests)}")
+    print(f"readers of checkpoint metadata: {len(readers)}: {', '.join(readers)}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 

@@ -300,3 +300,12 @@ def test_list_options_repeat_and_positional_lists_take_many_words():
     assert seen == {"files": ["a.txt", "b.txt"], "label": ["x", "y", "z"], "size": 1}
     cli._run_function("command", command, ["a.txt", "--label", "x", "--size", "3"])
     assert seen == {"files": ["a.txt"], "label": "x", "size": 3}
+
+
+def test_old_flat_decoding_flags_say_which_release_drops_them(capsys):
+    from translator.cli import LEGACY_DECODE_FLAGS_REMOVED_IN, _legacy_decode_flags
+
+    assert _legacy_decode_flags(["--decoder", "greedy", "--beam_size=4"]) == ["--decode.method", "greedy",
+                                                                             "--decode.beam_size=4"]
+    err = capsys.readouterr().err
+    assert f"removed in translator {LEGACY_DECODE_FLAGS_REMOVED_IN}" in err and "--beam_size -> --decode.beam_size" in err

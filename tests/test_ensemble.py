@@ -37,7 +37,7 @@ def _outputs(translator: Translator, config: DecodeConfig) -> list[list[tuple[li
         ids = tok.encode_src([text])[0]
         src = torch.tensor([ids])
         hyps = decode(translator.model, src, src != tok.pad_id, config, bos_id=tok.bos_id, eos_id=tok.eos_id,
-                      pad_id=tok.pad_id, unk_id=tok.unk_id, byte_values=translator.byte_values)[0]
+                      pad_id=tok.pad_id, unk_id=tok.unk_id, byte_values=translator.engine.byte_values)[0]
         out.append([(h.tokens, h.score) for h in hyps])
     return out
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from helpers import collate_copy, make_tiny_checkpoint, tiny_sentences
 
-from translator.checkpoint import BUNDLE_KEY, checkpoint_task, make_bundle
+from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle
 from translator.inference import Translator, format_output, translate_file
 from translator.models.transformer import Transformer
 from translator.tokenizer import Tokenizer
@@ -139,7 +139,7 @@ def test_exported_directory_is_a_checkpoint_everywhere(exported, tmp_path, capsy
     meta = json.loads((folder / "translator_export.json").read_text())
     assert meta["data"]["src_lang"] == "de" and meta["quantization"] == "float32"
     assert len(meta["checkpoint"]["sha256"]) == 64 and (folder / "source.spm").is_file()
-    assert checkpoint_task(folder)[0] == "translation"
+    assert CheckpointMeta.from_path(folder).task.name == "translation"
     from translator.service import discover_checkpoints, read_info
 
     info = read_info(folder)

@@ -81,15 +81,15 @@ def test_reply_returns_text_and_rejects_empty_messages(chatbot):
 
 
 def test_bf16_recurrent_models_decode_in_fp32_on_cpus_without_bf16(tmp_path_factory, monkeypatch, capsys):
-    import translator.inference as inference
+    import translator.engines as engines
     from translator.checkpoint import load_bundle
 
-    monkeypatch.setattr(inference, "cpu_bf16_is_fast", lambda: False)  # an AVX2-only CPU
+    monkeypatch.setattr(engines, "cpu_bf16_is_fast", lambda: False)  # an AVX2-only CPU
     lstm = load_bundle(tiny_checkpoint(tmp_path_factory, "lstm", kind="lstm"))
     fallback = Translator(lstm, precision="bf16")
     assert fallback.precision == "fp32" and "becomes fp32" in capsys.readouterr().err
     assert [t.text for t in fallback.translate(["ein hund"])] == [t.text for t in Translator(lstm).translate(["ein hund"])]
     transformer = load_bundle(tiny_checkpoint(tmp_path_factory, "transformer", kind="transformer"))
     assert Translator(transformer, precision="bf16").precision == "bf16"  # no recurrent module: autocast works
-    monkeypatch.setattr(inference, "cpu_bf16_is_fast", lambda: True)
+    monkeypatch.setattr(engines, "cpu_bf16_is_fast", lambda: True)
     assert Translator(lstm, precision="bf16").precision == "bf16"

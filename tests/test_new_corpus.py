@@ -63,7 +63,7 @@ def test_a_tsv_corpus_with_official_splits(specs, tmp_path):
                            max_tokens=256)
     train_few_steps(dm, tmp_path / "tsv.ckpt")
     bundle = load_bundle(tmp_path / "tsv.ckpt")
-    assert bundle.task == "translation" and (bundle.src_lang, bundle.tgt_lang) == ("xx", "yy")
+    assert bundle.task.name == "translation" and (bundle.src_lang, bundle.tgt_lang) == ("xx", "yy")
     assert len(Translator(bundle).translate(["a man runs"], method="greedy", max_len_b=3)) == 1
 
 
@@ -77,7 +77,7 @@ def test_a_csv_chat_corpus_with_a_heldout_split(specs, tmp_path):
     assert dm.task == "chat" and dm.chat_context_turns == 1
     train_few_steps(dm, tmp_path / "chat.ckpt")
     bundle = load_bundle(tmp_path / "chat.ckpt")
-    assert bundle.task == "chat" and bundle.chat_context_turns == 1 and bundle.empty_source == [bundle.tokenizer.sep_id]
+    assert bundle.task.name == "chat" and bundle.chat_context_turns == 1 and bundle.empty_source == [bundle.tokenizer.sep_id]
     bot = Chatbot(bundle)
     assert bot.context_turns == 1 and isinstance(bot.reply(["earlier turn"], "a man runs", max_len_b=3), str)
 

@@ -11,14 +11,15 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import gradio as gr
 from matplotlib.figure import Figure
 
+from translator.decoding import DecodeConfig
 from translator.inference import flatten_history
 from translator.learn import VIEWS, LearnService
-from translator.service import (CHAT_TRAIN_HINT, MAX_BEAM, MAX_CANDIDATES, REQUEST_TIME_LIMIT, TRAIN_HINT,
+from translator.service import (CHAT_TRAIN_HINT, MAX_BEAM, REQUEST_TIME_LIMIT, TRAIN_HINT,
                                 CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
                                 discover_checkpoints, read_info)
 
@@ -33,6 +34,13 @@ EXAMPLES = [
     "Eine Frau mit einem grünen Hut steht vor einem Gebäude.",
     "Ein brauner Hund rennt durch das hohe Gras.",
 ]
+
+
+def option_slider(name: str, value: Any, label: str, **kwargs: Any) -> gr.Slider:
+    """A slider over the range a request may ask for decoding option `name` (its DecodeConfig field's bounds)."""
+    low, high, _ = DecodeConfig.served(name)
+    step = 1 if isinstance(low, int) and isinstance(high, int) else 0.01
+    return gr.Slider(low, high, value=value, step=step, label=label, **kwargs)
 
 
 # ---- the handlers: service results -> Gradio outputs --------------------------------------------
@@ -96,20 +104,17 @@ class TranslatorApp(TranslatorService):
             raise gr.Error(result.error, print_exception=False)
         return result.text
 
-    def api_chat(self, message: str, history: list | None = None, decoder: str = "", temperature: float = -1.0,
-                 top_k: int = -1, top_p: float = -1.0, beam_size: int = -1, no_repeat_ngram_size: int = -1,
-                 lm_weight: float = -1.0, candidates: int = -1) -> str:
+    def api_chat(self, message: str, history: Optional[list] = None, decoder: Optional[str] = None,
+                 temperature: Optional[float] = None, top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 beam_size: Optional[int] = None, no_repeat_ngram_size: Optional[int] = None,
+                 lm_weight: Optional[float] = None, candidates: Optional[int] = None) -> str:
         """Reply to message; history: earlier turns as strings or {'role', 'content'} dicts (oldest first).
 
-        Decoding options left at '' / -1 keep the chat model's defaults (sampling + anti-LM re-ranking).
+        Decoding options left out (null) keep the chat model's defaults (sampling + anti-LM re-ranking).
         """
-        def given(value: Any) -> Any:
-            return None if value in ("", None) or (isinstance(value, (int, float)) and value < 0) else value
-
         try:
-            return self.chat_reply(message, history, given(decoder), given(temperature), given(top_p),
-                                   given(lm_weight), given(beam_size), given(candidates), given(top_k),
-                                   given(no_repeat_ngram_size))
+            return self.chat_reply(message, history, decoder, temperature, top_p, lm_weight, beam_size, candidates,
+                                   top_k, no_repeat_ngram_size)
         except UserError as err:
             raise gr.Error(str(err), print_exception=False) from None
         except Exception:  # noqa: BLE001
@@ -203,8 +208,7 @@ def _translate_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str
                                 label="Checkpoint", elem_id="checkpoint")
             with gr.Row():
                 decoder = gr.Radio(["greedy", "beam"], value="greedy", label="Decoder", elem_id="decoder")
-                beam_size = gr.Slider(1, MAX_BEAM, value=5, step=1, label="Beam size", visible=False,
-                                      elem_id="beam-size")
+                beam_size = option_slider("beam_size", 5, "Beam size", visible=False, elem_id="beam-size")
             button = gr.Button("Translate", variant="primary", elem_id="translate-button")
             gr.Examples([[s] for s in EXAMPLES], inputs=[source], label="Examples (Multi30k-style German captions)",
                         api_visibility="private")
@@ -280,13 +284,12 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
                     f"+ {d.length_bonus} · length (anti-LM: fewer generic replies).", elem_id="chat-decoding")
         with gr.Row():
             method = gr.Radio(["sample", "beam", "greedy"], value=d.method, label="Method", elem_id="chat-method")
-            candidates = gr.Slider(1, MAX_CANDIDATES, value=d.num_candidates, step=1,
-                                   label="Candidates (samples or beams re-ranked)")
+            candidates = option_slider("candidates", d.num_candidates, "Candidates (samples or beams re-ranked)")
         with gr.Row():
-            temperature = gr.Slider(0.05, 2.0, value=d.temperature, step=0.05, label="Temperature (sampling)")
-            top_p = gr.Slider(0.05, 1.0, value=d.top_p, step=0.05, label="Top-p (sampling)")
-            lm_weight = gr.Slider(0.0, 1.0, value=d.lm_weight, step=0.05, label="Anti-LM weight λ (0 = off)")
-            beam_size = gr.Slider(1, MAX_BEAM, value=d.beam_size, step=1, label="Beam size (beam search)")
+            temperature = option_slider("temperature", d.temperature, "Temperature (sampling)")
+            top_p = option_slider("top_p", d.top_p, "Top-p (sampling)")
+            lm_weight = option_slider("lm_weight", d.lm_weight, "Anti-LM weight λ (0 = off)")
+            beam_size = option_slider("beam_size", d.beam_size, "Beam size (beam search)")
     inputs = [message, chatbot, method, temperature, top_p, lm_weight, candidates, beam_size]
     for trigger in (send.click, message.submit):
         trigger(app.chat_respond, inputs, [chatbot, message, status], **limits, **private,

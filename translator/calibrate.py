@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from translator.checkpoint import BUNDLE_KEY, LEGACY_CONTEXT_TURNS, atomic_torch_save, is_exported, read_checkpoint
+from translator.checkpoint import BUNDLE_KEY, atomic_torch_save, is_exported, read_checkpoint
 from translator.confidence import CHRF_THRESHOLD, SIGNALS, Calibrator
 from translator.data.registry import load_pairs, normalize_split
-from translator.decoding import DecodeOptions
+from translator.decoding import DecodeOptions, decode_config
 from translator.evaluation import plot_reliability, reliability, sentence_chrf, spearman
-from translator.inference import Translator, decode_config
+from translator.inference import Translator
+from translator.tasks import DEFAULT_CONTEXT_TURNS
 
 
 def calibrate(
@@ -81,7 +82,7 @@ def calibrate(
     bundle = translator.bundle
     if not bundle.dataset:
         raise ValueError(f"{source} does not record the dataset it was trained on, so it has no validation split")
-    context_turns = int(bundle.data.get("context_turns") or LEGACY_CONTEXT_TURNS)
+    context_turns = int(bundle.data.get("context_turns") or DEFAULT_CONTEXT_TURNS)
     pairs = load_pairs(bundle.dataset, split, bundle.src_lang, bundle.tgt_lang, data_dir=data_dir,
                        context_turns=context_turns)[:max_sentences]
     if len(pairs) < 2:

@@ -8,6 +8,7 @@ weights by translator/ct2_engine.py.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import os
 import json
@@ -21,29 +22,68 @@ import torch
 
 from translator.atomic import atomic_open
 from translator.data.registry import get_spec, resolve_languages
+from translator.decoding import DecodeConfig
 from translator.models.base import Seq2Seq
+from translator.tasks import DEFAULT_CONTEXT_TURNS, TRANSLATION, Task, get_task
 from translator.tokenizer import Tokenizer
 
 BUNDLE_KEY = "translator"  # checkpoint["translator"] = {"model": config, "tokenizer": bytes, "data": {...}}
 EXPORT_FILE = "translator_export.json"  # in an exported directory: model config, data, tokenizer files, source
 
 
-@dataclasses.dataclass
-class Bundle:
-    """What a checkpoint holds: the model (eval mode), its tokenizer, and plain metadata."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class CheckpointMeta:
+    """What a checkpoint (or exported directory) says about itself, read once, legacy defaults resolved.
 
-    model: Seq2Seq
-    tokenizer: Tokenizer
+    The one reader of checkpoint metadata (as litgpt's `Config.from_checkpoint`): inference, the
+    service, evaluate, ensembles, export and resume build this record and ask it. Checkpoints of
+    earlier versions get their missing fields here, and nowhere else: the task (from the dataset),
+    the language pair (the dataset's default pair) and the chat context length (the dataset's
+    rule with `DEFAULT_CONTEXT_TURNS`). A new checkpoint field is written by `make_bundle` and read here.
+    """
+
     path: Path
-    data: dict[str, Any]  # the DataModule options it was trained with (dataset, languages, ...)
-    hparams: dict[str, Any]
+    model: dict[str, Any]  # {"class_path", "init_args"} as recorded
+    data: dict[str, Any]  # the DataModule options it was trained with, legacy defaults filled in
+    hparams: dict[str, Any]  # the LightningModule's saved hyper-parameters ({} for an export)
+    tokenizer_id: str | None = None  # sha256 of the tokenizer's model bytes (PyTorch checkpoints)
+    export: dict[str, Any] | None = None  # an exported directory's metadata (quantization, ...), else None
     parent: dict[str, Any] | None = None  # the checkpoint it was fine-tuned from (translator/finetune.py `lineage`)
     calibrator: dict[str, Any] | None = None  # its confidence calibrator (translator/confidence.py), if calibrated
 
-    @property
-    def lineage(self) -> str:
-        """`fine-tuned from PATH (sha256 …, data) ← ...`, or "" for a model trained from scratch."""
-        return describe_lineage(self.parent)
+    @classmethod
+    def from_path(cls, path: str | Path) -> "CheckpointMeta":
+        """The record of a checkpoint file or exported directory, without building its model (tensors stay
+        on disk: mmap); FileNotFoundError / ValueError with one clear message when it is unreadable."""
+        path = Path(path)
+        if is_exported(path):
+            return cls.from_export(path, read_export(path)[0])
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - legacy or broken files: the full reader gives the precise message
+            checkpoint = None
+        if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get(BUNDLE_KEY), dict)):
+            checkpoint = read_checkpoint(path)
+        return cls.from_checkpoint(path, checkpoint)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, checkpoint: dict[str, Any]) -> "CheckpointMeta":
+        """The record of a checkpoint dict already loaded from `path` (`read_checkpoint`)."""
+        bundle = checkpoint.get(BUNDLE_KEY) or {}
+        return cls(Path(path), dict(bundle.get("model") or {}), resolve_data(bundle.get("data") or {}),
+                   dict(checkpoint.get("hyper_parameters") or {}), tokenizer_id(bundle.get("tokenizer")),
+                   parent=bundle.get("parent"), calibrator=bundle.get("calibrator"))
+
+    @classmethod
+    def from_export(cls, path: str | Path, meta: dict[str, Any]) -> "CheckpointMeta":
+        """The record of an exported directory from its metadata file (`read_export`)."""
+        return cls(Path(path), dict(meta["model"]), resolve_data(meta.get("data") or {}),
+                   {"exported_from": meta.get("checkpoint", {})}, None, dict(meta))
+
+    @classmethod
+    def from_options(cls, path: str | Path, model: dict[str, Any], data: dict[str, Any]) -> "CheckpointMeta":
+        """The record of a model that was never saved (benchmarks, tests): a model config and data options."""
+        return cls(Path(path), dict(model), resolve_data(data), {})
 
     @property
     def src_lang(self) -> str | None:
@@ -58,25 +98,27 @@ class Bundle:
         return self.data.get("dataset")
 
     @property
-    def architecture(self) -> str:
-        return getattr(self.model, "architecture", None) or type(self.model).__name__  # engines name themselves
+    def task(self) -> Task:
+        return get_task(self.data["task"])
 
     @property
-    def task(self) -> str:
-        """"chat" or "translation": as recorded, else the task of the dataset it was trained on."""
-        return task_of(self.data)
+    def context_turns(self) -> int:
+        """Turns the model sees, the message included (1 = the message alone; translation: 1)."""
+        return self.task.context_turns(self.data)
 
     @property
-    def chat_context_turns(self) -> int:
-        """Turns the chatbot sends, the message included (1 = the message alone), as trained."""
-        return _chat_context_turns(self.data)
+    def model_class(self) -> type[Seq2Seq]:
+        """The PyTorch model class it names (only translator.models classes)."""
+        return model_class(self.model, source=str(self.path))
 
     @property
-    def empty_source(self) -> list[int] | None:
-        """The empty context (`<sep>` alone) when the model learned p(reply) through context dropout."""
-        if self.task == "chat" and float(self.data.get("context_dropout") or 0.0) > 0.0:
-            return [self.tokenizer.sep_id]
-        return None
+    def init_args(self) -> dict[str, Any]:
+        return dict(self.model.get("init_args") or {})
+
+    @property
+    def lineage(self) -> str:
+        """`fine-tuned from PATH (sha256 …, data) ← ...`, or "" for a model trained from scratch."""
+        return describe_lineage(self.parent)
 
 
 def describe_lineage(parent: dict[str, Any] | None) -> str:
@@ -90,45 +132,110 @@ def describe_lineage(parent: dict[str, Any] | None) -> str:
     return "fine-tuned from " + " ← ".join(parts) if parts else ""
 
 
+def resolve_data(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's data options with what older versions did not record filled in (see CheckpointMeta)."""
+    data = dict(recorded)
+    spec = None
+    try:
+        spec = get_spec(str(data.get("dataset"))) if data.get("dataset") else None
+    except ValueError:
+        pass
+    if not data.get("task"):
+        data["task"] = spec.task if spec is not None else TRANSLATION.name
+    if spec is not None and not (data.get("src_lang") and data.get("tgt_lang")):
+        try:  # older checkpoints stored the defaults (None): use the dataset's own pair
+            data["src_lang"], data["tgt_lang"] = resolve_languages(data["dataset"], data.get("src_lang"),
+                                                                   data.get("tgt_lang"))
+        except (KeyError, ValueError):
+            pass
+    if get_task(data["task"]).conversational and data.get("chat_context_turns") is None and spec is not None:
+        data["chat_context_turns"] = spec.chat_context_turns(int(data.get("context_turns") or DEFAULT_CONTEXT_TURNS))
+    return data
+
+
+def tokenizer_id(tokenizer: Any) -> str | None:
+    """A fingerprint of a bundle's tokenizer (`Tokenizer.to_dict`: model bytes), None when it has none."""
+    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("src"), bytes):
+        return None
+    digest = hashlib.sha256(tokenizer["src"])
+    digest.update(b"\0" + (tokenizer.get("tgt") or b""))
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass
+class Bundle:
+    """What a checkpoint holds: the model (eval mode), its tokenizer, and its metadata record."""
+
+    model: Seq2Seq
+    tokenizer: Tokenizer
+    meta: CheckpointMeta
+
+    @property
+    def path(self) -> Path:
+        return self.meta.path
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.meta.data
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return self.meta.hparams
+
+    @property
+    def parent(self) -> dict[str, Any] | None:
+        return self.meta.parent
+
+    @property
+    def calibrator(self) -> dict[str, Any] | None:
+        return self.meta.calibrator
+
+    @property
+    def lineage(self) -> str:
+        return self.meta.lineage
+
+    @property
+    def src_lang(self) -> str | None:
+        return self.meta.src_lang
+
+    @property
+    def tgt_lang(self) -> str | None:
+        return self.meta.tgt_lang
+
+    @property
+    def dataset(self) -> str | None:
+        return self.meta.dataset
+
+    @property
+    def architecture(self) -> str:
+        return getattr(self.model, "architecture", None) or type(self.model).__name__  # engines name themselves
+
+    @property
+    def task(self) -> Task:
+        """The task it was trained for (translator.tasks): ask it, never compare its name."""
+        return self.meta.task
+
+    @property
+    def chat_context_turns(self) -> int:
+        """Turns the chatbot sends, the message included (1 = the message alone), as trained."""
+        return self.meta.context_turns
+
+    @property
+    def empty_source(self) -> list[int] | None:
+        """The empty context (`<sep>` alone) when the model learned p(reply) through context dropout."""
+        return self.task.empty_source(self.data, self.tokenizer)
+
+    @property
+    def default_decoding(self) -> DecodeConfig:
+        """The decoding used when none is given: the task's default for this checkpoint."""
+        return self.task.default_decoding(self.data)
+
+
 def make_bundle(model_config: dict[str, Any], tokenizer: Tokenizer | None, data: dict[str, Any]) -> dict[str, Any]:
     """The bundle every checkpoint carries under BUNDLE_KEY (the one writer of its layout):
     plain data only, so the checkpoint loads with weights_only=True."""
     return {"format": 1, "model": model_config, "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
             "data": data}
-
-
-#: Context length of dailydialog checkpoints written before the length was recorded (the old default).
-LEGACY_CONTEXT_TURNS = 3
-
-
-def task_of(data: dict[str, Any]) -> str:
-    """The task of a checkpoint's data options: recorded since this version, else its dataset's."""
-    if data.get("task"):
-        return str(data["task"])
-    try:
-        return get_spec(str(data.get("dataset"))).task  # checkpoints written before the task was recorded
-    except ValueError:
-        return "translation"
-
-
-def _chat_context_turns(data: dict[str, Any]) -> int:
-    if data.get("chat_context_turns") is not None:
-        return int(data["chat_context_turns"])
-    try:
-        turns = get_spec(str(data.get("dataset"))).chat_context_turns(int(data.get("context_turns")
-                                                                            or LEGACY_CONTEXT_TURNS))
-    except ValueError:
-        return 1
-    return turns or 1
-
-
-def checkpoint_task(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """(task, data options) of a checkpoint or exported directory, read without building its model."""
-    if is_exported(path):
-        data = dict(read_export(path)[0].get("data") or {})
-    else:
-        data = dict(read_checkpoint(path)[BUNDLE_KEY].get("data") or {})
-    return task_of(data), data
 
 
 def is_exported(path: str | Path) -> bool:
@@ -249,16 +356,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         raise ValueError(f"{path}: model vocabulary sizes {init.get('src_vocab_size')}/{init.get('tgt_vocab_size')} "
                          f"do not match its tokenizer {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}")
     model.to(device).eval()
-    data = dict(bundle.get("data") or {})
-    if data.get("dataset") and not (data.get("src_lang") and data.get("tgt_lang")):
-        try:  # older checkpoints stored the defaults (None): use the dataset's own pair
-            data["src_lang"], data["tgt_lang"] = resolve_languages(data["dataset"], data.get("src_lang"),
-                                                                   data.get("tgt_lang"))
-        except (KeyError, ValueError):
-            pass
-    return Bundle(model=model, tokenizer=tokenizer, path=path, data=data,
-                  hparams=dict(checkpoint.get("hyper_parameters") or {}), parent=bundle.get("parent"),
-                  calibrator=bundle.get("calibrator"))
+    return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_checkpoint(path, checkpoint))
 
 
 def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:

@@ -255,21 +255,12 @@ def _check_resume(config: Any, subcommand: str) -> None:
     ckpt_path = config.get("ckpt_path")
     if not ckpt_path or str(ckpt_path) in ("last", "best", "hpc", "registry") or "://" in str(ckpt_path):
         return  # Lightning's own names for checkpoints it finds itself
-    from translator.checkpoint import BUNDLE_KEY, read_checkpoint
-    from translator.resume import refused_message, resume_differences
+    from translator.checkpoint import read_checkpoint
+    from translator.resume import check_resume
 
-    checkpoint = read_checkpoint(ckpt_path)
     plain = config.clone().as_dict() if hasattr(config, "as_dict") else dict(config)
-    saved = dict(checkpoint.get("hyper_parameters") or {})
-    if saved.get("model") is None:
-        return
-    refused, _ = resume_differences(saved, dict(plain.get("model") or {}),
-                                    dict((checkpoint.get(BUNDLE_KEY) or {}).get("data") or {}),
-                                    dict(plain.get("data") or {}))
-    if subcommand != "fit":
-        refused = [d for d in refused if d.flag.startswith("--model.model.")]
-    if refused:
-        raise ValueError(refused_message(str(ckpt_path), refused))
+    check_resume(str(ckpt_path), read_checkpoint(ckpt_path), dict(plain.get("model") or {}),
+                 dict(plain.get("data") or {}), fitting=subcommand == "fit")
 
 
 def _init_from(config: Any, given: set[str]) -> None:
@@ -283,13 +274,12 @@ def _init_from(config: Any, given: set[str]) -> None:
 
     from translator.callbacks import note
     from translator.checkpoint import BUNDLE_KEY
-    from translator.data.registry import get_spec
     from translator.finetune import check_task, finetune_defaults, read_parent, refused_message
     from translator.resume import resume_differences
 
     parent = read_parent(init_from)
     data = config.get("data")
-    check_task(init_from, parent, get_spec(str(data.get("dataset"))).task, str(data.get("dataset")))
+    check_task(init_from, parent, str(data.get("dataset")))
     saved = dict(parent["hyper_parameters"])
     plain = config.clone().as_dict()
     refused, _ = resume_differences({"model": saved["model"]}, {"model": plain["model"].get("model") or {}}, {}, {})
@@ -337,7 +327,9 @@ def _cpu_precision(config: Any) -> None:
 
 # ---- function commands: parsed from the signature by jsonargparse ------------------------------
 #: Decoding flags from before `--decode.*` (each DecodeConfig field as --NAME, and --decoder for the
-#: method): still accepted by translate and evaluate, with a deprecation note. Generated, not typed again.
+#: method): still accepted by translate and evaluate, with a deprecation note, until this release.
+#: Generated, not typed again.
+LEGACY_DECODE_FLAGS_REMOVED_IN = "0.2.0"
 LEGACY_DECODE_FLAGS = {"--decoder": "--decode.method",
                        **{f"--{f.name}": f"--decode.{f.name}" for f in dataclasses.fields(DecodeConfig)}}
 
@@ -353,7 +345,8 @@ def _legacy_decode_flags(args: list[str]) -> list[str]:
         out.append(arg)
     if renamed:
         spelled = ", ".join(f"{f} -> {LEGACY_DECODE_FLAGS[f]}" for f in dict.fromkeys(renamed))
-        print(f"translator: note: deprecated decoding flag(s): {spelled}", file=sys.stderr)
+        print(f"translator: note: deprecated decoding flag(s), removed in translator {LEGACY_DECODE_FLAGS_REMOVED_IN}: "
+              f"{spelled}", file=sys.stderr)
     return out
 
 

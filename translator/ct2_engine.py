@@ -1,8 +1,9 @@
 """Decode an exported Transformer (translator/export.py) with CTranslate2, behind the `Translator` API.
 
-`CT2Model` stands where a PyTorch model stands in a `Bundle`: `Translator` tokenizes, truncates,
-batches, formats and keeps the line alignment as for any checkpoint, and hands each batch of source
-ids to `CT2Model.decode_ids`, which returns the same `Hypothesis` lists as `decoding.decode`:
+`CT2Model` is an `Engine` (translator/engines.py) and stands where a PyTorch model stands in a
+`Bundle`: `Translator` tokenizes, truncates, batches, re-ranks, cuts the n-best, formats and keeps
+the line alignment as for any checkpoint, and hands each batch of source ids to `CT2Model.search`,
+which returns the same `Hypothesis` lists as `decoding.search`:
 
 - every `DecodeConfig` option maps onto `ctranslate2.Translator.translate_batch`: greedy = beam 1,
   beam with `num_hypotheses` = beam_size (our ranking picks the n-best), sampling with top-k / top-p /
@@ -15,7 +16,7 @@ ids to `CT2Model.decode_ids`, which returns the same `Hypothesis` lists as `deco
   decoders do not; a trained model gives those two ~0 mass, an untrained one shifts scores by ~1%.
 - the per-sentence step limit `min(max_len, max(1, int(a * n + b)))`: a call uses its batch's
   largest limit and the (rare) sentences whose output ran past their own are decoded again with it.
-- anti-LM re-ranking and `perplexity` score through `score_batch` (teacher forcing in the engine).
+- `score` (anti-LM re-ranking, `perplexity`) runs `score_batch` (teacher forcing in the engine).
 - attention: the last decoder layer's cross-attention averaged over all heads (the export sets
   alignment_heads = heads), as in the PyTorch heatmap.
 Not available here: the UTF-8 guard on byte pieces (CTranslate2 has no such constraint; the
@@ -30,8 +31,8 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import Bundle, read_export
-from translator.decoding import DecodeConfig, Hypothesis, apply_rerank, length_limit, length_penalty_of
+from translator.checkpoint import Bundle, CheckpointMeta, read_export
+from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, length_limit, length_penalty_of
 from translator.export import require_ctranslate2
 
 #: --precision -> CTranslate2 compute type; fp32 (the default) keeps the type the model was exported with.
@@ -56,7 +57,9 @@ class CT2Model:
         self.engine = self._load_engine()
         self.compute_type = self.engine.compute_type
         self.threads = threads
-        self.max_src_len = int(meta["model"]["init_args"].get("max_len") or 256)
+        self.max_src_len = int(meta["model"]["init_args"].get("max_len") or DEFAULT_MAX_LEN)
+        self.max_tgt_len: int | None = self.max_src_len  # learned positions: the same limit for the output
+        self.precision = precision
         self.src_vocab = [tokenizer.src.id_to_piece(i) for i in range(tokenizer.src_vocab_size)]
         self.tgt_ids = {tokenizer.tgt.id_to_piece(i): i for i in range(tokenizer.tgt_vocab_size)}
         self._special = [[tokenizer.tgt.id_to_piece(tokenizer.pad_id)], [tokenizer.tgt.id_to_piece(tokenizer.bos_id)]]
@@ -81,6 +84,11 @@ class CT2Model:
         return ("The heatmap shows the last decoder layer's cross-attention, averaged over heads "
                 "(returned by CTranslate2).")
 
+    @property
+    def model(self) -> "CT2Model":
+        """What it decodes with: itself (an `Engine`, translator/engines.py, that plays the model's part in a Bundle)."""
+        return self
+
     def to(self, device: Any) -> "CT2Model":  # the engine's device is fixed at load
         return self
 
@@ -88,9 +96,10 @@ class CT2Model:
         return self
 
     # ---- decoding ------------------------------------------------------------------------
-    def decode_ids(self, batch: Sequence[Sequence[int]], config: DecodeConfig, *, empty_source: Sequence[int] | None,
-                   return_attention: bool = False, **_: Any) -> list[list[Hypothesis]]:
-        """Source ids (one list per sentence, unpadded) -> hypotheses per sentence, best first (see module doc)."""
+    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig,
+               return_attention: bool = False) -> list[list[Hypothesis]]:
+        """Source ids (one list per sentence, unpadded) -> `config.num_candidates` hypotheses per sentence,
+        best first (see module doc); re-ranking and the n-best cut happen above the engine (`decoding.rank`)."""
         limits = [length_limit(len(ids), config.max_len_a, config.max_len_b, config.max_len) for ids in batch]
         pieces = [[self.src_vocab[i] for i in ids] for ids in batch]
         results = self._translate(pieces, limits, max(limits), config, return_attention)
@@ -100,18 +109,7 @@ class CT2Model:
             for i, hyps in zip(rows, self._translate([pieces[i] for i in rows], [limit] * len(rows), limit, config,
                                                      return_attention)):
                 results[i] = hyps
-        if config.reranks:
-            flat = [h for hyps in results for h in hyps]
-            if config.lm_weight and flat:
-                if not empty_source:
-                    raise ValueError("anti-LM re-ranking (lm_weight > 0) needs the empty-context source of a chat "
-                                     "model trained with context dropout")
-                lm = self.score_ids([list(empty_source)] * len(flat), [h.tokens for h in flat],
-                                    [h.finished for h in flat])
-                for h, s in zip(flat, lm):
-                    h.lm_score = s
-            results = apply_rerank(results, config)
-        return [hyps[:config.nbest] for hyps in results]
+        return results
 
     def _translate(self, pieces: list[list[str]], limits: list[int], max_steps: int, config: DecodeConfig,
                    return_attention: bool) -> list[list[Hypothesis]]:
@@ -156,7 +154,7 @@ class CT2Model:
             results.append(sorted(hyps, key=lambda h: -h.normalized)[:config.num_candidates])
         return results
 
-    def score_ids(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+    def score(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
                   finished: Sequence[bool] | None = None) -> list[float]:
         """log p(target | source) per pair (eos included when `finished`, the default), by the engine."""
         finished = [True] * len(targets) if finished is None else finished
@@ -164,6 +162,15 @@ class CT2Model:
         out = self.engine.score_batch([[self.src_vocab[i] for i in s] for s in sources],
                                       [[tgt_vocab[int(i)] for i in t] for t in targets], max_input_length=0)
         return [float(sum(r.log_probs if end else r.log_probs[:-1])) for r, end in zip(out, finished)]
+
+    def step_scores(self, source: Sequence[int], tokens: Sequence[int],
+                    finished: bool) -> tuple[list[float], list[float] | None]:
+        """The log-probability of each token of one output by the engine (eos included when `finished`); the
+        engine's scoring gives no attention, so None."""
+        tgt_vocab = {i: p for p, i in self.tgt_ids.items()}
+        out = self.engine.score_batch([[self.src_vocab[i] for i in source]], [[tgt_vocab[int(i)] for i in tokens]],
+                                      max_input_length=0)[0]
+        return [float(x) for x in (out.log_probs if finished else out.log_probs[:-1])], None
 
 
 def load_exported(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
@@ -174,5 +181,4 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu", precisio
         raise ValueError(f"CTranslate2 runs on cpu or cuda, not {device}")
     meta, tokenizer = read_export(path)
     model = CT2Model(path, meta, tokenizer, device=device.type, precision=precision, threads=threads)
-    return Bundle(model=model, tokenizer=tokenizer, path=Path(path), data=dict(meta.get("data") or {}),
-                  hparams={"exported_from": meta.get("checkpoint", {})})  # type: ignore[arg-type]
+    return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_export(path, meta))  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ import inspect
 import math
 import textwrap
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -56,6 +56,18 @@ if TYPE_CHECKING:  # the interface only; decoders never import a concrete model
     from translator.models.base import DecoderState, Seq2Seq
 
 METHODS = ("greedy", "beam", "sample")
+#: Longest output, and longest source fed to a model without a position limit of its own (the RNNs), in tokens.
+DEFAULT_MAX_LEN = 256
+
+
+def _option(default: Any, *, low: int | None = None, serve: tuple[float, float] | None = None,
+            label: str = "") -> Any:
+    """A DecodeConfig field with its bounds in the field's metadata (the one place they are typed):
+    `low` the least valid integer (checked in __post_init__), `serve` the (low, high) range one request
+    to the app or the service may ask for (sliders, request validation; a cost cap), `label` its name
+    in the messages and the UI."""
+    metadata = {k: v for k, v in (("low", low), ("serve", serve), ("label", label)) if v not in (None, "")}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,37 +80,37 @@ class DecodeConfig:
 
     method: Literal["greedy", "beam", "sample"] = "beam"
     """Search: greedy (most likely token each step), beam (beam search) or sample (ancestral sampling)."""
-    beam_size: int = 5
+    beam_size: int = _option(5, low=1, serve=(1, 16), label="beam size")
     """Beams per sentence (method=beam)."""
     length_penalty: float = 1.0
     """GNMT length-penalty alpha: score / ((5 + length) / 6) ** alpha ranks hypotheses (0 = raw log-prob)."""
     normalize: bool = False
     """Rank by score / length (average log-prob per step) instead of the GNMT penalty."""
-    nbest: int = 1
+    nbest: int = _option(1, low=1)
     """Hypotheses returned per input, best first (beam: at most beam_size)."""
-    candidates: int = 0
+    candidates: int = _option(0, low=0, serve=(1, 32), label="number of candidates")
     """Hypotheses searched before ranking: samples drawn, or the beam's n-best (capped at beam_size; greedy: 1); 0 = nbest."""
-    temperature: float = 1.0
+    temperature: float = _option(1.0, serve=(0.05, 5.0), label="temperature")
     """Sampling temperature (method=sample); below 1 sharpens, above 1 flattens."""
-    top_k: int = 0
+    top_k: int = _option(0, low=0, serve=(0, 1000), label="top-k")
     """Sample among the k most likely tokens only (0 = no limit)."""
-    top_p: float = 1.0
+    top_p: float = _option(1.0, serve=(0.01, 1.0), label="top-p")
     """Nucleus sampling: sample within the smallest set of tokens whose probability reaches top_p."""
     seed: int | None = 0
     """Sampling seed: the same input and seed give the same output (null = torch's global generator)."""
     max_len_a: float = 1.5
     """Output length limit a * source tokens + b (steps, eos included)."""
-    max_len_b: int = 10
+    max_len_b: int = _option(10, low=0)
     """See max_len_a."""
-    max_len: int = 256
+    max_len: int = _option(DEFAULT_MAX_LEN, low=1)
     """Hard cap on output steps (the model's own position limit also applies)."""
-    min_len: int = 0
+    min_len: int = _option(0, low=0)
     """Steps before eos may be chosen (1 = never an empty output)."""
-    no_repeat_ngram_size: int = 0
+    no_repeat_ngram_size: int = _option(0, low=0, serve=(0, 10), label="no-repeat n-gram size")
     """Never repeat an n-gram of this many tokens within one output (0 = off)."""
     forbid_unk: bool = False
     """Never output <unk>."""
-    lm_weight: float = 0.0
+    lm_weight: float = _option(0.0, serve=(0.0, 2.0), label="anti-LM weight")
     """Anti-LM re-ranking weight lambda: subtract lambda * log p(reply | empty context) (0 = off; chat)."""
     length_bonus: float = 0.0
     """Re-ranking bonus gamma per output step: + gamma * length (0 = off)."""
@@ -107,9 +119,10 @@ class DecodeConfig:
         problems = []
         if self.method not in METHODS:
             problems.append(f"unknown decoding method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        for name, low in (("beam_size", 1), ("nbest", 1), ("candidates", 0), ("top_k", 0), ("max_len", 1),
-                          ("max_len_b", 0), ("min_len", 0), ("no_repeat_ngram_size", 0)):
-            value = getattr(self, name)
+        for field in dataclasses.fields(self):
+            if "low" not in field.metadata:
+                continue
+            name, low, value = field.name, field.metadata["low"], getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 problems.append(f"{name} must be an integer >= {low}, got {value!r}")
         for name in ("length_penalty", "temperature", "top_p", "max_len_a", "lm_weight", "length_bonus"):
@@ -148,6 +161,15 @@ class DecodeConfig:
     def reranks(self) -> bool:
         """Whether hypotheses are re-ranked with the anti-LM score."""
         return self.lm_weight != 0.0 or self.length_bonus != 0.0
+
+    @staticmethod
+    def served(name: str) -> tuple[Any, Any, str]:
+        """(low, high, label) of an option that one request to the app or the service may set (field metadata)."""
+        field = next((f for f in dataclasses.fields(DecodeConfig) if f.name == name), None)
+        if field is None or "serve" not in field.metadata:
+            raise KeyError(f"{name!r} is not a decoding option a request may set")
+        low, high = field.metadata["serve"]
+        return low, high, field.metadata["label"]
 
     def replace(self, **changes: Any) -> "DecodeConfig":
         """A copy with some options changed (validated again)."""
@@ -202,9 +224,11 @@ def _options_class() -> type:
     cls = dataclasses.make_dataclass("DecodeOptions", fields, frozen=True, namespace={"overrides": overrides})
     cls.__module__ = __name__
     docs = _field_docs(DecodeConfig)
+    lows = {f.name: f.metadata["low"] for f in dataclasses.fields(DecodeConfig) if "low" in f.metadata}
     cls.__doc__ = ("Decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0; "
                    "chat: CHAT_DECODING); an option left out keeps its default.\n\nArgs:\n"
-                   + "".join(f"    {name}: {docs.get(name, '')}\n" for name, _, _ in fields))
+                   + "".join(f"    {name}: {docs.get(name, '')}{f' (>= {lows[name]})' if name in lows else ''}\n"
+                             for name, _, _ in fields))
     return cls
 
 
@@ -631,21 +655,22 @@ def sequence_log_probs(model: "Seq2Seq", src: Tensor, src_mask: Tensor, outputs:
     return scores
 
 
-def _anti_lm_rerank(model: "Seq2Seq", results: list[list[Hypothesis]], config: DecodeConfig,
-                    empty_source: Sequence[int] | None, bos_id: int, eos_id: int, pad_id: int,
-                    device: torch.device) -> list[list[Hypothesis]]:
-    """Re-rank every sentence's hypotheses by log p(r|c) - lm_weight * log p(r) + length_bonus * |r|."""
-    flat = [h for hyps in results for h in hyps]
-    if config.lm_weight != 0.0 and flat:
-        if not empty_source:
-            raise ValueError("anti-LM re-ranking (lm_weight > 0) needs the empty-context source of a chat model "
-                             "trained with context dropout")
-        src = torch.tensor([list(empty_source)] * len(flat), dtype=torch.long, device=device)
-        lm = sequence_log_probs(model, src, torch.ones_like(src, dtype=torch.bool), [h.tokens for h in flat],
-                                bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, finished=[h.finished for h in flat])
-        for h, s in zip(flat, lm):
-            h.lm_score = s
-    return apply_rerank(results, config)
+def rank(results: list[list[Hypothesis]], config: DecodeConfig,
+         score: Callable[[list[list[int]], list[list[int]], list[bool]], list[float]] | None = None,
+         empty_source: Sequence[int] | None = None) -> list[list[Hypothesis]]:
+    """What every engine's candidates go through once: anti-LM re-ranking when `config.reranks`
+    (log p(r) from `score(sources, targets, finished)` after `empty_source`), then the n-best cut."""
+    if config.reranks:
+        flat = [h for hyps in results for h in hyps]
+        if config.lm_weight != 0.0 and flat:
+            if not empty_source or score is None:
+                raise ValueError("anti-LM re-ranking (lm_weight > 0) needs the empty-context source of a chat model "
+                                 "trained with context dropout")
+            lm = score([list(empty_source)] * len(flat), [h.tokens for h in flat], [h.finished for h in flat])
+            for h, s in zip(flat, lm):
+                h.lm_score = s
+        results = apply_rerank(results, config)
+    return [hyps[:config.nbest] for hyps in results]
 
 
 def apply_rerank(results: list[list[Hypothesis]], config: DecodeConfig) -> list[list[Hypothesis]]:
@@ -659,6 +684,54 @@ def apply_rerank(results: list[list[Hypothesis]], config: DecodeConfig) -> list[
 
 # ---- public entry points -----------------------------------------------------------------------
 
+#: Older keyword names of decoding options (before DecodeConfig), still accepted.
+LEGACY_OPTION_NAMES = {"decoder": "method", "num_samples": "nbest"}
+
+
+def decode_config(config: "DecodeConfig | Any | None" = None, default: DecodeConfig | None = None,
+                  **options: Any) -> DecodeConfig:
+    """The one merge of decoding options: `config` (a DecodeConfig, or DecodeOptions over `default`),
+    else `default`, else DecodeConfig(); DecodeConfig fields in `options` are applied last.
+
+    Accepts the older names `decoder` (= method) and `num_samples` (= nbest); unknown names and
+    invalid values raise one ValueError.
+    """
+    base = default or DecodeConfig()
+    if isinstance(config, DecodeOptions):
+        options = {**config.overrides(), **options}
+    elif config is not None:
+        base = config
+    if not options:
+        return base
+    renamed = {LEGACY_OPTION_NAMES.get(k, k): v for k, v in options.items()}
+    fields = {f.name for f in dataclasses.fields(DecodeConfig)}
+    unknown = sorted(set(renamed) - fields)
+    if unknown:
+        raise ValueError(f"unknown decoding option(s) {unknown}; DecodeConfig has: {', '.join(sorted(fields))}")
+    return base.replace(**renamed)
+
+
+def search(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
+           eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None, return_attention: bool = False,
+           trace: list | None = None, **options: Any) -> list[list[Hypothesis]]:
+    """The search of `decode` alone: `config.num_candidates` hypotheses per sentence, best first by
+    `normalized`, before re-ranking and the n-best cut (`rank`)."""
+    config = decode_config(config, **options)
+    setup = _make_setup(config, bos_id, eos_id, pad_id, unk_id, return_attention, byte_values)
+    with torch.inference_mode():
+        if config.method == "sample":
+            generator = None
+            if config.seed is not None:
+                generator = torch.Generator(device=src.device)
+                generator.manual_seed(config.seed)
+            return _sample_loop(model, src, src_mask, setup, config.num_candidates, config.temperature,
+                                config.top_k, config.top_p, generator, config.max_len_a, config.max_len_b,
+                                config.max_len)
+        width = config.beam_size if config.method == "beam" else 1
+        return _beam_loop(model, src, src_mask, setup, width, config.num_candidates if width > 1 else 1,
+                          config.max_len_a, config.max_len_b, config.max_len, trace)
+
+
 def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig | None = None, *, bos_id: int,
            eos_id: int, pad_id: int, unk_id: int, byte_values: Tensor | None = None,
            empty_source: Sequence[int] | None = None, return_attention: bool = False, trace: list | None = None,
@@ -668,39 +741,18 @@ def decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, config: DecodeConfig
     `options` are DecodeConfig fields, applied over `config` (or the defaults): a shortcut for
     `decode(..., DecodeConfig(method="beam", beam_size=4))`. `byte_values` (V,) keeps byte pieces
     in whole UTF-8 characters; `empty_source` (ids) is the context for anti-LM re-ranking; `trace`
-    (a list) records every step of greedy / beam search (see `_beam_loop`).
+    (a list) records every step of greedy / beam search (see `_beam_loop`). `search` then `rank`.
     """
-    config = _with_options(config or DecodeConfig(), options)
-    setup = _make_setup(config, bos_id, eos_id, pad_id, unk_id, return_attention, byte_values)
-    with torch.inference_mode():
-        if config.method == "sample":
-            generator = None
-            if config.seed is not None:
-                generator = torch.Generator(device=src.device)
-                generator.manual_seed(config.seed)
-            results = _sample_loop(model, src, src_mask, setup, config.num_candidates, config.temperature,
-                                   config.top_k, config.top_p, generator, config.max_len_a, config.max_len_b,
-                                   config.max_len)
-        else:
-            width = config.beam_size if config.method == "beam" else 1
-            results = _beam_loop(model, src, src_mask, setup, width, config.num_candidates if width > 1 else 1,
-                                 config.max_len_a, config.max_len_b, config.max_len, trace)
-        if config.reranks:
-            results = _anti_lm_rerank(model, results, config, empty_source, bos_id, eos_id, pad_id, src.device)
-    return [hyps[:config.nbest] for hyps in results]
+    config = decode_config(config, **options)
+    results = search(model, src, src_mask, config, bos_id=bos_id, eos_id=eos_id, pad_id=pad_id, unk_id=unk_id,
+                     byte_values=byte_values, return_attention=return_attention, trace=trace)
 
+    def score(sources: list[list[int]], targets: list[list[int]], finished: list[bool]) -> list[float]:
+        ids = torch.tensor(sources, dtype=torch.long, device=src.device)
+        return sequence_log_probs(model, ids, torch.ones_like(ids, dtype=torch.bool), targets, bos_id=bos_id,
+                                  eos_id=eos_id, pad_id=pad_id, finished=finished)
 
-def _with_options(config: DecodeConfig, options: dict[str, Any]) -> DecodeConfig:
-    if not options:
-        return config
-    if "num_samples" in options:  # the sampler's older name for nbest
-        options = dict(options)
-        options["nbest"] = options.pop("num_samples")
-    fields = {f.name for f in dataclasses.fields(DecodeConfig)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ValueError(f"unknown decoding option(s) {unknown}; DecodeConfig has: {', '.join(sorted(fields))}")
-    return config.replace(**options)
+    return rank(results, config, score, empty_source)
 
 
 def greedy_decode(model: "Seq2Seq", src: Tensor, src_mask: Tensor, **options: Any) -> list[list[Hypothesis]]:

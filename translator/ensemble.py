@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translator.checkpoint import Bundle, load_bundle
+from translator.checkpoint import Bundle, load_bundle, tokenizer_id
 from translator.models.base import DecoderState, Seq2Seq
 
 
@@ -136,6 +136,15 @@ class EnsembleBundle(Bundle):
         return [b.path for b in self.members]
 
     @property
+    def calibrator(self) -> dict[str, Any] | None:
+        """None: a member's calibrator was fitted on that member's signals, not on the ensemble's."""
+        return None
+
+    @property
+    def parent(self) -> dict[str, Any] | None:
+        return None
+
+    @property
     def empty_source(self) -> list[int] | None:
         """The empty context for anti-LM re-ranking, when every member learned p(reply)."""
         sources = [b.empty_source for b in self.members]
@@ -146,12 +155,12 @@ def check_compatible(bundles: Sequence[Bundle]) -> None:
     """One ValueError naming the files unless every bundle has the first one's tokenizer, task and languages."""
     first = bundles[0]
     for other in bundles[1:]:
-        if other.tokenizer.to_dict() != first.tokenizer.to_dict():
+        if tokenizer_id(other.tokenizer.to_dict()) != tokenizer_id(first.tokenizer.to_dict()):
             raise ValueError(f"cannot ensemble {other.path} with {first.path}: they were trained with different "
                              "tokenizers, and an ensemble needs one tokenizer (the same target vocabulary); "
                              "train its members on the same data with the same tokenizer options, or give them "
                              "one --data.tokenizer_path")
-        for what, a, b in (("task", first.task, other.task),
+        for what, a, b in (("task", first.task.name, other.task.name),
                            ("language pair", (first.src_lang, first.tgt_lang), (other.src_lang, other.tgt_lang))):
             if a != b:
                 raise ValueError(f"cannot ensemble {other.path} with {first.path}: different {what} ({b} vs {a})")
@@ -170,5 +179,4 @@ def ensemble_of(bundles: Sequence[Bundle], device: str | torch.device = "cpu") -
     check_compatible(bundles)
     first = bundles[0]
     model = Ensemble([b.model for b in bundles]).to(device).eval()
-    return EnsembleBundle(model=model, tokenizer=first.tokenizer, path=first.path, data=dict(first.data),
-                          hparams=dict(first.hparams), members=bundles)
+    return EnsembleBundle(model=model, tokenizer=first.tokenizer, meta=first.meta, members=bundles)

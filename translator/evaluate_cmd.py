@@ -21,12 +21,13 @@ from typing import Any
 from sacrebleu.metrics import BLEU
 
 from translator import evaluation
-from translator.checkpoint import LEGACY_CONTEXT_TURNS, checkpoint_task
+from translator.checkpoint import CheckpointMeta
 from translator.data.readers import iter_lines
 from translator.data.registry import get_spec, load_pairs, normalize_split, resolve_languages
 from translator.decoding import DecodeConfig, DecodeOptions
 from translator.evaluation import StreamingScore, build_report, format_table, stream_report, write_json
 from translator.inference import Translator, check_device, check_precision, decode_config
+from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
 
 BLOCK_LINES = 20_000  # lines decoded and scored together: length-sorted batching within a block wastes little
 
@@ -152,16 +153,15 @@ def evaluate(
     check_device(device)
     check_precision(precision)
     every = list(dict.fromkeys([*paths, *members]))
-    tasks = [checkpoint_task(p) for p in every]
-    _check_tasks(every, tasks, dataset)
-    metas = [data for _, data in tasks]
-    pair = _language_pair(every, metas, src_lang, tgt_lang, dataset)
-    task_of = dict(zip(every, tasks))
-    rows = [(p, task_of[p]) for p in paths] + ([(members, task_of[members[0]])] if members else [])
+    metas = [CheckpointMeta.from_path(p) for p in every]
+    _check_tasks(every, metas, dataset)
+    pair = _language_pair(every, [m.data for m in metas], src_lang, tgt_lang, dataset)
+    meta_of = dict(zip(every, metas))
+    rows = [(p, meta_of[p]) for p in paths] + ([(members, meta_of[members[0]])] if members else [])
 
     reports, cache = [], {}
-    for (path, (task, meta)), name in zip(rows, labels):  # path: a checkpoint, or the ensemble's list
-        context_turns = int(meta.get("context_turns") or LEGACY_CONTEXT_TURNS)
+    for (path, meta), name in zip(rows, labels):  # path: a checkpoint, or the ensemble's list
+        context_turns = int(meta.data.get("context_turns") or DEFAULT_CONTEXT_TURNS)
         test = files or cache.get(context_turns)
         if test is None:
             test = cache[context_turns] = _load_dataset(dataset, split, pair, data_dir, context_turns)
@@ -170,7 +170,7 @@ def evaluate(
         else:
             translator = Translator.from_checkpoint(path, device=device, precision=precision)
         config = decode_config(decode, translator.default_decoding, **options)
-        chat = task == "chat"
+        chat = meta.task.whole_corpus_metrics
         about = dict(label=name, checkpoint=" + ".join(map(str, path)) if isinstance(path, list) else str(path),
                      dataset=test.dataset, split=test.split,
                      source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
@@ -214,14 +214,15 @@ def evaluate(
     return reports
 
 
-def _check_tasks(paths: Sequence[str | Path], tasks: Sequence[tuple[str, dict[str, Any]]],
-                 dataset: str | None) -> None:
+def _check_tasks(paths: Sequence[str | Path], metas: Sequence[CheckpointMeta], dataset: str | None) -> None:
     """Every checkpoint must be of the dataset's task (chat or translation), and all of one task."""
-    wanted = get_spec(dataset).task if dataset else tasks[0][0]
-    asked = f"dataset {dataset!r} is a {wanted} dataset" if dataset else f"{paths[0]} is a {wanted} model"
-    for path, (task, data) in zip(paths, tasks):
-        if task != wanted:
-            trained = f" (trained on {data['dataset']})" if data.get("dataset") else ""
+    wanted = get_task(get_spec(dataset).task) if dataset else metas[0].task
+    asked = (f"dataset {dataset!r} is a {wanted.name} dataset" if dataset
+             else f"{paths[0]} is a {wanted.name} model")
+    for path, meta in zip(paths, metas):
+        if meta.task != wanted:
+            task = meta.task.name
+            trained = f" (trained on {meta.dataset})" if meta.dataset else ""
             raise ValueError(f"{path} is a {task} checkpoint{trained}, but {asked}; evaluate {task} checkpoints "
                              f"on {task} data")
 

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from translator.callbacks import note
-from translator.checkpoint import BUNDLE_KEY, is_exported, read_checkpoint, task_of
-from translator.data.registry import SPLIT_SEED, iter_pairs
+from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, is_exported, read_checkpoint
+from translator.data.registry import SPLIT_SEED, get_spec, iter_pairs
 from translator.data.token_store import seeded_sample
+from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
 from translator.tokenizer import Tokenizer
 
 #: Fine-tuning peak learning rate = this times the parent's (its schedule restarts from zero, never at the peak).
@@ -59,14 +60,15 @@ def read_parent(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def check_task(path: str | Path, checkpoint: dict[str, Any], task: str, dataset: str) -> None:
+def check_task(path: str | Path, checkpoint: dict[str, Any], dataset: str) -> None:
     """A chat parent fine-tunes on chat data, a translation parent on translation data."""
-    data = dict(checkpoint[BUNDLE_KEY].get("data") or {})
-    parent_task = task_of(data)
-    if parent_task != task:
-        trained = f" trained on {data['dataset']}" if data.get("dataset") else ""
-        raise ValueError(f"--model.init_from {path} is a {parent_task} checkpoint{trained}, but --data.dataset "
-                         f"{dataset} is {task} data; fine-tune a {task} checkpoint on it, or train from scratch")
+    meta = CheckpointMeta.from_checkpoint(path, checkpoint)
+    wanted = get_task(get_spec(dataset).task)
+    if meta.task != wanted:
+        trained = f" trained on {meta.dataset}" if meta.dataset else ""
+        raise ValueError(f"--model.init_from {path} is a {meta.task.name} checkpoint{trained}, but --data.dataset "
+                         f"{dataset} is {wanted.name} data; fine-tune a {wanted.name} checkpoint on it, or train from "
+                         "scratch")
 
 
 def finetune_defaults(parent_hparams: dict[str, Any], given: Iterable[str]) -> dict[str, Any]:
@@ -157,7 +159,7 @@ def report_coverage(tokenizer: Tokenizer, datamodule: Any, parent_data: dict[str
     try:
         pairs = seeded_sample(iter_pairs(str(parent_data.get("dataset")), "train", parent_data.get("src_lang"),
                                          parent_data.get("tgt_lang"), datamodule.data_dir,
-                                         int(parent_data.get("context_turns") or 3)), COVERAGE_SAMPLE, SPLIT_SEED)
+                                         int(parent_data.get("context_turns") or DEFAULT_CONTEXT_TURNS)), COVERAGE_SAMPLE, SPLIT_SEED)
         original = {side: coverage(tokenizer, texts, side) for side, texts in sides(pairs).items()}
     except (OSError, ValueError, KeyError) as err:
         missing = f" (the parent's data {parent_data.get('dataset')!r} is not readable here, so no comparison: {err})"

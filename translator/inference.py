@@ -19,18 +19,17 @@ import torch
 from torch import Tensor
 
 from translator.checkpoint import Bundle, is_exported, load_bundle
-from translator.confidence import Calibrator, sentence_signals, teacher_forced_steps
+from translator.confidence import Calibrator, sentence_signals
 from translator.ct2_engine import load_exported
-from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis, decode, sequence_log_probs
+from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, decode_config, rank
+from translator.engines import check_precision, engine_of
 from translator.ensemble import load_ensemble
-from translator.quantize import quantize_int8
-from translator.runtime import cpu_bf16_is_fast
 from translator.streaming import LineSink, LineSource, progress_bar
 
 log = logging.getLogger("translator.inference")
 
-#: Longest source (in tokens) fed to a model that has no limit of its own (the RNNs).
-DEFAULT_MAX_SRC_TOKENS = 256
+#: Longest source (in tokens) fed to a model that has no limit of its own (the RNNs): the decoding default.
+DEFAULT_MAX_SRC_TOKENS = DEFAULT_MAX_LEN
 
 
 @dataclasses.dataclass
@@ -49,33 +48,6 @@ class Translation:
     confidence: float | None = None  # in [0, 1], from a calibrated checkpoint's calibrator, when asked for
 
 
-#: Older keyword names of decoding options (before DecodeConfig), still accepted.
-LEGACY_OPTION_NAMES = {"decoder": "method", "num_samples": "nbest"}
-
-
-def decode_config(config: DecodeConfig | Any | None = None, default: DecodeConfig | None = None,
-                  **options: Any) -> DecodeConfig:
-    """The decoding to use: `config` (a DecodeConfig, or DecodeOptions over `default`), else `default`,
-    else DecodeConfig(); DecodeConfig fields in `options` are applied last.
-
-    Accepts the older names `decoder` (= method) and `num_samples` (= nbest); unknown names and
-    invalid values raise one ValueError.
-    """
-    base = default or DecodeConfig()
-    if isinstance(config, DecodeOptions):
-        options = {**config.overrides(), **options}
-    elif config is not None:
-        base = config
-    if not options:
-        return base
-    renamed = {LEGACY_OPTION_NAMES.get(k, k): v for k, v in options.items()}
-    fields = {f.name for f in dataclasses.fields(DecodeConfig)}
-    unknown = sorted(set(renamed) - fields)
-    if unknown:
-        raise ValueError(f"unknown decoding option(s) {unknown}; DecodeConfig has: {', '.join(sorted(fields))}")
-    return base.replace(**renamed)
-
-
 def check_device(device: str | torch.device) -> torch.device:
     """`device` as a torch.device, or one ValueError when it is misspelt or not available here."""
     try:
@@ -90,60 +62,28 @@ def check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def check_precision(precision: str) -> None:
-    """One ValueError naming the choices when `precision` is not fp32, bf16 or int8."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-
-
-def _is_recurrent(model: torch.nn.Module) -> bool:
-    """Whether any module of `model` is an nn.LSTM / GRU / RNN."""
-    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
-
-
 class Translator:
     """A loaded checkpoint that turns source sentences into target sentences.
 
-    precision="bf16" decodes under bf16 autocast (faster on CPUs with AVX-512 bf16 and on GPUs;
-    outputs can differ slightly from float32, so published scores use the fp32 default);
-    precision="int8" decodes a dynamically int8-quantized copy (translator/quantize.py; CPU only).
-    A recurrent model (LSTM, GRU, RNN) asked for bf16 on a CPU without native bf16 decodes in fp32,
-    with a note: oneDNN has no bf16 recurrent primitive there (torch raises "could not create a
-    primitive descriptor for the LSTM forward propagation primitive").
-
-    An exported directory (`translator export`) decodes with CTranslate2 instead
-    (translator/ct2_engine.py): its model has `decode_ids`, and everything else here is shared.
+    It holds an `Engine` (translator/engines.py: PyTorch decoders, with bf16 / int8 precision, or
+    CTranslate2 for an exported directory) and never asks which: it tokenizes, truncates to the
+    engine's `max_src_len`, caps the output at `max_tgt_len`, batches, re-ranks and cuts the n-best
+    (`decoding.rank`), formats and keeps the line alignment the same way for every engine.
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
         self.bundle = bundle
         self.device = torch.device(device)
-        check_precision(precision)
-        self.model = bundle.model.to(self.device).eval()
-        if precision == "bf16" and self.device.type == "cpu" and _is_recurrent(self.model) and not cpu_bf16_is_fast():
-            print(f"translator: note: this CPU has no native bf16 and {type(self.model).__name__} is recurrent "
-                  "(no bf16 LSTM/GRU kernel here), so --precision bf16 becomes fp32", file=sys.stderr)
-            precision = "fp32"
-        self.precision = precision
-        self.engine = getattr(self.model, "decode_ids", None)  # an inference engine decodes ids itself
-        if precision == "int8" and self.engine is None:
-            if self.device.type != "cpu":
-                raise ValueError(f"precision int8 (dynamic quantization) runs on the CPU only, not {self.device}")
-            self.model = quantize_int8(self.model)
+        self.engine = engine_of(bundle, self.device, precision)
+        self.precision = self.engine.precision
+        self.model = self.engine.model
         self.tokenizer = bundle.tokenizer
-        self.max_src_tokens = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
-        self.byte_values = self.tokenizer.tgt_byte_values()  # keeps byte pieces in whole UTF-8 characters
+        self.max_src_tokens = self.engine.max_src_len
 
     @property
     def default_decoding(self) -> DecodeConfig:
-        """What `translate` uses when given no config: CHAT_DECODING for chat checkpoints (without its
-        anti-LM term when the model never learned p(reply) through context dropout), else DecodeConfig()."""
-        if self.bundle.task != "chat":
-            return DecodeConfig()
-        return CHAT_DECODING if self.bundle.empty_source else CHAT_DECODING.replace(lm_weight=0.0)
+        """What `translate` uses when given no config: the checkpoint's task decides (translator.tasks)."""
+        return self.bundle.default_decoding
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -174,7 +114,7 @@ class Translator:
     @property
     def calibrator(self) -> Calibrator | None:
         """The checkpoint's confidence calibrator (`translator calibrate`), or None."""
-        data = getattr(self.bundle, "calibrator", None)
+        data = self.bundle.calibrator
         return Calibrator.from_dict(data, str(self.bundle.path)) if data else None
 
     def translate(self, texts: Sequence[str], config: DecodeConfig | None = None, batch_size: int = 64,
@@ -185,8 +125,8 @@ class Translator:
         `confidence` its calibrated confidence (a calibrated checkpoint only; translator/confidence.py)."""
         config = decode_config(config, self.default_decoding, **options)
         calibrator = self._require_calibrator() if confidence else None
-        if getattr(self.model, "max_src_len", None):
-            config = config.replace(max_len=min(config.max_len, int(self.model.max_src_len)))  # learned positions stop there
+        if self.engine.max_tgt_len:
+            config = config.replace(max_len=min(config.max_len, int(self.engine.max_tgt_len)))  # learned positions stop there
         if config.lm_weight and self.bundle.empty_source is None:
             raise ValueError(f"{self.bundle.path.name} has no reply language model for anti-LM re-ranking: it was not "
                              "trained as a chat model with context dropout (--data.context_dropout 0.1); "
@@ -242,25 +182,13 @@ class Translator:
         """The confidence signals of one output, from its source alone (never from its batch)."""
         greedy = config.replace(method="greedy", nbest=1, candidates=0, lm_weight=0.0, length_bonus=0.0)
         greedy_tokens = self._decode([ids], greedy, False)[0][0].tokens
-        tok = self.tokenizer
-        if self.engine is not None:  # an exported model keeps no calibrator, and is not scored step by step
-            raise ValueError(f"{self.bundle.path}: confidence needs the PyTorch checkpoint (.ckpt), "
-                             "not an exported model")
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            log_probs, mass = teacher_forced_steps(self.model, ids, best.tokens, best.finished, bos_id=tok.bos_id,
-                                                   eos_id=tok.eos_id, device=self.device)
+        log_probs, mass = self.engine.step_scores(ids, best.tokens, best.finished)
         return sentence_signals(len(ids), best.tokens, log_probs, mass, greedy_tokens)
 
     def _decode(self, batch: list[list[int]], config: DecodeConfig, return_attention: bool) -> list[list[Hypothesis]]:
-        """Source ids of one batch (unpadded) -> hypotheses per sentence, best first."""
-        tok = self.tokenizer
-        if self.engine is not None:
-            return self.engine(batch, config, empty_source=self.bundle.empty_source, return_attention=return_attention)
-        src, src_mask = self._pad(batch)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return decode(self.model, src, src_mask, config, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                          unk_id=tok.unk_id, byte_values=self.byte_values, empty_source=self.bundle.empty_source,
-                          return_attention=return_attention)
+        """Source ids of one batch (unpadded) -> hypotheses per sentence, best first, re-ranked and cut to nbest."""
+        results = self.engine.search(batch, config, return_attention)
+        return rank(results, config, self.engine.score, self.bundle.empty_source)
 
     def perplexity(self, sources: Sequence[str], targets: Sequence[str], batch_size: int = 64) -> float:
         """exp(mean NLL per target token, eos included) of `targets` given `sources`, by teacher forcing.
@@ -270,7 +198,7 @@ class Translator:
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
         tok = self.tokenizer
-        limit = getattr(self.model, "max_src_len", None) or DEFAULT_MAX_SRC_TOKENS
+        limit = self.engine.max_tgt_len or DEFAULT_MAX_LEN
         pairs = [(s[: self.max_src_tokens], t[: limit - 1])
                  for s, t in zip(tok.encode_src(list(sources)), tok.encode_tgt(list(targets))) if s]
         if not pairs:
@@ -279,39 +207,22 @@ class Translator:
         total, count = 0.0, 0
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
-            if self.engine is not None:
-                scores = self.model.score_ids([s for s, _ in chunk], [t for _, t in chunk])
-                total += sum(scores)
-                count += sum(len(t) + 1 for _, t in chunk)
-                continue
-            src, src_mask = self._pad([s for s, _ in chunk])
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                scores = sequence_log_probs(self.model, src, src_mask, [t for _, t in chunk], bos_id=tok.bos_id,
-                                            eos_id=tok.eos_id, pad_id=tok.pad_id)
-            total += sum(scores)
+            total += sum(self.engine.score([s for s, _ in chunk], [t for _, t in chunk]))
             count += sum(len(t) + 1 for _, t in chunk)
         return math.exp(-total / count)
-
-    def _pad(self, batch: list[list[int]]) -> tuple[Tensor, Tensor]:
-        """Right-pad to (B, S) ids and the (B, S) mask, True = real token."""
-        width = max(len(ids) for ids in batch)
-        src = torch.full((len(batch), width), self.tokenizer.pad_id, dtype=torch.long)
-        for row, ids in enumerate(batch):
-            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return src.to(self.device), (src != self.tokenizer.pad_id).to(self.device)
 
 
 class Chatbot(Translator):
     """A chat checkpoint: the source is the conversation so far, the target the next reply.
 
     The context it sends is what the checkpoint was trained with: `bundle.chat_context_turns`
-    turns, the message included (1 = the message alone); decoding defaults to `CHAT_DECODING`.
+    turns, the message included (1 = the message alone); decoding defaults to the task's (`CHAT_DECODING`).
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32"):
         super().__init__(bundle, device, precision)
-        if bundle.task != "chat":
-            raise ValueError(f"{bundle.path} is a {bundle.task} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
+        if not bundle.task.conversational:
+            raise ValueError(f"{bundle.path} is a {bundle.task.name} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
                              "not a chat model; train one with "
                              "`translator fit --config translator/configs/chat_dailydialog.yaml`")
         self.context_turns = bundle.chat_context_turns
@@ -323,17 +234,16 @@ class Chatbot(Translator):
 
     def build_context(self, history: Sequence[Any], message: str) -> str:
         """The source text the model was trained with: the last `context_turns` turns of the
-        conversation, the message included (as the DailyDialog reader builds pairs), joined by the
-        tokenizer's <sep>; the oldest turns are dropped first to fit the length limit.
+        conversation, the message included, joined by `<sep>` (`Task.source`, as the DailyDialog
+        reader builds pairs); the oldest turns are dropped first to fit the length limit.
 
         `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts;
         empty turns are skipped, and any number of turns is accepted.
         """
         turns = [t for t in flatten_history(history) if t.strip()]
         turns = turns[-(self.context_turns - 1):] if self.context_turns > 1 else []
-        sep = f" {self.tokenizer.sep_token} "
         while turns:
-            context = sep.join([*turns, message])
+            context = self.bundle.task.source([*turns, message])
             if len(self.tokenizer.encode_src([context])[0]) <= self.max_src_tokens:
                 return context
             turns = turns[1:]  # the oldest turn goes first

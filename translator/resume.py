@@ -19,7 +19,7 @@ import math
 import shlex
 from typing import Any
 
-from translator.checkpoint import model_class
+from translator.checkpoint import CheckpointMeta, model_class
 
 #: System options that shape the optimizer or the schedule: a resume cannot apply them.
 OPTIMIZER_OPTIONS = ("lr", "weight_decay", "adam_beta2", "warmup_steps", "lr_schedule")
@@ -109,6 +109,25 @@ def resume_differences(saved_hparams: dict[str, Any], hparams: dict[str, Any], s
             difference = Difference(f"--data.{key}", data[key], saved_data[key])
             (refused if key in DATA_IDENTITY_OPTIONS else applied).append(difference)
     return refused, applied
+
+
+def check_resume(path: str, checkpoint: dict[str, Any], hparams: dict[str, Any], data: dict[str, Any],
+                 fitting: bool) -> list[Difference]:
+    """The one resume check, run by the CLI before anything loads and by the system when Lightning restores.
+
+    ValueError (`refused_message`) when an option the run cannot change differs from the checkpoint's
+    (validate / test: only the model's shape); else the differences applied from the resume step on.
+    """
+    meta = CheckpointMeta.from_checkpoint(path, checkpoint)
+    if meta.hparams.get("model") is None:
+        return []
+    refused, applied = resume_differences(meta.hparams, hparams, meta.data, data)
+    if not fitting:
+        refused = [d for d in refused if d.flag.startswith("--model.model.")]
+        applied = []
+    if refused:
+        raise ValueError(refused_message(path, refused))
+    return applied
 
 
 def refused_message(path: str, refused: list[Difference]) -> str:

@@ -7,7 +7,6 @@ embedder or a test can use `TranslatorService` directly.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import threading
 import unicodedata
@@ -15,24 +14,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from translator.checkpoint import (BUNDLE_KEY, EXPORT_FILE, describe_lineage, is_exported, model_class, read_checkpoint,
-                                  read_export, task_of)
+from translator.checkpoint import EXPORT_FILE, CheckpointMeta
 from translator.ct2_engine import CT2Model
-from translator.decoding import DecodeConfig
+from translator.decoding import DecodeConfig, decode_config, length_limit
 from translator.ensemble import ensemble_of
 from translator.evaluation import attention_figure
 from translator.inference import Chatbot, Translation, Translator, flatten_history
 from translator.scheduling import FairScheduler, RequestTimeout, pieces_by_cost
+from translator.tasks import TRANSLATION, Task
 
 log = logging.getLogger("translator.service")
 
 TRAIN_HINT = "translator fit --config translator/configs/transformer.yaml"
 CHAT_TRAIN_HINT = "translator fit --config translator/configs/chat_dailydialog.yaml"
 MAX_FOUND = 50  # checkpoints listed from checkpoints_dir; a training run can leave many
-MAX_BEAM = 16
-MAX_CANDIDATES = 32
+MAX_BEAM = DecodeConfig.served("beam_size")[1]  # the bounds live on the DecodeConfig fields
+MAX_CANDIDATES = DecodeConfig.served("candidates")[1]
 MAX_HISTORY_TURNS = 20  # API clients may send any history; more than this never reaches the model
 #: Largest request, in decoded hypothesis-tokens (sum over lines of beam x output length limit): 1,000
 #: one-word lines at the largest beam fit; more lines (a raised --max_input_chars) get a message.
@@ -73,7 +70,7 @@ class CheckpointInfo:
     src_lang: str | None = None
     tgt_lang: str | None = None
     error: str | None = None
-    task: str = "translation"
+    task: Task = TRANSLATION
     note: str = ""  # what the model's attention (or its absence) means, from the model class
     tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
     members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
@@ -81,7 +78,7 @@ class CheckpointInfo:
 
     @property
     def is_chat(self) -> bool:
-        return self.task == "chat"
+        return self.task.conversational
 
     def describe(self, chat: bool = False) -> str:
         """Markdown that says what this model is and (for translation) what its heatmap means."""
@@ -100,55 +97,29 @@ class CheckpointInfo:
 
 
 def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
-    """Metadata of one checkpoint without building its model (mmap keeps the tensors on disk)."""
+    """Metadata of one checkpoint without building its model (`CheckpointMeta.from_path`)."""
     path = Path(path)
     shown = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
-    if is_exported(path):  # a CTranslate2 directory written by `translator export`
-        try:
-            meta, _ = read_export(path)
-        except ValueError as err:
-            return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
-        data = meta.get("data") or {}
-        architecture = f"Transformer (CTranslate2 {meta.get('quantization', '?')})"
-        pair = f"{data.get('src_lang')}→{data.get('tgt_lang')}" if data.get("src_lang") else "?"
-        return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, data.get("dataset"),
-                              data.get("src_lang"), data.get("tgt_lang"), task=task_of(data),
-                              note=CT2Model.attention_note(meta["model"].get("init_args") or {}))
     try:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # noqa: BLE001 - legacy or broken files: the full reader gives the precise message
-            checkpoint = None
-        if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get(BUNDLE_KEY), dict)):
-            checkpoint = read_checkpoint(path)  # raises FileNotFoundError / ValueError with a clear message
-        bundle = checkpoint[BUNDLE_KEY]
-        data = bundle.get("data") or {}
-        config = bundle.get("model") or {}
-        cls = model_class(config, source=str(path))
+        meta = CheckpointMeta.from_path(path)
+        if meta.export is not None:  # a CTranslate2 directory written by `translator export`
+            architecture = f"Transformer (CTranslate2 {meta.export.get('quantization', '?')})"
+            note = CT2Model.attention_note(meta.init_args)
+        else:
+            cls = meta.model_class
+            architecture, note = cls.__name__, cls.attention_note(meta.init_args)
     except (OSError, ValueError) as err:
         return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
-    architecture = cls.__name__
-    pair = f"{data.get('src_lang')}→{data.get('tgt_lang')}" if data.get("src_lang") else "?"
-    label = f"{shown} · {architecture} · {pair}"
-    return CheckpointInfo(path, label, architecture, data.get("dataset"), data.get("src_lang"), data.get("tgt_lang"),
-                          task=task_of(data), note=cls.attention_note(config.get("init_args") or {}),
-                          tokenizer_id=_tokenizer_id(bundle.get("tokenizer")),
-                          lineage=describe_lineage(bundle.get("parent")))
+    pair = f"{meta.src_lang}→{meta.tgt_lang}" if meta.src_lang else "?"
+    return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, meta.dataset, meta.src_lang,
+                          meta.tgt_lang, task=meta.task, note=note, tokenizer_id=meta.tokenizer_id,
+                          lineage=meta.lineage)
 
 
 def member_names(paths: Sequence[Path]) -> list[str]:
     """File names of an ensemble's members, or their paths when two share a name (run1/best.ckpt, run2/best.ckpt)."""
     names = [p.name for p in paths]
     return names if len(set(names)) == len(names) else [str(p) for p in paths]
-
-
-def _tokenizer_id(tokenizer: Any) -> str | None:
-    """A fingerprint of a bundle's tokenizer (`Tokenizer.to_dict`: model bytes), None when it has none."""
-    if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("src"), bytes):
-        return None
-    digest = hashlib.sha256(tokenizer["src"])
-    digest.update(b"\0" + (tokenizer.get("tgt") or b""))
-    return digest.hexdigest()
 
 
 def ensembles_of(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
@@ -384,7 +355,7 @@ class TranslatorService:
         text = self.check_text(text)
         if decoder not in ("greedy", "beam"):
             raise UserError(f"Unknown decoder {decoder!r}; choose greedy or beam.")
-        beam_size = int_in(beam_size, "beam size", 1, MAX_BEAM)
+        beam_size = served("beam_size", beam_size)
         info = self.registry.resolve(checkpoint)
         if info.error:
             raise UserError(info.error)
@@ -397,8 +368,7 @@ class TranslatorService:
                    for line, ids in zip(lines, tok.encode_src(lines))]
         max_len = min(config.max_len, translator.max_src_tokens)
         width = config.beam_size if config.method == "beam" else max(1, config.num_candidates)
-        costs = [width * min(max_len, max(1, int(config.max_len_a * n + config.max_len_b))) if n else 0
-                 for n in lengths]
+        costs = [width * length_limit(n, config.max_len_a, config.max_len_b, max_len) if n else 0 for n in lengths]
         total = sum(costs)
         if total > self.max_request_cost:
             raise UserError(f"This request would decode about {total:,} tokens (lines × beam × output length); "
@@ -406,7 +376,7 @@ class TranslatorService:
         order = sorted(range(len(lines)), key=lambda i: lengths[i])  # similar lengths share a piece: less padding
         groups = [[order[j] for j in group] for group in pieces_by_cost([costs[i] for i in order], PIECE_COST)]
 
-        confidence = getattr(translator.bundle, "calibrator", None) is not None  # exported models keep none
+        confidence = translator.bundle.calibrator is not None  # exported models and ensembles have none
 
         def piece(indices: list[int]) -> Any:
             return lambda: translator.translate([lines[i] for i in indices], config, batch_size=len(indices),
@@ -492,23 +462,12 @@ class TranslatorService:
             if method not in ("sample", "beam", "greedy"):
                 raise UserError(f"Unknown decoder {method!r}; choose sample, beam or greedy.")
             options["method"] = method
-        if temperature is not None:
-            options["temperature"] = float_in(temperature, "temperature", 0.05, 5.0)
-        if top_p is not None:
-            options["top_p"] = float_in(top_p, "top-p", 0.01, 1.0)
-        if lm_weight is not None:
-            options["lm_weight"] = float_in(lm_weight, "anti-LM weight", 0.0, 2.0)
-        if beam_size is not None:
-            options["beam_size"] = int_in(beam_size, "beam size", 1, MAX_BEAM)
-        if candidates is not None:
-            options["candidates"] = int_in(candidates, "number of candidates", 1, MAX_CANDIDATES)
-        if top_k is not None:
-            options["top_k"] = int_in(top_k, "top-k", 0, 1000)
-        if no_repeat_ngram_size is not None:
-            options["no_repeat_ngram_size"] = int_in(no_repeat_ngram_size, "no-repeat n-gram size", 0, 10)
+        given = dict(temperature=temperature, top_p=top_p, lm_weight=lm_weight, beam_size=beam_size,
+                     candidates=candidates, top_k=top_k, no_repeat_ngram_size=no_repeat_ngram_size)
+        options.update({name: served(name, value) for name, value in given.items() if value is not None})
         bot = self.registry.chatbot()
         try:
-            config = bot.default_decoding.replace(**options)
+            config = decode_config(None, bot.default_decoding, **options)
         except ValueError as err:
             raise UserError(str(err)) from None
         if config.lm_weight and bot.bundle.empty_source is None:
@@ -527,6 +486,13 @@ def printable(text: str) -> str:
     last guard for models that still spell a character the tokenizer cannot decode)."""
     return "".join(c for c in text if c != "\ufffd" and unicodedata.category(c) not in ("Cc", "Cs", "Co", "Cn")
                    ).strip()
+
+
+def served(name: str, value: Any) -> Any:
+    """A request's value of decoding option `name`, within the bounds on its DecodeConfig field, or UserError."""
+    low, high, label = DecodeConfig.served(name)
+    check = int_in if isinstance(low, int) and isinstance(high, int) else float_in
+    return check(value, label, low, high)
 
 
 def int_in(value: Any, name: str, low: int, high: int) -> int:

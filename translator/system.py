@@ -16,11 +16,11 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from translator.callbacks import DataReport, RandomStates, note
-from translator.checkpoint import BUNDLE_KEY, make_bundle
+from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle, tokenizer_id
 from translator.finetune import lineage, read_parent, report_coverage
 from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
-from translator.resume import (Difference, applied_message, refused_message, resume_differences, resumed_lr_factor,
+from translator.resume import (Difference, applied_message, check_resume, resumed_lr_factor,
                                schedule_anchor)
 from translator.tokenizer import Tokenizer
 
@@ -134,7 +134,7 @@ class Seq2SeqSystem(L.LightningModule):
     def _start_from(self, path: str, datamodule: Any) -> None:
         """Fine-tuning: the parent's weights (its tokenizer must be the data's), its lineage, a coverage report."""
         parent = read_parent(path)
-        if parent[BUNDLE_KEY]["tokenizer"] != self.tokenizer.to_dict():
+        if tokenizer_id(parent[BUNDLE_KEY]["tokenizer"]) != tokenizer_id(self.tokenizer.to_dict()):
             raise ValueError(f"the data's tokenizer is not the tokenizer of --model.init_from {path}; a fine-tuning "
                              f"run encodes its data with its parent's tokenizer (--data.tokenizer_path {path})")
         state = {k.removeprefix("model."): v for k, v in parent["state_dict"].items() if k.startswith("model.")}
@@ -169,41 +169,36 @@ class Seq2SeqSystem(L.LightningModule):
         for key in ("src_lang", "tgt_lang", "task"):
             if getattr(datamodule, key, None):
                 options[key] = getattr(datamodule, key)
-        if getattr(datamodule, "task", None) == "chat":  # what the chatbot must send: recorded, not guessed
+        if getattr(datamodule, "chat_context_turns", None) is not None:  # what the chatbot must send: recorded
             options["chat_context_turns"] = datamodule.chat_context_turns
         return options
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        bundle = checkpoint.get(BUNDLE_KEY) or {}
         fitting = self._trainer is not None and self.trainer.state.fn == "fit"
         path = str(getattr(self._trainer, "ckpt_path", None) or "the checkpoint") if self._trainer is not None \
             else "the checkpoint"
         saved = dict(checkpoint.get("hyper_parameters") or {})
         if saved.get("model") is not None:
-            refused, applied = resume_differences(saved, dict(self.hparams), dict(bundle.get("data") or {}),
-                                                  self._data_options())
-            if not fitting:  # validate / test: only the model's shape matters
-                refused = [d for d in refused if d.flag.startswith("--model.model.")]
-                applied = []
+            applied = check_resume(path, checkpoint, dict(self.hparams), self._data_options(), fitting)
             run = checkpoint.get(RUN_KEY) or {}
             if fitting:
                 for key in ("max_steps", "max_epochs"):
                     now = getattr(self.trainer, key, None)
                     if key in run and run[key] != now:
                         applied.append(Difference(f"--trainer.{key}", now, run[key]))
-            if refused:
-                raise ValueError(refused_message(path, refused))
             if applied:
                 note(applied_message(path, applied))
-        if bundle.get("parent") is not None:  # a resumed fine-tuning run keeps its recorded lineage
-            self.parent = bundle["parent"]
+        parent = (checkpoint.get(BUNDLE_KEY) or {}).get("parent")
+        if parent is not None:  # a resumed fine-tuning run keeps its recorded lineage
+            self.parent = parent
         if fitting:
             schedulers = checkpoint.get("lr_schedulers") or [None]
             anchor = (checkpoint.get(RUN_KEY) or {}).get("anchor")
             self._resumed = {"scheduler": schedulers[0], "anchor": tuple(anchor) if anchor else None}
-        if bundle.get("tokenizer") is None or self.tokenizer is None:
+        recorded = CheckpointMeta.from_checkpoint(path, checkpoint).tokenizer_id
+        if recorded is None or self.tokenizer is None:
             return
-        if bundle["tokenizer"] != self.tokenizer.to_dict():
+        if recorded != tokenizer_id(self.tokenizer.to_dict()):
             raise ValueError(
                 "the checkpoint's tokenizer differs from the tokenizer of the data it is asked to continue on "
                 "(another --data.vocab_size, dataset or language pair?); resume with the options the checkpoint "
@@ -304,7 +299,7 @@ class Seq2SeqSystem(L.LightningModule):
 
     # ---- validation BLEU ---------------------------------------------------------------
     def _decode_for_bleu(self, batch: dict[str, Any]) -> None:
-        from translator.decoding import greedy_decode
+        from translator.decoding import DEFAULT_MAX_LEN, greedy_decode
 
         limit = self.hparams.val_bleu_max_sentences
         index = batch["index"]
@@ -317,7 +312,7 @@ class Seq2SeqSystem(L.LightningModule):
         hyps = greedy_decode(self.model, src, src_mask, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
                              unk_id=tok.unk_id, max_len_a=self.hparams.val_max_len_a,
                              max_len_b=self.hparams.val_max_len_b,
-                             max_len=getattr(self.model, "max_src_len", None) or 256)
+                             max_len=getattr(self.model, "max_src_len", None) or DEFAULT_MAX_LEN)
         texts = tok.decode_tgt([h[0].tokens for h in hyps])
         kept = keep.nonzero().squeeze(-1).tolist()
         for j, text in zip(kept, texts):
@@ -345,10 +340,9 @@ class Seq2SeqSystem(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------
     def configure_optimizers(self):
         decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+        for param in self.model.parameters():  # by shape, as nanoGPT: matrices decay; biases and norm gains do not
+            if param.requires_grad:
+                (no_decay if param.dim() < 2 else decay).append(param)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.hparams.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],

@@ -45,6 +45,7 @@ from translator.data.registry import (SPLIT_SEED, find_dataset, get_spec, iter_p
                                       split_files)
 from translator.data.sampler import TokenBudgetBatchSampler
 from translator.data.subword import SubwordSampling, SubwordSamplingBatches
+from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
 from translator.tokenizer import SEP_TOKEN, Tokenizer
 
 log = logging.getLogger("translator.data")
@@ -225,7 +226,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                  data_dir: str | None = None, tokenizer_path: str | None = None, cache_dir: str = "data/cache",
                  vocab_size: int = 8000, tokenizer_type: str = "unigram", joint_vocab: bool = True,
                  character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
-                 max_len: int = 128, context_turns: int = 3, context_dropout: float = 0.0,
+                 max_len: int = 128, context_turns: int = DEFAULT_CONTEXT_TURNS, context_dropout: float = 0.0,
                  subword_alpha: float = 0.0, subword_nbest_size: int = 64, seed: int = 1234, num_workers: int = 0,
                  tokenizer_sample: int = 200_000, encode_workers: int | None = None, reverse: bool = False,
                  replay: float = 0.0, replay_dataset: str | None = None, replay_src_lang: str | None = None,
@@ -242,7 +243,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.spec = get_spec(dataset)
         if not 0.0 <= context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {context_dropout}")
-        if context_dropout and self.spec.task != "chat":
+        if context_dropout and not get_task(self.spec.task).conversational:
             raise ValueError(f"context_dropout applies to chat datasets; {dataset!r} is a {self.spec.task} dataset")
         if tokenizer_type not in ("unigram", "bpe"):
             raise ValueError(f"tokenizer_type must be 'unigram' or 'bpe', got {tokenizer_type!r}")
@@ -595,7 +596,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
 def stats_command(name: str, src_lang: str | None = None, tgt_lang: str | None = None, data_dir: str | None = None,
                   tokenizer_path: str | None = None, cache_dir: str = "data/cache", vocab_size: int = 8000,
-                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = 3, tokenizer_sample: int = 200_000,
+                  max_tokens: int = 4096, max_len: int = 128, context_turns: int = DEFAULT_CONTEXT_TURNS, tokenizer_sample: int = 200_000,
                   encode_workers: int | None = None) -> None:
     """Pairs, dropped pairs, batches per epoch and padding of every split of dataset NAME.
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from translator.tasks import CHAT, DEFAULT_CONTEXT_TURNS
+
 log = logging.getLogger("translator.data")
 
 Pair = tuple[str, str]
@@ -168,11 +170,11 @@ def detokenize(text: str) -> str:
 
 
 def dialogue_pairs(turns: list[str], context_turns: int) -> list[Pair]:
-    """(context -> reply) pairs from one dialogue: the context is the previous turns joined by " <sep> "."""
-    return [(" <sep> ".join(turns[max(0, i - context_turns):i]), turns[i]) for i in range(1, len(turns))]
+    """(context -> reply) pairs from one dialogue: the context is the previous turns (`CHAT.source`)."""
+    return [(CHAT.source(turns[max(0, i - context_turns):i]), turns[i]) for i in range(1, len(turns))]
 
 
-def read_dailydialog(path: str | Path, context_turns: int = 3, *, stats: dict | None = None) -> list[Pair]:
+def read_dailydialog(path: str | Path, context_turns: int = DEFAULT_CONTEXT_TURNS, *, stats: dict | None = None) -> list[Pair]:
     """DailyDialog `dialogues_<split>.txt` (one dialogue per line, turns end with ` __eou__ `) as context -> reply."""
     if context_turns < 1:
         raise ValueError(f"context_turns must be at least 1, got {context_turns}")

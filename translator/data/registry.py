@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from translator.data.readers import Pair, iter_parallel, read_csv_columns, read_dailydialog, read_parallel, read_tsv
+from translator.tasks import CHAT, DEFAULT_CONTEXT_TURNS, TASKS, get_task
 
 ENV_VAR = "TRANSLATOR_DATA_DIR"
 SPLITS = ("train", "val", "test")
@@ -47,7 +48,6 @@ class Source:
 
 
 READERS = ("parallel", "tsv", "csv", "dialogues")
-TASKS = ("translation", "chat")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class DatasetSpec:
         if self.reader not in READERS:
             raise ValueError(f"dataset {self.name!r}: unknown reader {self.reader!r}; choose one of {READERS}")
         if self.task not in TASKS:
-            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}; choose one of {TASKS}")
+            raise ValueError(f"dataset {self.name!r}: unknown task {self.task!r}; choose one of {tuple(TASKS)}")
         if self.reader == "csv" and len(self.options.get("columns", ())) != 2:
             raise ValueError(f"dataset {self.name!r}: a csv reader needs options={{'columns': (src, tgt)}}")
         missing = [s for s in SPLITS if s not in self.files]
@@ -100,9 +100,9 @@ class DatasetSpec:
 
     def chat_context_turns(self, context_turns: int) -> int | None:
         """Turns a chatbot puts in the source, its message included: None for translation, 1 for single-turn chat."""
-        if self.task != "chat":
+        if not get_task(self.task).conversational:
             return None
-        return context_turns if self.multi_turn else 1
+        return CHAT.turns_for(self.multi_turn, context_turns)
 
     @property
     def urls(self) -> list[str]:
@@ -309,7 +309,7 @@ def _cached_heldout(name: str, files: tuple[str, ...], stamp: tuple[tuple[int, i
 
 
 def load_pairs(dataset: str, split: str, src_lang: str | None = None, tgt_lang: str | None = None,
-               data_dir: str | Path | None = None, context_turns: int = 3,
+               data_dir: str | Path | None = None, context_turns: int = DEFAULT_CONTEXT_TURNS,
                seed: int = SPLIT_SEED, *, stats: dict | None = None) -> list[Pair]:
     """(source, target) text pairs of one split of a registered dataset, by the rules of its spec.
 
@@ -348,7 +348,7 @@ def split_files(dataset: str, split: str, src_lang: str | None = None, tgt_lang:
 
 
 def iter_pairs(dataset: str, split: str, src_lang: str | None = None, tgt_lang: str | None = None,
-               data_dir: str | Path | None = None, context_turns: int = 3, seed: int = SPLIT_SEED, *,
+               data_dir: str | Path | None = None, context_turns: int = DEFAULT_CONTEXT_TURNS, seed: int = SPLIT_SEED, *,
                stats: dict | None = None) -> Iterator[Pair]:
     """The pairs of `load_pairs`, in the same order, as a stream.
 
