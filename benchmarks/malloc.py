@@ -35,6 +35,7 @@ POLICIES: dict[str, tuple[int, int] | None] = {
     "1GiB-never": (1 << 30, 2**31 - 1),   # the setting shipped before 2026-12-02
     "32MiB-64MiB": (32 * MIB, 64 * MIB),
     "256MiB-512MiB": (256 * MIB, 512 * MIB),
+    "64MiB-never": (64 * MIB, 2**31 - 1),  # float32: only the (tokens, vocab) logits blocks are mmap'd
 }
 
 #: the child: set the policy, run the translator CLI, print its peak resident memory last

@@ -1,6 +1,7 @@
 """benchmarks/quality.py and benchmarks/speed.py: their smallest modes run end to end on a tiny corpus, and
 user errors (missing data, a checkpoint for another language pair, a zero budget) give one line and exit 2.
 """
+import csv
 import importlib
 import json
 import os
@@ -135,6 +136,39 @@ def test_malloc_rejects_bad_options(tmp_path):
                           (["--policies", "jemalloc"], "invalid choice")):
         r = run("malloc.py", *args, cwd=tmp_path)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_memory_records_rss_every_step_of_runs_side_by_side(corpus, tmp_path):
+    out = tmp_path / "out"
+    common = "--data.data_dir {} --data.vocab_size 300 --trainer.enable_progress_bar false --trainer.precision 32-true"
+    common = common.format(corpus)
+    r = run("memory.py", "--config", ROOT / "translator/configs/lstm.yaml", "--steps", 12, "--parallel", "--no_val",
+            "--run", f"shipped: {common}", "--run", f"glibc: --malloc glibc --code {ROOT} {common}", "--out", out,
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    result = json.loads((out / "memory.json").read_text())
+    assert [run["run"] for run in result["runs"]] == ["shipped", "glibc"] and result["parallel"]
+    assert result["runs"][0]["malloc"] == "shipped" and result["runs"][1]["malloc"] is None
+    for summary in result["runs"]:
+        assert summary["steps"] == 12 and summary["tokens_per_s"] > 0 and summary["peak_rss_gb"] > 0.1
+        assert summary["peak_rss_gb"] >= summary["last_rss_gb"] > 0
+    with open(out / "memory.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for name in ("shipped", "glibc"):
+        steps = [int(row["step"]) for row in rows if row["run"] == name and row["phase"] == "train"]
+        assert steps == list(range(1, 13))  # one row after every training step
+    assert all(float(row["hwm_mb"]) >= float(row["rss_mb"]) > 0 for row in rows)
+    assert (out / "memory.png").stat().st_size > 1000 and "| glibc |" in r.stdout
+
+
+def test_memory_rejects_bad_run_specs(tmp_path):
+    for spec, message in (("no-colon", "write 'LABEL:"), ("a: --malloc jemalloc", "--malloc takes one of"),
+                          (f"a: --code {tmp_path}", "--code takes a checkout")):
+        r = run("memory.py", "--run", spec, cwd=tmp_path)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run("memory.py", "--run", "a:", "--run", "a:", cwd=tmp_path)
+    assert r.returncode == 2 and "labels must differ" in r.stderr
 
 
 def test_ablation_levers_get_the_same_cpu_budget():

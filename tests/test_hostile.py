@@ -6,8 +6,11 @@ stdin). Each case asserts its exit code, a fragment of its message, and that no 
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
+import re
 import shlex
 import socket
 import subprocess
@@ -533,3 +536,373 @@ def _readline(stream, timeout: float) -> bytes:
     reader.join(timeout)
     assert box, "no output line within the timeout: translate waited for the end of input"
     return box[0]
+
+
+# ---- crafted or damaged checkpoints (issue 35) ---------------------------------------------------------
+def _crafted(ckpt: Path, folder: Path, name: str, change) -> Path:
+    """A copy of the tiny checkpoint with `change(checkpoint_dict)` applied."""
+    checkpoint = torch.load(ckpt, weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, folder / name)
+    return folder / name
+
+
+def _duplicate_piece(checkpoint) -> None:
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(checkpoint["translator"]["tokenizer"]["src"])
+    proto.pieces[11].piece = proto.pieces[10].piece
+    checkpoint["translator"]["tokenizer"]["src"] = proto.SerializeToString()
+
+
+def _set(*keys, value):
+    def change(checkpoint):
+        target = checkpoint["translator"]
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value(target[keys[-1]]) if callable(value) else value
+    return change
+
+
+CRAFTED = {  # file name -> (change, what the message must say)
+    "tok_random.ckpt": (_set("tokenizer", "src", value=bytes(range(256)) * 8), "damaged tokenizer"),
+    "tok_truncated.ckpt": (_set("tokenizer", "src", value=lambda b: b[: len(b) // 2]), "do not parse"),
+    "tok_duplicate.ckpt": (_duplicate_piece, "is already defined"),
+    "tok_string.ckpt": (_set("tokenizer", "src", value="not bytes"), "is bytes, not str"),
+    "tok_no_src.ckpt": (_set("tokenizer", value={"tgt": None}), "damaged tokenizer"),
+    "init_unknown.ckpt": (_set("model", "init_args", value=lambda a: {**a, "bogus": 3}), "'bogus'"),
+    "class_base.ckpt": (_set("model", "class_path", value="translator.models.base.Seq2Seq"), "model interface"),
+    "huge_d_model.ckpt": (_set("model", "init_args", value=lambda a: {**a, "d_model": 16384}),
+                          "does not match its stored weights"),
+    "huge_ff.ckpt": (_set("model", "init_args", value=lambda a: {**a, "ff_size": 65536}),
+                     "does not match its stored weights"),
+}
+
+
+@pytest.fixture(scope="module")
+def crafted(env):
+    folder = env["root"] / "crafted"
+    folder.mkdir(exist_ok=True)
+    return {name: _crafted(env["ckpt"], folder, name, change) for name, (change, _) in CRAFTED.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_crafted_checkpoint_is_one_message(crafted, tmp_path, capsys, name):
+    """Checked before the model is built: a crafted size allocates nothing (16384-wide layers would take GBs)."""
+    src = write(tmp_path / "in.txt", "a man\n")
+    start = time.monotonic()
+    code, out, err = run_cli(capsys, "translate", "--checkpoint", crafted[name], "--input", src)
+    assert_clean_error(code, out, err, CRAFTED[name][1], 1)
+    assert len(err.strip().splitlines()) == 1
+    assert time.monotonic() - start < 30
+
+
+def test_symlink_loop_checkpoint_is_not_reported_missing(env, tmp_path, capsys):
+    loop = tmp_path / "loop.ckpt"
+    loop.symlink_to(loop)
+    src = write(tmp_path / "in.txt", "a man\n")
+    code, out, err = run_cli(capsys, "translate", "--checkpoint", loop, "--input", src)
+    assert_clean_error(code, out, err, "symbolic links", 1)
+    assert "not found" not in err
+
+
+def test_device_as_checkpoint_is_not_called_empty(env, tmp_path, capsys):
+    src = write(tmp_path / "in.txt", "a man\n")
+    code, out, err = run_cli(capsys, "translate", "--checkpoint", "/dev/zero", "--input", src)
+    assert_clean_error(code, out, err, "is a character device, not a regular file", 1)
+    assert "empty" not in err
+
+
+@contextlib.contextmanager
+def _unblocking(fifo: Path, every: float = 20.0):
+    """Open and close the writing end of `fifo` every `every` s while the block runs: code that would wait
+    on it for ever (a reader with no writer) gets an end of file instead, so its test fails, not hangs."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):  # ENXIO: nobody is reading now
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def test_fifo_as_checkpoint_is_refused_without_waiting(env, tmp_path, capsys):
+    fifo = tmp_path / "model.ckpt"
+    os.mkfifo(fifo)
+    src = write(tmp_path / "in.txt", "a man\n")
+    start = time.monotonic()
+    with _unblocking(fifo):
+        code, out, err = run_cli(capsys, "translate", "--checkpoint", fifo, "--input", src)
+    assert_clean_error(code, out, err, "is a FIFO (named pipe), not a regular file", 1)
+    assert time.monotonic() - start < 15
+
+
+def test_fifo_as_output_is_refused_before_the_model_loads(env, tmp_path, capsys):
+    fifo = tmp_path / "out.txt"
+    os.mkfifo(fifo)
+    src = write(tmp_path / "in.txt", "a man\n")
+    code, out, err = run_cli(capsys, "translate", "--checkpoint", tmp_path / "missing.ckpt", "--input", src,
+                             "--output", fifo)
+    assert_clean_error(code, out, err, "is a FIFO (named pipe), not a regular file", 1)
+
+
+def test_fifo_as_input_says_it_waits_for_a_writer(env, tmp_path, capsys):
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+
+    def writer():
+        with open(fifo, "wb") as f:
+            f.write(b"a man\nthe dog\n")
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    code, out, err = _translate(capsys, env, fifo)
+    thread.join(5)
+    assert code == 0 and "Traceback" not in err, err
+    assert out.count("\n") == 2 and "waiting for a writer" in err
+
+
+# ---- outputs: never an input, written whole (issue 35) -------------------------------------------------
+def test_output_that_is_the_input_is_refused(env, tmp_path, capsys):
+    src = write(tmp_path / "s.txt", "a man\nthe dog\n")
+    code, out, err = _translate(capsys, env, src, "--output", src)
+    assert_clean_error(code, out, err, "is the input", 1)
+    assert src.read_text() == "a man\nthe dog\n"
+
+
+def test_output_that_links_to_the_input_is_refused(env, tmp_path, capsys):
+    src = write(tmp_path / "s.txt", "a man\nthe dog\n")
+    (tmp_path / "link.txt").symlink_to(src)
+    code, out, err = _translate(capsys, env, src, "--output", tmp_path / "link.txt")
+    assert_clean_error(code, out, err, "is the input", 1)
+    assert src.read_text() == "a man\nthe dog\n"
+
+
+def test_output_that_is_the_checkpoint_is_refused(env, tmp_path, capsys):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(env["ckpt"].read_bytes())
+    src = write(tmp_path / "s.txt", "a man\n")
+    code, out, err = run_cli(capsys, "translate", "--checkpoint", ckpt, "--input", src, "--output", ckpt)
+    assert_clean_error(code, out, err, "is the checkpoint", 1)
+    assert ckpt.read_bytes() == env["ckpt"].read_bytes()
+
+
+def test_evaluate_json_onto_the_source_is_refused(env, tmp_path, capsys):
+    src = write(tmp_path / "src.txt", "a man\n")
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", env["ckpt"], "--source", src, "--reference", src,
+                             "--json", src)
+    assert_clean_error(code, out, err, "--json", 1)
+    assert "is the --source" in err and src.read_text() == "a man\n"
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", env["ckpt"], "--source", src, "--reference", src,
+                             "--json", tmp_path / "r.txt", "--hypotheses", tmp_path / "r.txt")
+    assert_clean_error(code, out, err, "are the same file", 1)
+
+
+def test_average_onto_an_input_is_refused(env, tmp_path, capsys):
+    ckpt = tmp_path / "a.ckpt"
+    ckpt.write_bytes(env["ckpt"].read_bytes())
+    code, out, err = run_cli(capsys, "average", ckpt, env["ckpt"], "--output", ckpt)
+    assert_clean_error(code, out, err, "is the checkpoint", 1)
+
+
+def test_failed_write_leaves_the_old_output_and_no_temp_file(env, tmp_path, capsys, monkeypatch):
+    """A full disk in the middle: the earlier file stays as it was, nothing half-written beside it."""
+    from translator import streaming
+
+    src = write(tmp_path / "in.txt", "\n".join(tiny_sentences(40, seed=5)) + "\n")
+    keep = write(tmp_path / "out.txt", "precious\n")
+    written = []
+    original = streaming.LineSink.write
+
+    def full_disk(self, text):
+        if written:
+            raise ValueError(f"cannot write {self.path}: No space left on device")
+        written.append(text)
+        original(self, text)
+
+    monkeypatch.setattr(streaming.LineSink, "write", full_disk)
+    code, out, err = _translate(capsys, env, src, "--output", keep, "--batch_size", "2")
+    assert_clean_error(code, out, err, "No space left on device", 1)
+    assert keep.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupted_translate_leaves_no_partial_output(env, tmp_path, signame):
+    """Interrupted after some chunks are written: one line on stderr, no traceback, no output file at all."""
+    import signal
+
+    src = write(tmp_path / "in.txt", "\n".join(tiny_sentences(20_000, seed=6)) + "\n")
+    out = tmp_path / "out.txt"
+    proc = subprocess.Popen([sys.executable, "-m", "translator", "translate", "--checkpoint", str(env["ckpt"]),
+                             "--input", str(src), "--output", str(out), "--decode.method", "greedy",
+                             "--batch_size", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 900
+        while not any(p.stat().st_size > 0 for p in tmp_path.iterdir() if p.name != "in.txt"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    err = err.decode()
+    assert proc.returncode == 128 + getattr(signal, signame), err
+    assert "Traceback" not in err and f"stopped by {signame}" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+# ---- lines that never end (issue 35) ------------------------------------------------------------------
+class _EndlessLine(io.RawIOBase):
+    """`size` bytes of one line, then "\\n" and "ok\\n"; records the largest single read asked of it."""
+
+    def __init__(self, size: int):
+        self.left, self.tail, self.largest = size, b"\nok\n", 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self.largest = max(self.largest, len(buffer))
+        n = min(len(buffer), self.left) if self.left else min(len(buffer), len(self.tail))
+        if self.left:
+            buffer[:n] = b"\xc3\xa9" * (n // 2) + b"\xc3"[: n % 2]  # "é"s, cut anywhere
+            self.left -= n
+        else:
+            buffer[:n] = self.tail[:n]
+            self.tail = self.tail[n:]
+        return n
+
+
+def test_a_long_line_is_cut_while_it_is_read(caplog):
+    """A 50 MB line is cut at the limit (a whole character) and the rest skipped in bounded reads."""
+    from translator.data.readers import iter_text_lines
+
+    stream = io.BufferedReader(_EndlessLine(50_000_000), buffer_size=1 << 16)
+    lines = list(iter_text_lines(stream, "endless.txt", limit=1001))
+    assert [len(x) for x in lines] == [500, 2] and lines[1] == "ok"
+    assert "endless.txt:1: line longer than 1,001 bytes: cut there" in caplog.text
+    assert stream.raw.largest <= 1 << 16
+    endless = _EndlessLine(1 << 62)  # /dev/zero: the cut line comes at once, nothing waits for its end
+    assert len(next(iter_text_lines(io.BufferedReader(endless), "zero", limit=1001))) == 500
+    assert endless.left > (1 << 62) - (1 << 20)
+
+
+def test_translate_cuts_a_long_line_with_the_truncation_warning(env, tmp_path, capsys, caplog, monkeypatch):
+    from translator.data import readers
+
+    monkeypatch.setattr(readers.iter_text_lines, "__defaults__", (10_000,))  # MAX_LINE_BYTES, smaller
+    src = write(tmp_path / "in.txt", ("two kids play " * 5_000) + "\nthe dog\n")
+    code, out, err = _translate(capsys, env, src)
+    assert code == 0 and out.count("\n") == 2, err
+    assert "in.txt:1: line longer than 10,000 bytes: cut there" in caplog.text
+    tokens = re.search(r"input 1 has (\d+) tokens; truncated to the model's limit", caplog.text)
+    assert tokens and int(tokens[1]) < 3_000  # of 10,000 bytes (the whole 70,000-byte line gives 15,000)
+
+
+# ---- silent wrong data (issue 35) ---------------------------------------------------------------------
+def test_utf16_without_bom_is_refused(env, tmp_path, capsys):
+    src = write(tmp_path / "in.txt", "a man runs\nthe dog\n".encode("utf-16-le"))
+    code, out, err = _translate(capsys, env, src)
+    assert_clean_error(code, out, err, "in.txt:1: invalid UTF-8: the file looks like UTF-16LE text (without", 1)
+
+
+def test_tsv_with_a_tab_inside_a_field_names_the_line(tmp_path):
+    from translator.data.readers import read_tsv
+
+    path = write(tmp_path / "fra.txt", "Go.\tVa !\nHello\tworld.\tBonjour le monde.\nRun!\tCours !\tCC-BY 2.0 (France)\n")
+    with pytest.raises(ValueError, match=r"fra.txt:2: expected 2 tab-separated fields .* found 3 and a third"):
+        read_tsv(path)
+    path.write_text("Go.\tVa !\nRun!\tCours !\tCC-BY 2.0 (France) Attribution: tatoeba.org\n")
+    assert read_tsv(path) == [("Go.", "Va !"), ("Run!", "Cours !")]
+
+
+def test_dialogues_without_turn_markers_are_reported(tmp_path, caplog):
+    from translator.data.readers import read_dailydialog
+
+    path = write(tmp_path / "dialogues_train.txt", "hello there\nhow are you ?\n")
+    with pytest.raises(ValueError, match="no line has the __eou__ turn marker"):
+        read_dailydialog(path)
+    path.write_text("hi __eou__ hello __eou__\njust text\n")
+    assert read_dailydialog(path, context_turns=1) == [("hi", "hello")]
+    assert "1 of 2 lines have no __eou__ turn marker (line 2)" in caplog.text
+
+
+def test_vocab_size_larger_than_the_corpus_gives_is_said(env, tmp_path, caplog):
+    from translator.data import Seq2SeqDataModule
+
+    dm = Seq2SeqDataModule("multi30k", data_dir=str(env["data"]), cache_dir=str(tmp_path / "cache"),
+                           vocab_size=100_000)
+    built = dm.tokenizer.src_vocab_size
+    assert built < 100_000
+    assert f"--data.vocab_size 100000 is more than this corpus gives: SentencePiece made {built:,} pieces" in caplog.text
+
+
+# ---- misleading messages (issue 35) -------------------------------------------------------------------
+def test_max_tokens_below_one_pair_is_refused(env, tmp_path):
+    from translator.data import Seq2SeqDataModule
+
+    dm = Seq2SeqDataModule("multi30k", data_dir=str(env["data"]), cache_dir=str(tmp_path / "cache"),
+                           vocab_size=300, max_tokens=1)
+    with pytest.raises(ValueError, match=r"--data.max_tokens 1 is less than one pair: .* raise --data.max_tokens"):
+        dm.setup("fit")
+
+
+def test_an_orphaned_token_store_folder_is_removed(env, tmp_path):
+    """A build killed with -9 leaves its temporary folder; the next build in the cache removes it."""
+    from translator.data import Seq2SeqDataModule
+    from translator.data.token_store import TMP_PREFIX
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cache = tmp_path / "cache"
+    dm = Seq2SeqDataModule("multi30k", data_dir=str(env["data"]), cache_dir=str(cache), vocab_size=300)
+    orphan = cache / "tokens" / f"{TMP_PREFIX}{socket.gethostname()}-{dead.pid}-x1y2"  # token_store.store_path
+    orphan.mkdir(parents=True)
+    (orphan / "src.tokens").write_bytes(b"\0" * 64)
+    dm.setup("fit")
+    assert not orphan.exists()
+
+
+def test_output_that_is_redirected_stdin_is_refused(env, tmp_path, capsys):
+    """`translate --output s.txt < s.txt`: the file on stdin counts as an input."""
+    src = write(tmp_path / "s.txt", "a man\n")
+    saved = os.dup(0)
+    try:
+        with open(src, "rb") as f:
+            os.dup2(f.fileno(), 0)
+        code, out, err = run_cli(capsys, "translate", "--checkpoint", env["ckpt"], "--output", src)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert_clean_error(code, out, err, "is the file redirected to stdin", 1)
+    assert src.read_text() == "a man\n"
+
+
+# ---- export --force (issue 35) ------------------------------------------------------------------------
+def test_export_force_only_ever_replaces_an_earlier_export(env, tmp_path, capsys):
+    pytest.importorskip("ctranslate2")
+    project = tmp_path / "proj"
+    project.mkdir()
+    ckpt = project / "model.ckpt"
+    ckpt.write_bytes(env["ckpt"].read_bytes())
+    notes = write(project / "notes.txt", "mine\n")
+    code, out, err = run_cli(capsys, "export", ckpt, "--output", project, "--force", "true")
+    assert_clean_error(code, out, err, "holds the checkpoint", 1)
+    assert ckpt.read_bytes() == env["ckpt"].read_bytes() and notes.read_text() == "mine\n"
+    code, out, err = run_cli(capsys, "export", env["ckpt"], "--output", project, "--force", "true")
+    assert_clean_error(code, out, err, "not an earlier export", 1)
+    assert "pass --force true" not in err and notes.read_text() == "mine\n"
+
+    exported = tmp_path / "exported"
+    assert run_cli(capsys, "export", env["ckpt"], "--output", exported, "--quantization", "float32")[0] == 0
+    code, out, err = run_cli(capsys, "export", env["ckpt"], "--output", exported)
+    assert_clean_error(code, out, err, "holds an earlier export; pass --force true", 1)
+    code, out, err = run_cli(capsys, "export", env["ckpt"], "--output", exported, "--force", "true")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "proj"]  # no temporary folder left

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import inspect
 import os
 import json
 import pickle
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from translator.atomic import atomic_open
+from translator.atomic import atomic_open, check_input_file, check_output
 from translator.data.registry import get_spec, resolve_languages
 from translator.decoding import DecodeConfig
 from translator.models.base import Seq2Seq
@@ -266,27 +267,24 @@ def checkpoint_tokenizer(path: str | Path) -> Tokenizer:
     (a model trained from it, e.g. a chat backward model or a fine-tuning run, then shares its pieces)."""
     if is_exported(path):
         return read_export(path)[1]
-    bundle = read_checkpoint(path)[BUNDLE_KEY]
-    if bundle.get("tokenizer") is None:
-        raise ValueError(f"{path} carries no tokenizer; it was not written by translator's trainer")
-    return Tokenizer.from_dict(bundle["tokenizer"])
+    return read_tokenizer(read_checkpoint(path)[BUNDLE_KEY], path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load(weights_only=True) with one clear message for missing, corrupt or foreign files."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint path is a directory, not a file: {path} (an exported model "
                                 f"directory has {EXPORT_FILE}; write one with `translator export CKPT --output DIR`)")
+    check_input_file(path, "checkpoint")  # missing, a symlink loop, a FIFO (would block), a device
     try:
         with warnings.catch_warnings():  # torch warns about the legacy format of some foreign files
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for bad files (KeyError, EOFError, RuntimeError...)
         raise ValueError(unreadable_reason(path, err)) from None
-    if not isinstance(checkpoint, dict) or BUNDLE_KEY not in checkpoint or "state_dict" not in checkpoint:
+    if (not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(BUNDLE_KEY), dict)
+            or not isinstance(checkpoint.get("state_dict"), dict)):
         raise ValueError(f"{path} is not a translator checkpoint (no '{BUNDLE_KEY}' bundle or no weights); "
                          "train one with `translator fit --config translator/configs/transformer.yaml`")
     return checkpoint
@@ -321,20 +319,73 @@ def unreadable_reason(path: Path, err: BaseException) -> str:
 
 
 def model_class(config: dict[str, Any], source: str = "checkpoint") -> type[Seq2Seq]:
-    """The model class named by {'class_path', ...}; only translator.models classes."""
-    class_path = str(config.get("class_path", ""))
+    """The model class named by {'class_path', ...}; only translator.models classes that implement the interface."""
+    class_path = str(config.get("class_path", "")) if isinstance(config, dict) else ""
     module_name, _, class_name = class_path.rpartition(".")
     if not module_name.startswith("translator.models"):
         raise ValueError(f"{source}: refusing to build model class {class_path!r} (not in translator.models)")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+    except ImportError:
+        cls = None
     if cls is None or not (isinstance(cls, type) and issubclass(cls, Seq2Seq)):
         raise ValueError(f"{source}: unknown model class {class_path!r}")
+    if any(getattr(cls, method) is getattr(Seq2Seq, method) for method in INTERFACE):
+        raise ValueError(f"{source}: model class {class_path!r} is the model interface, not a model family; "
+                         "the checkpoint is damaged or crafted")
     return cls
 
 
-def build_model(config: dict[str, Any], source: str = "checkpoint") -> Seq2Seq:
-    """Instantiate a model from {'class_path', 'init_args'}; only translator.models classes."""
-    return model_class(config, source)(**config.get("init_args", {}))
+#: The methods every model implements (models/base.py); a class that inherits one of them unchanged is no model.
+INTERFACE = ("encode", "init_state", "decode_step", "forward")
+
+
+def build_model(config: dict[str, Any], source: str = "checkpoint",
+                weights: dict[str, torch.Tensor] | None = None) -> Seq2Seq:
+    """Instantiate a model from {'class_path', 'init_args'}; only translator.models classes.
+
+    With `weights` (a state dict), the shapes the configuration makes are checked against them first, on the
+    meta device (no memory): a crafted d_model of 16384 is one message, not gigabytes allocated for nothing.
+    """
+    cls = model_class(config, source)
+    init_args = config.get("init_args", {})
+    if not isinstance(init_args, dict):
+        raise ValueError(f"{source}: model init_args must be a mapping, got {type(init_args).__name__}")
+    try:
+        inspect.signature(cls).bind(**init_args)
+    except TypeError as err:
+        raise ValueError(f"{source}: model options do not fit {cls.__name__} ({err})") from None
+    if weights is not None:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in _instantiate(cls, init_args, source).state_dict().items()}
+        stored = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in weights.items()}
+        missing, unexpected = sorted(shapes.keys() - stored.keys()), sorted(stored.keys() - shapes.keys())
+        if missing or unexpected:
+            raise ValueError(f"{source}: weights do not match the model config "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        wrong = [f"{k} {stored[k]} (config: {shapes[k]})" for k in sorted(shapes) if shapes[k] != stored[k]]
+        if wrong:
+            raise ValueError(f"{source}: the model config does not match its stored weights: "
+                             f"{'; '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''}")
+    return _instantiate(cls, init_args, source)
+
+
+def _instantiate(cls: type[Seq2Seq], init_args: dict[str, Any], source: str) -> Seq2Seq:
+    try:
+        return cls(**init_args)
+    except (ValueError, TypeError, RuntimeError, AssertionError, KeyError) as err:  # a bad option value
+        raise ValueError(f"{source}: cannot build {cls.__name__} from its options "
+                         f"({type(err).__name__}: {str(err)[:160]})") from None
+
+
+def read_tokenizer(bundle: dict[str, Any], path: str | Path) -> Tokenizer:
+    """The tokenizer a checkpoint carries, with one message when it has none or it is damaged."""
+    if bundle.get("tokenizer") is None:
+        raise ValueError(f"{path} carries no tokenizer; it was not written by translator's trainer")
+    try:
+        return Tokenizer.from_dict(bundle["tokenizer"])
+    except ValueError as err:
+        raise ValueError(f"{path}: damaged tokenizer in the checkpoint: {err}") from None
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
@@ -342,19 +393,16 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     path = Path(path)
     checkpoint = read_checkpoint(path)
     bundle = checkpoint[BUNDLE_KEY]
-    if bundle.get("tokenizer") is None:
-        raise ValueError(f"{path} carries no tokenizer; it was not written by translator's trainer")
-    tokenizer = Tokenizer.from_dict(bundle["tokenizer"])
-    model = build_model(bundle["model"], source=str(path))
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match the model config "
-                         f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
-    init = bundle["model"].get("init_args", {})
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("model"), dict):
+        raise ValueError(f"{path}: damaged checkpoint: its '{BUNDLE_KEY}' bundle has no model config")
+    tokenizer = read_tokenizer(bundle, path)
+    init = bundle["model"].get("init_args") or {}
     if (init.get("src_vocab_size"), init.get("tgt_vocab_size")) != (tokenizer.src_vocab_size, tokenizer.tgt_vocab_size):
         raise ValueError(f"{path}: model vocabulary sizes {init.get('src_vocab_size')}/{init.get('tgt_vocab_size')} "
                          f"do not match its tokenizer {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}")
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    model = build_model(bundle["model"], source=str(path), weights=state)
+    model.load_state_dict(state)
     model.to(device).eval()
     return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_checkpoint(path, checkpoint))
 
@@ -369,6 +417,7 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     if not paths:
         raise ValueError("give at least one checkpoint to average")
     output = Path(output)
+    check_output(output, {"checkpoint": paths})
     first = last = read_checkpoint(paths[0])
     total = {k: v.double() if v.is_floating_point() else v for k, v in first["state_dict"].items()}
     for path in paths[1:]:

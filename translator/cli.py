@@ -16,7 +16,9 @@ import importlib
 import importlib.util
 import inspect
 import os
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -131,9 +133,11 @@ def translate(
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
     Every input line gives exactly one output line; empty and whitespace-only lines stay empty.
-    Streaming: each chunk of lines is written (and flushed) as soon as it is translated, so a line
-    piped alone is answered at once; a terminal gets a prompt per line; memory does not grow with
-    the input. A progress bar is shown on stderr whenever stderr is a terminal.
+    Streaming: to stdout, each chunk of lines is written (and flushed) as soon as it is translated, so
+    a line piped alone is answered at once; a terminal gets a prompt per line; memory does not grow
+    with the input. An --output file appears whole when the last line is translated (a hidden
+    temporary file beside it until then): Ctrl-C or a kill leaves no partial file, and an --output
+    that is the input or the checkpoint is refused. A progress bar is shown on stderr whenever stderr is a terminal.
     With --decode.nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
     first (`cut -f1` gives the 1-best translations; score = the ranking score). A chat checkpoint
     replies to each line with its chat decoding.
@@ -150,8 +154,9 @@ def translate(
     Args:
         checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2);
             or give --ensemble instead.
-        input: file to read (UTF-8, one sentence per line); stdin when omitted or "-".
-        output: file to write; stdout when omitted or "-" (checked before the model loads).
+        input: file to read (UTF-8, one sentence per line; a line longer than 1 MiB is cut); stdin when omitted
+            or "-".
+        output: file to write, whole or not at all; stdout when omitted or "-" (checked before the model loads).
         decode: decoding options over the checkpoint's defaults (translation: beam 5, length penalty 1.0;
             chat: CHAT_DECODING), e.g. --decode.method greedy --decode.nbest 3.
         batch_size: sentences decoded together (files are read 8 batches at a time and sorted by length inside).
@@ -397,6 +402,11 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter)
 
 def _run_function(name: str, function: Callable[..., Any], args: list[str]) -> Any:
     """Parse `args` against the function's signature (help: its docstring) and call it."""
+    return function(**parse_function_args(name, function, args))
+
+
+def parse_function_args(name: str, function: Callable[..., Any], args: list[str]) -> dict[str, Any]:
+    """The keyword arguments that `args` give the command `name` (parsed against `function`'s signature)."""
     params = inspect.signature(function).parameters
     hints = typing.get_type_hints(function)
     positional = name not in OPTIONS_ONLY
@@ -426,7 +436,7 @@ def _run_function(name: str, function: Callable[..., Any], args: list[str]) -> A
         parser.add_argument(flag, dest=dest, help=f"short for --{dest}")
     config = parser.instantiate(parser.parse_args(args))
     config.pop("config", None)
-    return function(**config)
+    return dict(config)
 
 
 # ---- the table: lookup, docstrings, usage -------------------------------------------------------
@@ -511,12 +521,20 @@ def main(argv: list[str] | None = None) -> None:
         words.append(argv[0])
         entry, argv = entry[argv[0]], argv[1:]
     name = " ".join(words)
+    previous = _stop_on_sigterm() if name not in LIGHTNING_COMMANDS else None  # Lightning handles its own
     try:
         function = _load(entry)
         if name in LIGHTNING_COMMANDS:
             function(argv)
         else:
             _run_function(name, function, argv)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: outputs being written were removed (translator.atomic)
+        if os.environ.get("TRANSLATOR_DEBUG"):
+            raise
+        number = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
+        print(f"translator {name}: stopped by {signal.Signals(number).name}; no output file was left half-written",
+              file=sys.stderr)
+        raise SystemExit(128 + number) from None
     except argparse.ArgumentError as err:  # a bad option or value: jsonargparse's message, on one line
         if os.environ.get("TRANSLATOR_DEBUG"):
             raise
@@ -529,6 +547,22 @@ def main(argv: list[str] | None = None) -> None:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"translator {name}: error: {message}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> Any:
+    """Make SIGTERM stop the command as Ctrl-C does (a KeyboardInterrupt, which removes the temporary file of
+    an output being written); returns the previous handler, or None off the main thread (no handler there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(number: int, frame: Any) -> None:
+        raise KeyboardInterrupt(number)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return signal.SIG_DFL if previous is None else previous
 
 
 if __name__ == "__main__":

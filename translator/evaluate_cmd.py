@@ -5,22 +5,24 @@ needs a model: reading the test set, checking each checkpoint fits it, decoding 
 
 Translation test sets given as files are streamed: read, decoded and scored in blocks of
 `BLOCK_LINES` lines (sacreBLEU statistics summed block by block, translations written as they
-come with --hypotheses), so memory does not grow with the file. Chat reports need every reply at
-once (distinct-n over the whole set) and read the set whole.
+come with --hypotheses, whose file appears whole when done), so memory does not grow with the file.
+Chat reports need every reply at once (distinct-n over the whole set) and read the set whole.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sacrebleu.metrics import BLEU
 
 from translator import evaluation
+from translator.atomic import atomic_open, check_input_file, check_outputs
 from translator.checkpoint import CheckpointMeta
 from translator.data.readers import iter_lines
 from translator.data.registry import get_spec, load_pairs, normalize_split, resolve_languages
@@ -125,7 +127,8 @@ def evaluate(
         lowercase: case-insensitive BLEU and chrF.
         ensemble: checkpoints (one tokenizer, any families) to evaluate as one ensemble, e.g. the last
             epochs of a run or runs with different seeds; --checkpoint may name them too (one row each).
-        hypotheses: write the translations here, one line per source line, as they are decoded (one checkpoint).
+        hypotheses: write the translations here, one line per source line (one checkpoint; the file appears whole
+            when every line is decoded).
         confidence: add each sentence's confidence (calibrated checkpoints, `translator calibrate`) to the report:
             `confidence` (one value per sentence, in order), `sentence_chrf`, and `confidence_summary` (mean,
             Spearman with sentence chrF beside the mean log-probability's, the reliability table); the timing
@@ -150,6 +153,8 @@ def evaluate(
     if hypotheses and len(paths) + bool(members) > 1:
         raise ValueError("--hypotheses takes one checkpoint; evaluate the others separately")
     files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
+    check_outputs({"--json": json, "--plot": plot, "--hypotheses": hypotheses, "--reliability": reliability},
+                  {"--source": source, "--reference": reference, "checkpoint": paths, "ensemble checkpoint": members})
     check_device(device)
     check_precision(precision)
     every = list(dict.fromkeys([*paths, *members]))
@@ -159,52 +164,53 @@ def evaluate(
     meta_of = dict(zip(every, metas))
     rows = [(p, meta_of[p]) for p in paths] + ([(members, meta_of[members[0]])] if members else [])
 
-    reports, cache = [], {}
-    for (path, meta), name in zip(rows, labels):  # path: a checkpoint, or the ensemble's list
-        context_turns = int(meta.data.get("context_turns") or DEFAULT_CONTEXT_TURNS)
-        test = files or cache.get(context_turns)
-        if test is None:
-            test = cache[context_turns] = _load_dataset(dataset, split, pair, data_dir, context_turns)
-        if isinstance(path, list):
-            translator = Translator.from_ensemble(path, device=device, precision=precision)
-        else:
-            translator = Translator.from_checkpoint(path, device=device, precision=precision)
-        config = decode_config(decode, translator.default_decoding, **options)
-        chat = meta.task.whole_corpus_metrics
-        about = dict(label=name, checkpoint=" + ".join(map(str, path)) if isinstance(path, list) else str(path),
-                     dataset=test.dataset, split=test.split,
-                     source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
-        if chat:  # distinct-n and the other chat metrics need every reply at once
-            test = test.whole(max_sentences)
-            seconds, results = _timed_translate(translator, test.sources, batch_size, name, config, confidence)
-            _write_hypotheses(hypotheses, [r.text for r in results])
-            report = build_report(
-                [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
-                tokenize=tokenize, lowercase=lowercase, seconds=seconds,
-                generated_tokens=sum(len(r.tokens) for r in results), chat=True, **about)
-            report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
-            if confidence:
-                scored = _ConfidenceScores(translator, lowercase)
-                scored.add(results, test.references)
-                report.update(scored.report())
-        else:
-            scored = _ConfidenceScores(translator, lowercase) if confidence else None
-            report = _streamed_report(translator, test, config, batch_size, max_sentences, pair[1], tokenize,
-                                      lowercase, hypotheses, about, scored)
-        if reliability:
-            summary = report["confidence_summary"]
-            written = evaluation.plot_reliability(summary["reliability"], summary["chrf_threshold"], reliability,
-                                                  title=f"{name} on {test.split or test.source_path}")
-            print(f"wrote {written}", file=sys.stderr)
-        report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
-                      batch_size=batch_size, device=str(device), precision=precision, chat=chat)
-        if isinstance(path, list):
-            report["ensemble"] = [str(p) for p in path]
-        elif translator.bundle.parent:  # a fine-tuned model: where it came from (translator/finetune.py)
-            report.update(parent=translator.bundle.parent, lineage=translator.bundle.lineage)
-        reports.append(report)
-        del translator  # one model in memory at a time
-
+    with contextlib.ExitStack() as outputs:  # --hypotheses appears whole, once every line is decoded
+        hyp_file = outputs.enter_context(atomic_open(hypotheses, "w", encoding="utf-8")) if hypotheses else None
+        reports, cache = [], {}
+        for (path, meta), name in zip(rows, labels):  # path: a checkpoint, or the ensemble's list
+            context_turns = int(meta.data.get("context_turns") or DEFAULT_CONTEXT_TURNS)
+            test = files or cache.get(context_turns)
+            if test is None:
+                test = cache[context_turns] = _load_dataset(dataset, split, pair, data_dir, context_turns)
+            if isinstance(path, list):
+                translator = Translator.from_ensemble(path, device=device, precision=precision)
+            else:
+                translator = Translator.from_checkpoint(path, device=device, precision=precision)
+            config = decode_config(decode, translator.default_decoding, **options)
+            chat = meta.task.whole_corpus_metrics
+            about = dict(label=name, checkpoint=" + ".join(map(str, path)) if isinstance(path, list) else str(path),
+                         dataset=test.dataset, split=test.split,
+                         source_path=test.source_path, reference_path=test.reference_path, decoding=config.summary())
+            if chat:  # distinct-n and the other chat metrics need every reply at once
+                test = test.whole(max_sentences)
+                seconds, results = _timed_translate(translator, test.sources, batch_size, name, config, confidence)
+                _write_hypotheses(hyp_file, [r.text for r in results])
+                report = build_report(
+                    [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
+                    tokenize=tokenize, lowercase=lowercase, seconds=seconds,
+                    generated_tokens=sum(len(r.tokens) for r in results), chat=True, **about)
+                report["reference_perplexity"] = translator.perplexity(test.sources, test.references, batch_size)
+                if confidence:
+                    scored = _ConfidenceScores(translator, lowercase)
+                    scored.add(results, test.references)
+                    report.update(scored.report())
+            else:
+                scored = _ConfidenceScores(translator, lowercase) if confidence else None
+                report = _streamed_report(translator, test, config, batch_size, max_sentences, pair[1], tokenize,
+                                          lowercase, hyp_file, about, scored)
+            if reliability:
+                summary = report["confidence_summary"]
+                written = evaluation.plot_reliability(summary["reliability"], summary["chrf_threshold"], reliability,
+                                                      title=f"{name} on {test.split or test.source_path}")
+                print(f"wrote {written}", file=sys.stderr)
+            report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
+                          batch_size=batch_size, device=str(device), precision=precision, chat=chat)
+            if isinstance(path, list):
+                report["ensemble"] = [str(p) for p in path]
+            elif translator.bundle.parent:  # a fine-tuned model: where it came from (translator/finetune.py)
+                report.update(parent=translator.bundle.parent, lineage=translator.bundle.lineage)
+            reports.append(report)
+            del translator  # one model in memory at a time
     print(format_table(reports))
     if json:
         print(f"wrote {write_json(reports[0] if len(reports) == 1 else reports, json)}", file=sys.stderr)
@@ -270,6 +276,9 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
     if not source or not reference:
         missing = "--reference" if source else "--source"
         raise ValueError(f"{missing} is missing: --source and --reference go together")
+    for role, path in (("--source", source), ("--reference", reference)):
+        if Path(path).exists():  # read twice (counted, then scored): a FIFO or a device cannot be
+            check_input_file(path, role)
     counts = [_count_lines(source), _count_lines(reference)]  # one pass each, nothing kept
     if counts[0] != counts[1]:
         raise ValueError(f"source and reference are not parallel: {source} has {counts[0]} lines "
@@ -329,15 +338,14 @@ def _load_dataset(dataset: str, split: str, pair: tuple[str | None, str | None],
     return TestSet([s for s, _ in pairs], [t for _, t in pairs], dataset=dataset, split=normalize_split(split))
 
 
-def _write_hypotheses(path: str | None, lines: Sequence[str], mode: str = "w") -> None:
-    if path:
-        with open(path, mode, encoding="utf-8") as f:
-            f.writelines(f"{line}\n" for line in lines)
+def _write_hypotheses(file: IO[str] | None, lines: Sequence[str]) -> None:
+    if file is not None:
+        file.writelines(f"{line}\n" for line in lines)
 
 
 def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig, batch_size: int,
                      max_sentences: int | None, target_lang: str | None, tokenize: str | None, lowercase: bool,
-                     hypotheses: str | None, meta: dict[str, Any],
+                     hypotheses: IO[str] | None, meta: dict[str, Any],
                      scored: "_ConfidenceScores | None" = None) -> dict[str, Any]:
     """Decode and score `test` block by block (memory independent of its length); the report of `build_report`."""
     scorer = StreamingScore(target_lang, tokenize, lowercase)
@@ -349,7 +357,6 @@ def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig
 
         bar = tqdm(total=total, unit="sent", desc=meta["label"], file=sys.stderr, leave=False)
     seconds, generated, warm = 0.0, 0, False
-    _write_hypotheses(hypotheses, [])
     try:
         for sources, references in test.blocks(BLOCK_LINES, max_sentences):
             if not warm:  # the first call pays one-off costs (allocator, CUDA context, kernel choice)
@@ -365,7 +372,7 @@ def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig
                 scored.add(results, references)
             scorer.add(texts, references, sources)
             generated += sum(len(r.tokens) for r in results)
-            _write_hypotheses(hypotheses, texts, "a")
+            _write_hypotheses(hypotheses, texts)
     finally:
         if bar is not None:
             bar.close()

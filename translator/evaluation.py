@@ -527,8 +527,8 @@ def plot_bleu_by_length(
     ax.legend()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     return path
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from translator.atomic import check_output_dir
 from translator.checkpoint import EXPORT_FILE, is_exported, load_bundle
 from translator.models.transformer import Transformer, sinusoids
 from translator.tokenizer import Tokenizer
@@ -138,14 +139,22 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, quantization: 
     """Write a CTranslate2 model directory for a Transformer checkpoint (see the module docstring).
 
     quantization: the weights' type on disk and the default compute type (int8 / int8_float32 /
-    bfloat16 / float32). Refuses a non-empty `output` unless `force`. Returns `output`.
+    bfloat16 / float32). `output` must be new or empty, or an earlier export that `force` replaces (its
+    EXPORT_FILE marks it); a directory holding the checkpoint is never replaced. Returns `output`.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}")
     ct2 = require_ctranslate2()
     checkpoint, output = Path(checkpoint), Path(output)
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not force)):
-        raise ValueError(f"output {output} exists and is not an empty directory; pass --force true to overwrite it")
+    check_output_dir(output, {"checkpoint": checkpoint})
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} is a file; give a directory name")
+    if output.exists() and any(output.iterdir()):
+        if not is_exported(output):  # --force replaces an earlier export, never a folder of other files
+            raise ValueError(f"output {output} is a non-empty directory that is not an earlier export (no "
+                             f"{EXPORT_FILE}); give a new or empty directory (--force only replaces an export)")
+        if not force:
+            raise ValueError(f"output {output} holds an earlier export; pass --force true to replace it")
     bundle = load_bundle(checkpoint)
     if not isinstance(bundle.model, Transformer):
         raise ValueError(f"{checkpoint} is a {bundle.architecture} checkpoint; only Transformer checkpoints export "
@@ -163,9 +172,10 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, quantization: 
                 "tokenizer": tok_files, "checkpoint": {"path": str(checkpoint.resolve()),
                                                        "sha256": file_sha256(checkpoint)}}
         (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
+        old = output.rename(output.parent / f"{tmp.name}.old") if output.exists() else None  # checked above
         tmp.rename(output)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -193,9 +203,10 @@ def export_command(checkpoint: str, *, output: str, quantization: str = "int8", 
 
     Args:
         checkpoint: a Transformer .ckpt written by `translator fit` (RNN models have no CTranslate2 decoder).
-        output: directory to write (must not exist or be empty, unless --force).
+        output: directory to write: new or empty, or an earlier export (with --force); never the folder of the
+            checkpoint.
         quantization: weights on disk and default compute type: int8, int8_float32, bfloat16 or float32.
-        force: replace a non-empty output directory (--force true).
+        force: replace an earlier export in --output (--force true); a folder of other files is never replaced.
     """
     path = export_checkpoint(checkpoint, output, quantization, force=force)
     print(f"exported {checkpoint} ({quantization}) -> {path}")

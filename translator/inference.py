@@ -333,7 +333,8 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
     ranking score (length-normalised log-probability, or the anti-LM score). Lines are read,
     translated and written a chunk at a time (`translator.streaming`): memory does not grow with
     the input, a line piped alone is answered at once, and a terminal gets a prompt per line.
-    `config` defaults to the checkpoint's (`Translator.default_decoding`) and `options` are
+    An `output` file appears whole once the last line is written (never half-written, never onto
+    the input or a checkpoint: `translator.atomic`). `config` defaults to the checkpoint's (`Translator.default_decoding`) and `options` are
     DecodeConfig fields over it. Input, output and options are checked before the model loads.
     With `ensemble` (checkpoints; `checkpoint` None) their ensemble translates
     (`Translator.from_ensemble`). With `scores` each line adds the sentence's confidence (a calibrated
@@ -348,7 +349,8 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
     decode_config(config, **options)  # a bad option fails before the checkpoint loads
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    sink = LineSink(output)  # an unwritable output is found now, not after decoding
+    reads = {"input": input, "checkpoint": checkpoint, "ensemble checkpoint": ensemble}
+    sink = LineSink(output, reads, stdin_read=input is None or str(input) == "-")  # found now, not after decoding
     source = LineSource(input)
     try:
         if ensemble:
@@ -362,19 +364,19 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
         show_bar = _isatty(sys.stderr) and not source.interactive
         bar = progress_bar(source.total() if show_bar else None, enabled=show_bar)
         count = 0
-        sink.open()
         try:
-            prompt = f"{translator.bundle.src_lang or 'source'}> "
-            for chunk in source.chunks(batch_size * CHUNK_BATCHES, prompt=prompt):
-                results = translator.translate(chunk, config, batch_size=batch_size, confidence=confidence)
-                sink.write("".join(format_output(r, config.nbest, scores, min_confidence) + "\n" for r in results))
-                count += len(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
+            with sink.open():
+                prompt = f"{translator.bundle.src_lang or 'source'}> "
+                for chunk in source.chunks(batch_size * CHUNK_BATCHES, prompt=prompt):
+                    results = translator.translate(chunk, config, batch_size=batch_size, confidence=confidence)
+                    sink.write("".join(format_output(r, config.nbest, scores, min_confidence) + "\n"
+                                       for r in results))
+                    count += len(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
         finally:
             if bar is not None:
                 bar.close()
-            sink.close()
     finally:
         source.close()
     return count

@@ -1,8 +1,9 @@
 """Streaming input and output for `translator translate`: lines are read as they come, translated in
-chunks, and each chunk's translations are written (and flushed) as soon as it is done.
+chunks, and each chunk's translations are written as soon as it is done (flushed to stdout; into the
+temporary file of an --output file, which appears whole at the end: `translator.atomic`).
 
 Memory does not grow with the input: at most `window` lines are held (plus a bounded read-ahead),
-whatever the file's length. Order and line alignment are kept: output line i is the translation of
+each at most MAX_LINE_BYTES (a longer line is cut while it is read), whatever the file's length. Order and line alignment are kept: output line i is the translation of
 input line i, and an empty input line gives an empty output line.
 
 How a chunk is cut depends on where the lines come from:
@@ -15,34 +16,16 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-BOM = b"\xef\xbb\xbf"
-
-
-def decode_line(raw: bytes, number: int, name: str) -> str:
-    """One line's bytes (its "\\n" and a "\\r" before it removed) as text; invalid UTF-8 names the line."""
-    if raw.endswith(b"\n"):
-        raw = raw[:-1]
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{name}:{number}: invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 1]!r})"
-                         ) from None
-
-
-def iter_lines(stream: IO[bytes], name: str) -> Iterator[str]:
-    """Lines of a binary stream, split on "\\n" only (as `evaluation.split_lines`), read one at a time."""
-    for number, raw in enumerate(iter(stream.readline, b""), start=1):
-        if number == 1 and raw.startswith(BOM):
-            raw = raw[len(BOM):]
-        yield decode_line(raw, number, name)
+from translator.atomic import Reads, atomic_open, check_output, file_kind, signals_held
+from translator.data.readers import iter_text_lines  # lines cut at MAX_LINE_BYTES as they are read
 
 
 def count_lines(path: Path) -> int:
@@ -65,15 +48,25 @@ class LineSource:
         self.path: Path | None = None
         if input is not None and str(input) != "-":
             path = Path(input)
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: no such file")
-            if path.is_dir():
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{path}: no such file" + (" (a symbolic link to a missing file)"
+                                                                   if path.is_symlink() else "")) from None
+            except OSError as e:  # a symlink loop, ...
+                raise ValueError(f"{path}: cannot read file ({e.strerror or e})") from None
+            if stat.S_ISDIR(mode):
                 raise ValueError(f"{path}: cannot read file (it is a directory)")
+            regular = stat.S_ISREG(mode)
+            if stat.S_ISFIFO(mode):  # opening blocks until a writer opens the other end: say so
+                print(f"translator: reading {path}, {file_kind(mode)}: waiting for a writer", file=sys.stderr)
             try:
                 self.stream: IO[bytes] = open(path, "rb")
             except OSError as e:
                 raise ValueError(f"{path}: cannot read file ({e.strerror or e})") from None
-            self.path, self.name, self.interactive, self.pipe = path, str(path), False, False
+            # a FIFO or a device (`<(cmd)`, /dev/stdin) streams like a pipe, lines cut as they are read
+            self.path, self.name, self.interactive, self.pipe = path, str(path), False, not regular
+            self.regular = regular
             return
         stdin = sys.stdin if stdin is None else stdin
         if stdin is None:
@@ -82,20 +75,21 @@ class LineSource:
         self.name = "<stdin>"
         self.interactive = _isatty(stdin)
         self.pipe = not self.interactive and not _is_regular_file(stdin)
+        self.regular = False
 
     def total(self) -> int | None:
         """Line count when it is known up front (a file), else None."""
-        return count_lines(self.path) if self.path is not None else None
+        return count_lines(self.path) if self.regular else None
 
     def chunks(self, window: int, prompt: str = "> ") -> Iterator[list[str]]:
         """Lists of consecutive input lines, cut as the module docstring says."""
         if self.interactive:
             yield from self._prompted(prompt)
         elif self.pipe:
-            yield from _as_available(iter_lines(self.stream, self.name), window)
+            yield from _as_available(iter_text_lines(self.stream, self.name), window)
         else:
             chunk: list[str] = []
-            for line in iter_lines(self.stream, self.name):
+            for line in iter_text_lines(self.stream, self.name):
                 chunk.append(line)
                 if len(chunk) >= window:
                     yield chunk
@@ -105,15 +99,14 @@ class LineSource:
 
     def _prompted(self, prompt: str) -> Iterator[list[str]]:
         print("type one sentence per line (Enter translates it; end with Ctrl-D)", file=sys.stderr)
-        number = 0
+        lines = iter_text_lines(self.stream, self.name)
         while True:
             print(prompt, end="", file=sys.stderr, flush=True)
-            raw = self.stream.readline()
-            if not raw:
+            line = next(lines, None)
+            if line is None:
                 print(file=sys.stderr)
                 return
-            number += 1
-            yield [decode_line(raw[len(BOM):] if number == 1 and raw.startswith(BOM) else raw, number, self.name)]
+            yield [line]
 
     def close(self) -> None:
         if self.path is not None:
@@ -135,7 +128,7 @@ def _as_available(lines: Iterator[str], window: int) -> Iterator[list[str]]:
 
     threading.Thread(target=read, name="translate-stdin", daemon=True).start()
     while True:
-        item = ready.get()
+        item = _wait(ready)
         chunk: list[str] = []
         while True:
             if item is done:
@@ -156,61 +149,63 @@ def _as_available(lines: Iterator[str], window: int) -> Iterator[list[str]]:
         yield chunk
 
 
-class LineSink:
-    """Where `translate` writes: a file or stdout (UTF-8 bytes whatever the locale), flushed per chunk.
+def _wait(ready: queue.Queue) -> Any:
+    """The next item, waited for in short steps: Ctrl-C / SIGTERM may be delivered to the reader thread, and the
+    main thread runs Python's handler only when it wakes (one endless wait would ignore them for ever)."""
+    while True:
+        try:
+            return ready.get(timeout=0.25)
+        except queue.Empty:
+            continue
 
-    `check` runs before any decoding: the path must be writable (and is neither a directory nor
-    under a file); the file itself is only opened (and truncated) by `open`, once the model is loaded.
+
+class LineSink:
+    """Where `translate` writes: a file or stdout (UTF-8 bytes whatever the locale).
+
+    A file is written whole or not at all (`translator.atomic`): the lines go to a temporary file
+    beside it, renamed over it when every line is written; an interruption or an error removes it
+    and leaves an existing file as it was. Stdout gets each chunk as soon as it is translated, in
+    one write that SIGINT / SIGTERM cannot cut (what was written is whole lines). The path is checked
+    by `translator.atomic.check_output` when the sink is made, before any model loads.
     """
 
-    def __init__(self, output: str | Path | None = None):
+    def __init__(self, output: str | Path | None = None, reads: Reads | None = None, stdin_read: bool = False):
         self.path = None if output is None or str(output) == "-" else Path(output)
         self.stream: IO[bytes] | None = None
         if self.path is not None:
-            check_writable(self.path)
+            check_output(self.path, reads, stdin_read=stdin_read)
 
-    def open(self) -> None:
+    @contextmanager
+    def open(self) -> Iterator["LineSink"]:
+        """The sink, ready to `write`, for the duration of the block (a file appears when it ends)."""
         if self.path is None:
             sys.stdout.flush()
             self.stream = getattr(sys.stdout, "buffer", None)
+            yield self
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.stream = open(self.path, "wb")
+            with atomic_open(self.path, "wb") as self.stream:
+                yield self
         except OSError as err:
             raise ValueError(f"cannot write {self.path}: {err.strerror or err}") from None
+        finally:
+            self.stream = None
 
     def write(self, text: str) -> None:
-        if self.stream is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            return
+        """Write whole lines (`text` ends with "\\n"); to stdout they are flushed at once."""
         try:
-            self.stream.write(text.encode("utf-8"))
-            self.stream.flush()
+            if self.path is not None:
+                self.stream.write(text.encode("utf-8"))
+                return
+            with signals_held():
+                if self.stream is None:  # an in-memory stdout (tests, notebooks)
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                else:
+                    self.stream.write(text.encode("utf-8"))
+                    self.stream.flush()
         except OSError as err:
             raise ValueError(f"cannot write {self.path or 'stdout'}: {err.strerror or err}") from None
-
-    def close(self) -> None:
-        if self.path is not None and self.stream is not None:
-            self.stream.close()
-
-
-def check_writable(path: Path) -> None:
-    """ValueError naming the problem when `path` cannot be written (checked without creating anything)."""
-    if path.is_dir():
-        raise ValueError(f"output {path} is a directory; give a file name")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"cannot write {path}: permission denied")
-        return
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {path}: permission denied in {parent}")
 
 
 def progress_bar(total: int | None, enabled: bool) -> Any:
@@ -231,8 +226,6 @@ def _isatty(stream: Any) -> bool:
 
 def _is_regular_file(stream: Any) -> bool:
     """stdin redirected from a file (`< in.txt`): read in full chunks, like --input."""
-    import stat
-
     try:
         return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
     except (AttributeError, ValueError, OSError):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sentencepiece as spm
+
+from translator.atomic import write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -65,8 +66,20 @@ def _run_trainer(lines: list[str], model: io.BytesIO, vocab_size: int, model_typ
 
 
 def _load(model_bytes: bytes) -> spm.SentencePieceProcessor:
+    """A SentencePiece model from its bytes; ValueError saying why when they are not one of ours."""
+    if not isinstance(model_bytes, bytes):
+        raise ValueError(f"a SentencePiece model is bytes, not {type(model_bytes).__name__}")
     proc = spm.SentencePieceProcessor()
-    proc.LoadFromSerializedProto(model_bytes)
+    try:
+        proc.LoadFromSerializedProto(model_bytes)
+    except RuntimeError as err:  # "INTERNAL: src/...cc(109) [ParseFromArray...]", "<0x05> is already defined."
+        reason = str(err).removeprefix("INTERNAL: ").strip()
+        reason = "the bytes do not parse (truncated or not a model)" if "ParseFromArray" in reason else reason
+        raise ValueError(f"not a SentencePiece model ({len(model_bytes):,} bytes: {reason})") from None
+    special = (proc.pad_id(), proc.unk_id(), proc.bos_id(), proc.eos_id())
+    if special != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+        raise ValueError(f"a SentencePiece model with special ids (pad, unk, bos, eos) = {special}, not "
+                         f"{(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}: not one trained by translator")
     return proc
 
 
@@ -105,6 +118,9 @@ class Tokenizer:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Tokenizer":
+        """The tokenizer of `to_dict`'s layout; ValueError when `data` is not one (damaged or crafted)."""
+        if not isinstance(data, dict) or "src" not in data:
+            raise ValueError(f"expected {{'src': bytes, 'tgt': bytes or None}}, got {type(data).__name__}")
         return cls(data["src"], data.get("tgt"))
 
     def save(self, path: str | Path) -> None:
@@ -114,10 +130,7 @@ class Tokenizer:
         for target, payload in ((path, self._src_bytes), (Path(f"{path}.tgt"), self._tgt_bytes)):
             if payload is None:
                 continue
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, target)
+            write_bytes(target, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
@@ -127,8 +140,8 @@ class Tokenizer:
         tgt = Path(f"{path}.tgt")
         try:
             return cls(path.read_bytes(), tgt.read_bytes() if tgt.is_file() else None)
-        except RuntimeError as err:
-            raise ValueError(f"{path} is not a SentencePiece model ({err})") from None
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     # ---- sizes -------------------------------------------------------------------------
     @property

@@ -366,6 +366,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
         """The tokenizer, loaded or trained on first use (also outside a Trainer)."""
         if self._tokenizer is None:
             self._tokenizer = self._build_tokenizer()
+            built = max(self._tokenizer.src_vocab_size, self._tokenizer.tgt_vocab_size)
+            if self.tokenizer_path is None and built < self.vocab_size:  # SentencePiece's hard_vocab_limit=False
+                log.warning("--data.vocab_size %d is more than this corpus gives: SentencePiece made %s pieces "
+                            "(%d/%d), which the model is built with; --data.vocab_size %d gives the same tokenizer "
+                            "under its own name", self.vocab_size, f"{built:,}", self._tokenizer.src_vocab_size,
+                            self._tokenizer.tgt_vocab_size, built)
         return self._tokenizer
 
     @property
@@ -448,6 +454,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
             replayed = len(src_ids)
             data = EncodedSplit(token_store.ConcatColumn(data.src_ids, src_ids),
                                 token_store.ConcatColumn(data.tgt_ids, tgt_ids), empty_source=[self.tokenizer.sep_id])
+        longest = int(max(data.src_lens.max(initial=0), data.tgt_lens.max(initial=-1) + 1))  # + eos
+        if split == "train" and longest > self.max_tokens:  # such a pair would be a batch alone, over the budget
+            over = int(((data.src_lens > self.max_tokens) | (data.tgt_lens + 1 > self.max_tokens)).sum())
+            raise ValueError(f"--data.max_tokens {self.max_tokens} is less than one pair: {over:,} of the "
+                             f"{len(data):,} train pairs are longer (up to {longest} tokens), each would be a batch "
+                             f"over the budget; raise --data.max_tokens to at least {longest} or lower --data.max_len")
         sampler = self._sampler(data, split)
         self._stats_sampler[split] = sampler
         kept_src, kept_tgt = data.src_lens, data.tgt_lens

@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from translator.tasks import CHAT, DEFAULT_CONTEXT_TURNS
 
@@ -19,50 +20,100 @@ log = logging.getLogger("translator.data")
 Pair = tuple[str, str]
 
 
+#: Bytes of one line that are kept: a longer line is cut there (at a character boundary) while it is read and
+#: the rest of it skipped as it comes, so a file that never ends a line (`/dev/zero`) cannot grow memory. A
+#: model reads at most a few hundred tokens of a sentence (`inference.DEFAULT_MAX_SRC_TOKENS`, warning when
+#: it truncates), and a SentencePiece piece is at most 16 characters, so 1 MiB always holds more than enough.
+MAX_LINE_BYTES = 1 << 20
+BOM = b"\xef\xbb\xbf"
+
+
 def read_lines(path: str | Path) -> list[str]:
     """Lines of a UTF-8 text file without line endings (LF or CRLF; a final newline is optional)."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise ValueError(f"{path}:{line}: invalid UTF-8 ({err.reason} at byte {err.start})") from None
-    text = text.removeprefix("\ufeff")  # a BOM is not part of the first sentence
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return list(iter_lines(path))
 
 
 def iter_lines(path: str | Path, block_size: int = 1 << 20) -> Iterator[str]:
-    """`read_lines` as a stream, read in blocks of about `block_size` bytes: a file of any size is never
-    whole in memory. Invalid UTF-8 is reported with the file and line number, as `read_lines` does."""
+    """`read_lines` as a stream, read through a buffer of `block_size` bytes: a file of any size is never
+    whole in memory, nor is a line longer than MAX_LINE_BYTES. Invalid UTF-8 (and UTF-16 without a BOM)
+    is reported with the file and line number."""
     path = Path(path)
-    line_no, rest = 1, b""
-    with path.open("rb") as f:
-        while True:
-            block = f.read(block_size)
-            data = rest + block
-            cut = data.rfind(b"\n") + 1 if block else len(data)  # whole lines only, until the end
-            data, rest = data[:cut], data[cut:]
-            if not data:
-                if not block:
-                    break
-                continue
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as err:
-                line = line_no + data.count(b"\n", 0, err.start)
-                raise ValueError(f"{path}:{line}: invalid UTF-8 ({err.reason})") from None
-            if line_no == 1:
-                text = text.removeprefix("\ufeff")  # a BOM is not part of the first sentence
-            lines = text.split("\n")
-            if lines[-1] == "":
-                lines.pop()
-            line_no += len(lines)
-            for line in lines:
-                yield line.removesuffix("\r")
+    with path.open("rb", buffering=max(2, block_size)) as f:
+        yield from iter_text_lines(f, str(path))
+
+
+def iter_text_lines(stream: IO[bytes], name: str, limit: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """Lines of a binary stream, split on "\\n" only, read one at a time. A line longer than `limit` bytes
+    is cut there (at a character boundary) with a warning and given at once; the rest of it is skipped,
+    in bounded reads, when the next line is asked for (so `/dev/zero` gives one line, then never grows)."""
+    number, cut = 1, False
+    while True:
+        if cut:
+            _skip_line(stream)
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        cut = len(raw) > limit and not raw.endswith(b"\n")
+        if cut:
+            raw = _whole_characters(raw[:limit])
+            log.warning("%s:%d: line longer than %s bytes: cut there, the rest of the line is skipped", name,
+                        number, f"{limit:,}")
+        yield decode_line(raw, number, name)
+        number += 1
+
+
+def _skip_line(stream: IO[bytes], block: int = 1 << 16) -> None:
+    """Read past the next "\\n" in blocks of at most `block` bytes (peeked, so nothing after it is lost)."""
+    if not hasattr(stream, "peek"):  # a stream without a buffer (tests): readline in bounded steps
+        while (more := stream.readline(block)) and not more.endswith(b"\n"):
+            pass
+        return
+    while head := stream.peek(block)[:block]:
+        end = head.find(b"\n")
+        stream.read(len(head) if end < 0 else end + 1)  # from the buffer: no copy of the line is kept
+        if end >= 0:
+            return
+
+
+def _whole_characters(raw: bytes) -> bytes:
+    """`raw` without a UTF-8 character cut at its end."""
+    for back in range(1, min(4, len(raw)) + 1):
+        byte = raw[-back]
+        if byte & 0xC0 != 0x80:  # the lead byte (or ASCII) of the last character
+            size = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4
+            return raw if size <= back else raw[:-back]
+    return raw
+
+
+def decode_line(raw: bytes, number: int, name: str) -> str:
+    """One line's bytes (its "\\n", a "\\r" before it and a BOM on line 1 removed) as text; invalid UTF-8 names
+    the line, and a first line that looks like UTF-16 says so."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if number == 1:
+        raw = raw.removeprefix(BOM)
+        _refuse_utf16(raw, name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}:{number}: invalid UTF-8 at byte {e.start} of the line ({raw[e.start:e.start + 1]!r})"
+                         ) from None
+
+
+def _refuse_utf16(raw: bytes, name: str) -> None:
+    """ValueError when a first line looks like UTF-16: a UTF-16 byte-order mark, or (without one, when it would
+    decode as NUL-filled text) at least a third of its bytes NUL, all at even (big-endian) or odd (little-endian)
+    positions."""
+    bom = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+    nuls = [i for i, b in enumerate(raw) if b == 0]
+    if not bom and (len(raw) < 2 or len(nuls) * 3 < len(raw) or len({i % 2 for i in nuls}) != 1):
+        return
+    order = ("UTF-16LE" if raw[0] == 0xFF else "UTF-16BE") if bom else "UTF-16LE" if nuls[0] % 2 else "UTF-16BE"
+    raise ValueError(f"{name}:1: invalid UTF-8: the file looks like {order} text ({'with' if bom else 'without'} a "
+                     f"byte-order mark); convert it, e.g. `iconv -f {order} -t UTF-8 {name} > "
+                     f"{Path(name).stem}.utf8.txt`")
 
 
 def iter_parallel(src_path: str | Path, tgt_path: str | Path, *, stats: dict | None = None) -> Iterator[Pair]:
@@ -116,20 +167,28 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path, *, stats: dict | N
     return _keep_nonempty(list(zip(src, tgt)), f"{src_path} + {tgt_path}", stats)
 
 
+#: The start of the third column that newer manythings.org exports carry (attribution), the only third column read.
+ATTRIBUTION = "CC-BY"
+
+
 def read_tsv(path: str | Path, reverse: bool = False, *, stats: dict | None = None) -> list[Pair]:
     """Tab-separated `first<TAB>second` lines (Tatoeba `fra.txt`: English, French); `reverse` swaps the sides.
 
-    A third column (the attribution that newer manythings.org exports carry) is ignored.
+    The rule that keeps pairs right: every line has 2 fields, or 3 when the third is the attribution
+    that newer manythings.org exports carry (it starts with "CC-BY"; it is ignored). Any other line (a
+    tab inside a sentence would shift the fields) is an error naming the file and line.
     """
     pairs = []
-    for number, line in enumerate(read_lines(path), 1):
+    for number, line in enumerate(iter_lines(path), 1):
         if not line.strip():
             pairs.append(("", ""))  # counted with the other empty pairs
             continue
         fields = line.split("\t")
-        if len(fields) not in (2, 3):
-            raise ValueError(f"{path}:{number}: expected 2 tab-separated fields (source<TAB>target), "
-                             f"found {len(fields)}: {line[:80]!r}")
+        if not (len(fields) == 2 or (len(fields) == 3 and fields[2].startswith(ATTRIBUTION))):
+            extra = f" and a third that is not an attribution ({ATTRIBUTION}...)" if len(fields) == 3 else ""
+            raise ValueError(f"{path}:{number}: expected 2 tab-separated fields (source<TAB>target), found "
+                             f"{len(fields)}{extra}: {line[:80]!r}; a tab inside a sentence would pair the wrong "
+                             "texts, so remove it")
         pairs.append((fields[1], fields[0]) if reverse else (fields[0], fields[1]))
     return _keep_nonempty(pairs, str(path), stats)
 
@@ -174,13 +233,31 @@ def dialogue_pairs(turns: list[str], context_turns: int) -> list[Pair]:
     return [(CHAT.source(turns[max(0, i - context_turns):i]), turns[i]) for i in range(1, len(turns))]
 
 
-def read_dailydialog(path: str | Path, context_turns: int = DEFAULT_CONTEXT_TURNS, *, stats: dict | None = None) -> list[Pair]:
+#: What ends each turn in a DailyDialog dialogue line.
+EOU = "__eou__"
+
+
+def read_dailydialog(path: str | Path, context_turns: int = DEFAULT_CONTEXT_TURNS, *,
+                     stats: dict | None = None) -> list[Pair]:
     """DailyDialog `dialogues_<split>.txt` (one dialogue per line, turns end with ` __eou__ `) as context -> reply."""
     if context_turns < 1:
         raise ValueError(f"context_turns must be at least 1, got {context_turns}")
-    pairs = []
-    for line in read_lines(path):
-        turns = [detokenize(turn) for turn in line.split("__eou__")]
+    pairs, unmarked, dialogues = [], [], 0
+    for number, line in enumerate(iter_lines(path), 1):
+        if not line.strip():
+            continue
+        dialogues += 1
+        if EOU not in line:  # not a dialogue line: one "turn" that would give no pair, silently
+            unmarked.append(number)
+            continue
+        turns = [detokenize(turn) for turn in line.split(EOU)]
         # an empty turn would make an empty context or reply; keep the rest of the dialogue
         pairs.extend(dialogue_pairs([t for t in turns if t], context_turns))
+    if unmarked and len(unmarked) == dialogues:
+        raise ValueError(f"{path}: no line has the {EOU} turn marker, so it holds no dialogues (DailyDialog "
+                         f"format: one dialogue per line, each turn followed by {EOU})")
+    if unmarked:
+        log.warning("%s: %d of %d lines have no %s turn marker (line %s%s): skipped, they are not dialogues",
+                    path, len(unmarked), dialogues, EOU, ", ".join(map(str, unmarked[:5])),
+                    ", ..." if len(unmarked) > 5 else "")
     return _keep_nonempty(pairs, str(path), stats)

@@ -16,7 +16,6 @@ import gzip
 import io
 import os
 import random
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -24,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from translator.atomic import write_bytes
 from translator.data.readers import Pair, iter_parallel, read_csv_columns, read_dailydialog, read_parallel, read_tsv
 from translator.tasks import CHAT, DEFAULT_CONTEXT_TURNS, TASKS, get_task
 
@@ -407,14 +407,6 @@ def _fetch(url: str, timeout: float) -> bytes:
         raise DownloadError(f"could not download {url}: {reason}") from None
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(payload)
-    os.replace(tmp, path)
-
-
 def _zip_member(archive: zipfile.ZipFile, suffix: str, url: str) -> bytes:
     for member in archive.namelist():
         if member == suffix or member.endswith("/" + suffix):
@@ -426,20 +418,20 @@ def _unpack(source: Source, payload: bytes, root: Path) -> None:
     """Write one downloaded file into `root` in the shared layout."""
     try:
         if source.kind == "gz":
-            _write_atomic(root / source.target, gzip.decompress(payload))
+            write_bytes(root / source.target, gzip.decompress(payload))
         elif source.kind == "file":
-            _write_atomic(root / source.target, payload)
+            write_bytes(root / source.target, payload)
         elif source.kind == "zip":
             archive = zipfile.ZipFile(io.BytesIO(payload))
             for suffix, target in source.members:
                 data = _zip_member(archive, suffix, source.url)
                 if not target.endswith("/"):
-                    _write_atomic(root / target, data)
+                    write_bytes(root / target, data)
                     continue
                 inner = zipfile.ZipFile(io.BytesIO(data))
                 for member in inner.namelist():  # keep only file names, never paths from the archive
                     if not member.endswith("/"):
-                        _write_atomic(root / target / Path(member).name, inner.read(member))
+                        write_bytes(root / target / Path(member).name, inner.read(member))
         else:
             raise DownloadError(f"{source.url}: unknown source kind {source.kind!r}")
     except (OSError, EOFError, zipfile.BadZipFile) as err:

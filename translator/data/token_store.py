@@ -36,6 +36,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -311,6 +312,26 @@ def default_workers() -> int:
     return max(1, min(8, cpus))
 
 
+#: Folders being built are named TMP_PREFIX + host + "-" + pid + "-" + random: one whose process is gone
+#: (killed with -9 mid-build, which no handler sees) is removed by the next build in the same cache folder.
+TMP_PREFIX = ".tmp-store-"
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Remove the half-built stores in `folder` whose building process (on this host) no longer runs."""
+    host = socket.gethostname()
+    for tmp in folder.glob(f"{TMP_PREFIX}*"):
+        owner, _, rest = tmp.name[len(TMP_PREFIX):].rpartition("-")[0].rpartition("-")
+        if owner != host or not rest.isdigit():
+            continue
+        try:
+            os.kill(int(rest), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # alive, another user's
+            pass
+
+
 def build_store(path: Path, key: dict[str, Any], pairs: Iterable[Pair], tokenizer: Tokenizer,
                 workers: int | None = None, stats: dict[str, Any] | None = None,
                 desc: str = "encoding") -> TokenStore:
@@ -323,7 +344,8 @@ def build_store(path: Path, key: dict[str, Any], pairs: Iterable[Pair], tokenize
     workers = default_workers() if workers is None else workers
     dtype = token_dtype(max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size))
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
+    _remove_orphans(path.parent)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"))
     writer, bar = _Writer(tmp), _progress(desc)
     try:
         chunks = _chunks(pairs, CHUNK_PAIRS)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from translator.atomic import atomic_open
 from translator.checkpoint import build_model, load_bundle
 from translator.evaluation import write_json
 from translator.models.base import Seq2Seq
@@ -38,7 +39,8 @@ def save(fig: Any, data: dict[str, Any], output: str | Path, started: float) -> 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     data = {**data, "wall_seconds": round(time.perf_counter() - started, 2),
             "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}
-    fig.savefig(png, dpi=DPI)
+    with atomic_open(png, "wb") as f:
+        fig.savefig(f, dpi=DPI, format="png")
     write_json(data, png.with_suffix(".json"))
     print(f"wrote {png} and {png.with_suffix('.json')} ({data['wall_seconds']:.1f} s, "
           f"{data['process_cpu_seconds']:.1f} s CPU)")

@@ -61,7 +61,7 @@ def command(source: str | None = None, *, output: str = "lab-positions.png", len
 
     Examples:
         translator lab positions --output positions.png
-        translator lab positions translator/configs/transformer.yaml --length 100 --output positions.png
+        translator lab positions --source translator/configs/transformer.yaml --length 100 --output positions.png
 
     Args:
         source: a Transformer config or checkpoint (its d_model and table); omitted: --d_model.
