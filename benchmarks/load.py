@@ -7,7 +7,7 @@ Three scenarios, each bounded in requests and in seconds:
     heavy   H maximum-size requests (1,000 lines, the largest beam) running while one other client
             sends a one-sentence request P times in a row: the latency that client sees;
     memory  M requests from N clients (one sentence or five lines, greedy or beam 5, and invalid ones);
-            the server's RSS after the first 100 and at the end.
+            the server's RSS after the first --mark requests (500) and at the end.
 
 It prints p50 / p95 / max latency, errors (failures that are not a clear rejection), rejected
 requests (empty, too long, over budget, ...) and the server's RSS before and after.
@@ -16,7 +16,7 @@ so no gradio_client is needed. PYTHONPATH decides which translator tree serves.
 
     python benchmarks/load.py --checkpoint CKPT --scenario mixed --clients 20 --requests 10
     python benchmarks/load.py --checkpoint CKPT --scenario heavy --heavy 2 --probes 20
-    python benchmarks/load.py --checkpoint CKPT --scenario memory --clients 8 --requests 2000
+    python benchmarks/load.py --checkpoint CKPT --scenario memory --clients 8 --requests 3000
 """
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ def run_heavy(app: App, heavy: int, probes: int, timeout: float) -> dict:
     return row
 
 
-def run_memory(app: App, clients: int, requests: int, timeout: float, seed: int) -> dict:
+def run_memory(app: App, clients: int, requests: int, timeout: float, seed: int, mark: int = 500) -> dict:
     done = [0]
     lock = threading.Lock()
     marks: dict[str, float] = {}
@@ -214,18 +214,18 @@ def run_memory(app: App, clients: int, requests: int, timeout: float, seed: int)
             out.append(call(app.base, *memory_request(rng), timeout))
             with lock:
                 done[0] += 1
-                if done[0] == 100:
-                    marks["after_100_mb"] = rss_mb(app.proc.pid)
+                if done[0] == mark:
+                    marks["at_mark_mb"] = rss_mb(app.proc.pid)
         return out
 
     with ThreadPoolExecutor(clients) as pool:
         results = [r for part in pool.map(client, range(clients)) for r in part]
     marks["end_mb"] = rss_mb(app.proc.pid)
     row = summary(f"memory {clients} clients x {per_client}", results)
-    growth = 100 * (marks["end_mb"] / marks["after_100_mb"] - 1) if "after_100_mb" in marks else float("nan")
-    print(f"  RSS after 100 requests {marks.get('after_100_mb', float('nan')):.0f} MB, after {len(results)} "
+    growth = 100 * (marks["end_mb"] / marks["at_mark_mb"] - 1) if "at_mark_mb" in marks else float("nan")
+    print(f"  RSS at request {mark} {marks.get('at_mark_mb', float('nan')):.0f} MB, at request {len(results)} "
           f"{marks['end_mb']:.0f} MB ({growth:+.1f}%)", flush=True)
-    return {**row, **marks, "growth_percent": growth}
+    return {**row, **marks, "mark": mark, "growth_percent": growth}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=300, help="seconds one request may take")
     parser.add_argument("--startup_timeout", type=float, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mark", type=int, default=500, help="memory: the request after which RSS is the baseline")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--log", default="load-app.log", help="the app's output")
     parser.add_argument("app_args", nargs="*", help="after --: more `translator app` options")
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
             elif scenario == "heavy":
                 rows.append(run_heavy(app, args.heavy, args.probes, args.timeout))
             else:
-                rows.append(run_memory(app, args.clients, args.requests, args.timeout, args.seed))
+                rows.append(run_memory(app, args.clients, args.requests, args.timeout, args.seed, args.mark))
         rss_after = rss_mb(app.proc.pid)
         print(f"RSS before {rss_before:.0f} MB, after {rss_after:.0f} MB", flush=True)
     finally:

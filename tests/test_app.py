@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 from translator.app import (CHAT_TRAIN_HINT, TRAIN_HINT, ModelRegistry, TranslatorApp, UserError, build_app,
                             discover_checkpoints, launch)
 from translator.inference import Translator
+from translator.service import MAX_HISTORY_TURNS
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers"),  # gr.Warning outside a server
               pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]  # gradio's own pandas deprecations
@@ -159,12 +161,47 @@ def test_chat_respond_appends_user_and_bot_turns(app):
     assert len(new) == 2 and status == ""
 
 
-def test_chat_accepts_any_history(app):
-    long_turn = "a man " * 3000
-    histories = [[], ["", "   "], [long_turn] * 3, [f"turn {i}" for i in range(500)], [("a man", "the dog")],
-                 [{"role": "user", "content": ""}, {"role": "assistant", "content": None}], [None, 3, {"x": 1}]]
+def test_chat_accepts_any_history_within_its_limits(app):
+    histories = [[], ["", "   "], ["a man " * 300] * 3, [f"turn {i}" for i in range(MAX_HISTORY_TURNS)],
+                 [("a man", "the dog")], [{"role": "user", "content": ""}, {"role": "assistant", "content": None}],
+                 [None, 3, {"x": 1}]]
     for history in histories:
         assert isinstance(app.chat_reply("hello", history), str)
+
+
+@pytest.mark.parametrize("history, expected", [
+    ([f"turn {i}" for i in range(MAX_HISTORY_TURNS + 1)], f"101 turns; this app takes at most {MAX_HISTORY_TURNS}"),
+    (["x" * 2000] * 100_000, "100,000 turns"), ([("a", "b")] * 51, "102 turns"),
+    (["a man " * 3000] * 3, "54,000 characters; this app takes at most 20,000"), ("a man", "must be a list")])
+def test_chat_history_over_its_limits_is_refused_before_queueing(app, history, expected):
+    with pytest.raises(UserError, match=expected):
+        app.chat_reply("hello", history)
+    checks = app.validate_chat("hello", history), app.validate_api_chat("hello", history)
+    for check in checks:  # what Gradio runs before queueing: the request never waits or decodes
+        assert check[0]["is_valid"] is False and expected in check[0]["message"]
+
+
+def test_chat_tab_keeps_its_conversation_within_the_limits(app):
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"}
+               for i in range(MAX_HISTORY_TURNS)]
+    new, box, status = app.chat_respond("hello", history)
+    assert status == "" and new[-2]["content"] == "hello" and len(new) <= MAX_HISTORY_TURNS
+    assert app.check_history(new) and app.validate_chat("next", new)[0]["is_valid"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    ({"method": "s" * 100_000}, "decoder field has 100,000 characters"),
+    ({"temperature": "9" * 5000}, "temperature must be"), ({"candidates": 10**12}, "candidates must be between")])
+def test_chat_options_have_limits_and_are_not_echoed(app, args, expected):
+    with pytest.raises(UserError, match=expected) as err:
+        app.chat_reply("hello", [], **args)
+    assert len(str(err.value)) < 300
+
+
+def test_translate_fields_have_limits(app):
+    result = app.translate_text("a man", "c" * 100_000)
+    assert "checkpoint field has 100,000 characters" in result.error
+    assert len(app.translate_text("a man", decoder="d" * 100_000).error) < 300
 
 
 @pytest.mark.parametrize("message, knobs, expected", [
@@ -253,6 +290,62 @@ def test_models_load_once_when_many_requests_arrive(ckpts, monkeypatch):
     assert len(loads) == 1 and all(m is models[0] for m in models)
 
 
+def test_api_translate_draws_no_heatmap(ckpts, monkeypatch):
+    import translator.service
+
+    app = TranslatorApp(ModelRegistry([ckpts["transformer"]]))
+    never_stop(app.registry.translator(app.registry.default))  # output rows: a heatmap could be drawn
+    drawn = []
+    draw = translator.service.attention_figure
+    monkeypatch.setattr(translator.service, "attention_figure", lambda *a: drawn.append(1) or draw(*a))
+    assert app.api_translate("a man runs in the park")
+    assert drawn == []  # /translate returns text only
+    assert isinstance(app.translate_ui("a man runs in the park", None, "greedy", 5)[1], Figure) and drawn == [1]
+
+
+def test_a_checkpoint_that_fails_to_load_is_tried_once(ckpts, monkeypatch):
+    loads = []
+
+    def broken(cls, path, device="cpu"):
+        loads.append(path)
+        raise RuntimeError("size mismatch for embed.weight")
+
+    monkeypatch.setattr(Translator, "from_checkpoint", classmethod(broken))
+    app = TranslatorApp(ModelRegistry([ckpts["lstm"]]))
+    errors = [app.translate_text("a man runs").error for _ in range(3)]
+    assert len(loads) == 1
+    assert all(e == errors[0] and "Cannot load" in e and "size mismatch" in e for e in errors)
+
+
+def test_read_auth(tmp_path):
+    from translator.app import read_auth
+
+    assert read_auth("ann:s3cret:x") == [("ann", "s3cret:x")]
+    users = tmp_path / "users.txt"
+    users.write_text("# who may log in\nann:one\n\nbob:two\n", encoding="utf-8")
+    assert read_auth(str(users)) == [("ann", "one"), ("bob", "two")]
+    users.write_text("ann:one\nbob\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="users.txt:2: expected USER:PASSWORD"):
+        read_auth(str(users))
+    for bad in ("nobody", ":pw", "ann:"):
+        with pytest.raises(ValueError, match="USER:PASSWORD"):
+            read_auth(bad)
+
+
+@pytest.mark.parametrize("host, auth, warned", [("0.0.0.0", None, True), ("0.0.0.0", "ann:pw", False),
+                                                ("127.0.0.1", None, False), ("localhost", None, False)])
+def test_launch_passes_auth_and_warns_when_serving_others_without_it(ckpts, monkeypatch, capsys, host, auth,
+                                                                       warned):
+    from translator.app import SESSION_CAPACITY
+
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    launch([str(ckpts["lstm"])], checkpoints_dir=None, host=host, port=free_port(), auth=auth)
+    assert launched["server_name"] == host and launched["state_session_capacity"] == SESSION_CAPACITY
+    assert launched["auth"] == ([tuple(auth.split(":"))] if auth else None)
+    assert ("without --auth" in capsys.readouterr().err) == warned
+
+
 def test_launch_without_checkpoints_says_how_to_train(tmp_path):
     with pytest.raises(ValueError, match="translator/configs/transformer.yaml"):
         launch(checkpoints_dir=str(tmp_path))
@@ -276,11 +369,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+server_demo: list = []  # the module's server, for tests that look inside it
+
+
 @pytest.fixture(scope="module")
 def server(ckpts, bad_files):
     demo = build_app([ckpts["transformer"], ckpts["lstm"], bad_files["text"]], chat_checkpoint=ckpts["chat"],
                      checkpoints_dir=None, concurrency_limit=2)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+    server_demo[:] = [demo]
     yield url
     demo.close()
 
@@ -327,3 +424,102 @@ def test_api_concurrent_calls(client):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(call, range(8)))  # re-raises the first failure
     assert len(results) == 8 and all(isinstance(r, str) for r in results)
+
+
+def call_translate(url: str, text: str) -> str:
+    """One /translate request over Gradio's plain HTTP API: POST, then read the event stream."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"data": [text, "", "greedy", 1]}).encode()
+    request = urllib.request.Request(f"{url}gradio_api/call/translate", body, {"Content-Type": "application/json"})
+    event_id = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]
+    return urllib.request.urlopen(f"{url}gradio_api/call/translate/{event_id}", timeout=60).read().decode()
+
+
+def test_gradio_keeps_a_bounded_number_of_sessions(ckpts, monkeypatch):
+    """Every API call is a Gradio session holding a copy of every component's config (~130 KB here): the
+    app keeps SESSION_CAPACITY of them, not Gradio's default 10,000 (RSS grew ~130 KB a request)."""
+    import translator.app
+
+    launched = {}
+    original = gr.Blocks.launch
+
+    def launch_in_background(self, **kwargs):
+        launched["demo"] = self
+        return original(self, **kwargs, prevent_thread_lock=True, quiet=True)
+
+    monkeypatch.setattr(translator.app, "SESSION_CAPACITY", 3)
+    monkeypatch.setattr(gr.Blocks, "launch", launch_in_background)
+    port = free_port()
+    launch([str(ckpts["lstm"])], checkpoints_dir=None, port=port)
+    demo = launched["demo"]
+    try:
+        for i in range(8):
+            assert "complete" in call_translate(f"http://127.0.0.1:{port}/", f"a man {i}")
+        assert len(demo.server_app.state_holder.session_data) <= 3
+    finally:
+        demo.close()
+
+
+def test_a_cancelled_api_request_stops_decoding(server, client, ckpts):
+    """gradio_client's Job.cancel cancels the event: its remaining pieces never run."""
+    demo = server_demo[0]
+    translator = demo.translator_app.registry.translator(demo.translator_app.registry.resolve(str(ckpts["lstm"])))
+    pieces = []
+    translate = translator.translate
+
+    def counting(*args, **kwargs):
+        pieces.append(1)
+        time.sleep(0.05)  # a slower model: the request would take many seconds
+        return translate(*args, **kwargs)
+
+    translator.translate = counting
+    try:
+        text = "\n".join(["a"] * 1000)  # the largest request: 1,000 lines at beam 16, over a hundred pieces
+        job = client.submit(text, str(ckpts["lstm"]), "beam", 16, api_name="/translate")
+        deadline = time.monotonic() + 60
+        while not pieces and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job.cancel()
+        time.sleep(1.0)
+        at_cancel = len(pieces)
+        time.sleep(2.0)
+        assert len(pieces) == at_cancel < 60  # nothing ran after the pieces in flight at the cancel
+    finally:
+        translator.translate = translate
+    assert isinstance(client.predict("a man", api_name="/translate"), str)  # still serving
+
+
+def test_an_api_request_whose_client_disconnects_stops_decoding(server, ckpts):
+    """A client that closes its event stream: Gradio marks the event not alive, and decoding stops."""
+    import json
+    import urllib.request
+
+    demo = server_demo[0]
+    translator = demo.translator_app.registry.translator(demo.translator_app.registry.resolve(str(ckpts["lstm"])))
+    pieces = []
+    translate = translator.translate
+
+    def counting(*args, **kwargs):
+        pieces.append(1)
+        time.sleep(0.05)
+        return translate(*args, **kwargs)
+
+    translator.translate = counting
+    try:
+        body = json.dumps({"data": ["\n".join(["a"] * 1000), str(ckpts["lstm"]), "beam", 16]}).encode()
+        request = urllib.request.Request(f"{server}gradio_api/call/translate", body,
+                                         {"Content-Type": "application/json"})
+        event_id = json.loads(urllib.request.urlopen(request, timeout=60).read())["event_id"]
+        stream = urllib.request.urlopen(f"{server}gradio_api/call/translate/{event_id}", timeout=60)
+        deadline = time.monotonic() + 60
+        while not pieces and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stream.close()  # the client goes away
+        time.sleep(1.5)
+        at_close = len(pieces)
+        time.sleep(2.0)
+        assert len(pieces) == at_close < 60
+    finally:
+        translator.translate = translate

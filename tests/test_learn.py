@@ -66,3 +66,36 @@ def test_user_errors(learn):
         only_transformer.show("gates", "", "a man")
     with pytest.raises(UserError, match="at most 500"):
         learn.show("beam", "", "x" * 501)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("prefix", "a man " * 2000, "prefix field has 12,000 characters; this app takes at most 500"),
+    ("text", "x" * 501, "sentence field has 501 characters; this app takes at most 500"),
+    ("checkpoint", "c" * 5000, "checkpoint field has 5,000 characters"),
+    ("temperature", 0, "temperature must be between"), ("top_k", 10**9, "top-k must be between"),
+    ("top_p", "nan", "top-p must be between"), ("beam_size", 10**6, "beam size must be between"),
+    ("beam_size", "x" * 10_000, "must be a number")])
+def test_every_field_has_a_limit_checked_before_any_work(learn, field, value, expected, monkeypatch):
+    monkeypatch.setattr(learn.registry, "translator", lambda info: pytest.fail("a model was asked for"))
+    args = {"checkpoint": "", "text": "a man", "prefix": "a", "temperature": 1.0, "top_k": 10, "top_p": 0.9,
+            "beam_size": 4, field: value}
+    with pytest.raises(UserError, match=expected) as err:
+        learn.show("softmax", **args)
+    assert len(str(err.value)) < 300  # the value itself is not echoed back
+    with pytest.raises(UserError, match=expected):
+        LearnService.check("softmax", **args)  # what the app's validator runs before queueing
+
+
+def test_views_run_on_the_scheduler_within_its_time_limit_and_stop_when_cancelled(learn):
+    from translator.service import CANCELLED, TranslatorService
+
+    slow = LearnService(learn.registry, service=TranslatorService(learn.registry, time_limit=1e-9))
+    with pytest.raises(UserError, match="took longer than"):
+        slow.show("softmax", "", "a man", prefix="a")
+    token = CANCELLED.set(lambda: True)  # what the app sets when the client has gone away
+    try:
+        with pytest.raises(UserError, match="cancelled"):
+            learn.show("beam", "", "a man")
+    finally:
+        CANCELLED.reset(token)
+    assert learn.show("beam", "", "a man").table  # still serving

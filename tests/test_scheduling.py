@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from translator.scheduling import FairScheduler, RequestTimeout, pieces_by_cost
+from translator.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
 
 
 def test_pieces_by_cost_keeps_order_and_budget():
@@ -55,3 +55,32 @@ def test_short_request_does_not_wait_behind_two_long_ones():
         t.join()
     assert waited < 0.15, waited  # a worker is kept free of heavy pieces: no wait for one
     assert all(end > start + waited for end in ends.values())
+
+
+def test_a_cancelled_request_stops_within_one_piece():
+    scheduler = FairScheduler(workers=1)
+    ran, cancel = [], threading.Event()
+
+    def piece(i):
+        ran.append(i)
+        if i == 2:
+            cancel.set()  # the client goes away while piece 2 runs
+        time.sleep(0.01)
+
+    with pytest.raises(RequestCancelled):
+        scheduler.run([lambda i=i: piece(i) for i in range(40)], cancelled=cancel.is_set)
+    time.sleep(0.1)
+    assert ran == [0, 1, 2]  # piece 2 finishes; no later piece starts
+    assert scheduler.run([lambda: "still serving"], cancelled=lambda: False) == ["still serving"]
+
+
+def test_a_request_cancelled_while_it_waits_returns_at_once():
+    scheduler = FairScheduler(workers=1)
+    blocker = threading.Thread(target=scheduler.run, args=([lambda: time.sleep(1.0)],))
+    blocker.start()
+    time.sleep(0.1)
+    ran, start = [], time.monotonic()
+    with pytest.raises(RequestCancelled):
+        scheduler.run([lambda: ran.append(1)], cancelled=lambda: time.monotonic() - start > 0.2)
+    assert time.monotonic() - start < 0.8 and not ran  # it did not wait for the busy worker
+    blocker.join()

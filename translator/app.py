@@ -6,20 +6,25 @@ reply) is `translator.service`, which knows nothing of Gradio.
 """
 # No `from __future__ import annotations`: gr.api reads the API functions' annotations at runtime.
 import errno
+import functools
+import inspect
+import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+import anyio.to_thread
 import gradio as gr
 from matplotlib.figure import Figure
 
 from translator.decoding import DecodeConfig
 from translator.inference import flatten_history
 from translator.learn import VIEWS, LearnService
-from translator.service import (CHAT_TRAIN_HINT, MAX_BEAM, REQUEST_TIME_LIMIT, TRAIN_HINT,
+from translator.service import (CANCELLED, CHAT_TRAIN_HINT, MAX_BEAM, REQUEST_TIME_LIMIT, TRAIN_HINT,
                                 CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
                                 discover_checkpoints, read_info)
 
@@ -27,6 +32,12 @@ __all__ = ["CHAT_TRAIN_HINT", "TRAIN_HINT", "CheckpointInfo", "ModelCache", "Mod
            "UserError", "build_app", "discover_checkpoints", "launch", "read_info"]
 
 log = logging.getLogger("translator.app")
+
+#: Sessions whose state Gradio keeps (gradio/state_holder.py; its default is 10,000). Every API call is a
+#: session of its own, and each keeps a copy of every component's config, ~130 KB here: over 3,000 requests
+#: the default let RSS grow by ~130 KB a request. This app keeps nothing in gr.State, so a few hundred
+#: recent sessions are plenty.
+SESSION_CAPACITY = 200
 
 EXAMPLES = [
     "Ein Mann fährt mit dem Fahrrad eine Straße entlang.",
@@ -61,7 +72,7 @@ class TranslatorApp(TranslatorService):
                      candidates: float | None = None, beam_size: float | None = None
                      ) -> tuple[list[dict], str, str]:
         """The Send button: (new history, '' to clear the message box, markdown status)."""
-        history = _plain_history(history)
+        history = self.fit_history(_plain_history(history))
         try:
             reply = self.chat_reply(message, history, method, temperature, top_p, lm_weight, beam_size, candidates)
         except UserError as err:
@@ -75,31 +86,35 @@ class TranslatorApp(TranslatorService):
         shown = reply if reply.strip() else "(the model has no reply to this; try sampling or another message)"
         history = [*history, {"role": "user", "content": str(message).strip()},
                    {"role": "assistant", "content": shown}]
-        return history, "", ""
+        return self.fit_history(history), "", ""
 
     # Validators: run by Gradio before a request enters the queue, so invalid requests never wait or count
     # toward the queue limit (cheap checks only: no model is loaded here).
 
     def validate_translate(self, text: Any, checkpoint: Any = "", decoder: Any = "greedy", beam_size: Any = 5
                            ) -> list[dict]:
-        try:
-            self.check_translate(text, checkpoint, decoder, beam_size)
-        except UserError as err:
-            return [gr.validate(False, str(err)), gr.validate(True, ""), gr.validate(True, ""), gr.validate(True, "")]
-        return [gr.validate(True, "")] * 4
+        return validation(4, lambda: self.check_translate(text, checkpoint, decoder, beam_size))
 
-    def validate_chat(self, message: Any, *rest: Any) -> list[dict]:
-        try:
-            self.check_text(message, "message")
-        except UserError as err:
-            return [gr.validate(False, str(err))] + [gr.validate(True, "")] * len(rest)
-        return [gr.validate(True, "")] * (1 + len(rest))
+    def validate_chat(self, message: Any, history: Any = None, method: Any = None, temperature: Any = None,
+                      top_p: Any = None, lm_weight: Any = None, candidates: Any = None, beam_size: Any = None
+                      ) -> list[dict]:
+        """The Chat tab's inputs, in `chat_respond`'s order."""
+        return validation(8, lambda: self.check_chat(message, history, method, temperature, top_p, lm_weight,
+                                                     beam_size, candidates))
+
+    def validate_api_chat(self, message: Any, history: Any = None, decoder: Any = "", temperature: Any = -1.0,
+                          top_k: Any = -1, top_p: Any = -1.0, beam_size: Any = -1, no_repeat_ngram_size: Any = -1,
+                          lm_weight: Any = -1.0, candidates: Any = -1) -> list[dict]:
+        """The /chat endpoint's inputs, in `api_chat`'s order."""
+        return validation(10, lambda: self.check_chat(
+            message, history, given(decoder), given(temperature), given(top_p), given(lm_weight), given(beam_size),
+            given(candidates), given(top_k), given(no_repeat_ngram_size)))
 
     # The API endpoints: typed (gr.api reads the hints), text in, text out, gr.Error for user errors.
 
     def api_translate(self, text: str, checkpoint: str = "", decoder: str = "greedy", beam_size: int = 5) -> str:
         """Translate text (one sentence per line); checkpoint: a label or path the app lists ('' = default)."""
-        result = self.translate_text(text, checkpoint, decoder, beam_size)
+        result = self.translate_text(text, checkpoint, decoder, beam_size, figure=False)
         if result.error:
             raise gr.Error(result.error, print_exception=False)
         return result.text
@@ -121,6 +136,80 @@ class TranslatorApp(TranslatorService):
             log.exception("chat reply failed")
             raise gr.Error("Something went wrong while replying; the server log has the details.",
                            print_exception=False) from None
+
+
+def given(value: Any) -> Any:
+    """An /chat option as sent: '' or a negative number = the model's default (None)."""
+    return None if value in ("", None) or (isinstance(value, (int, float)) and value < 0) else value
+
+
+def validation(count: int, check: Callable[[], Any]) -> list[dict]:
+    """A Gradio validator's answer for `count` inputs: `check()`'s UserError on the first, or all valid."""
+    try:
+        check()
+    except UserError as err:
+        return [gr.validate(False, str(err))] + [gr.validate(True, "")] * (count - 1)
+    return [gr.validate(True, "")] * count
+
+
+def cancellable(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """`handler` as a Gradio event function whose decoding stops within one piece of work when nobody waits
+    for it any more: when Gradio cancels the event (a `cancels=` listener, gradio_client's `Job.cancel`: the
+    event's task is cancelled), or when its client goes away (`client_gone`).
+
+    The handler runs on a thread (as Gradio runs plain functions) with `CANCELLED` set for the scheduler to
+    ask; the event function takes Gradio's `gr.Request` besides the handler's own parameters.
+    """
+    signature = inspect.signature(handler)
+    request_param = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                      annotation=gr.Request)
+    with_request = signature.replace(parameters=[*signature.parameters.values(), request_param])
+
+    async def event(*args: Any, **kwargs: Any) -> Any:
+        bound = with_request.bind(*args, **kwargs)
+        request = bound.arguments.pop("request", None)
+        stopped = threading.Event()
+        gone = client_gone(request)
+
+        def run() -> Any:
+            token = CANCELLED.set(lambda: stopped.is_set() or gone())
+            try:
+                return handler(*bound.args, **bound.kwargs)
+            finally:
+                CANCELLED.reset(token)
+
+        try:
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+        except BaseException:  # cancelled (or failed): no piece of this request runs after this
+            stopped.set()
+            raise
+
+    event.__signature__ = with_request  # type: ignore[attr-defined]  # what Gradio reads to pass its arguments
+    event.__annotations__ = {name: param.annotation for name, param in with_request.parameters.items()
+                             if param.annotation is not inspect.Parameter.empty}
+    if with_request.return_annotation is not inspect.Signature.empty:
+        event.__annotations__["return"] = with_request.return_annotation
+    event.__name__ = getattr(handler, "__name__", "event")
+    event.__doc__ = handler.__doc__
+    return event
+
+
+def client_gone(request: Any) -> Callable[[], bool]:
+    """Whether the client of the event behind `request` has gone away. Gradio marks a running event
+    `alive = False` when its client's event stream disconnects, and `closed` when its browser tab closes
+    (gradio/queueing.py `clean_events`, routes.py `heartbeat`); it stops a generator on that, a plain
+    function must ask. Never gone when there is no queue to ask (a direct call)."""
+    session = getattr(request, "session_hash", None)
+    app = getattr(getattr(request, "request", None), "app", None)
+    queue = getattr(app.get_blocks(), "_queue", None) if hasattr(app, "get_blocks") else None
+    if session is None or queue is None:
+        return lambda: False
+
+    def gone() -> bool:
+        events = [e for job in list(queue.active_jobs) if job for e in job if e.session_hash == session]
+        return bool(events) and all(not e.alive or e.closed for e in events)
+
+    return gone
 
 
 def learn_ui(learn: LearnService, key: str, checkpoint: str | None, text: str, prefix: str, temperature: float,
@@ -171,6 +260,7 @@ def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpo
         raise ValueError(f"concurrency_limit must be >= 1, got {concurrency_limit}")
     registry = registry or ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
     app = TranslatorApp(registry, max_input_chars, workers=concurrency_limit, time_limit=request_time_limit)
+    learn = LearnService(registry, lab_dir, service=app)  # the Learn views share the decoding workers
     # Handlers mostly wait for the shared decoding workers, so more of them may be in flight than there are
     # workers: a new request reaches the fair scheduler at once instead of waiting in Gradio's queue.
     limits = {"concurrency_limit": max(16, 4 * concurrency_limit), "concurrency_id": "models"}
@@ -183,15 +273,15 @@ def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpo
             with gr.Tab("Chat", id="chat"):
                 _chat_tab(app, limits, private)
             with gr.Tab("Learn", id="learn"):
-                _learn_tab(LearnService(registry, lab_dir), registry, limits, private)
-        gr.api(app.api_translate, api_name="translate", **limits)
-        gr.api(app.api_chat, api_name="chat", **limits)
+                _learn_tab(learn, registry, limits, private)
+        gr.api(cancellable(app.api_translate), api_name="translate", **limits)
+        gr.api(cancellable(app.api_chat), api_name="chat", **limits)
     # gr.api takes no validator argument; its BlockFunction runs one like any event's (gradio/queueing.py).
     for function in demo.fns.values():
         if function.api_name == "translate":
             function.validator = app.validate_translate
         elif function.api_name == "chat":
-            function.validator = app.validate_chat
+            function.validator = app.validate_api_chat
     demo.queue(default_concurrency_limit=limits["concurrency_limit"], max_size=64)
     demo.translator_app = app  # type: ignore[attr-defined]  # tests and embedders reach the functions here
     return demo
@@ -221,8 +311,8 @@ def _translate_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str
                                    "start the app with `translator app --checkpoint PATH`.", elem_id="translate-info")
             plot = gr.Plot(label="Attention (rows: output pieces, columns: source pieces)", format="png",
                            elem_id="attention")
-    button.click(app.translate_ui, [source, model, decoder, beam_size], [output, plot, info], **limits, **private,
-                 validator=app.validate_translate)
+    button.click(cancellable(app.translate_ui), [source, model, decoder, beam_size], [output, plot, info], **limits,
+                 **private, validator=app.validate_translate)
     model.change(app.describe_checkpoint, [model], [info], queue=False, **private)
     decoder.change(lambda d: gr.Slider(visible=d == "beam"), [decoder], [beam_size], queue=False, **private)
 
@@ -250,8 +340,9 @@ def _learn_tab(learn: LearnService, registry: ModelRegistry, limits: dict[str, A
     command = gr.Markdown("", elem_id="learn-command")
     inputs = [model, text, prefix, temperature, top_k, top_p, beam_size]
     for key, button in buttons.items():
-        button.click(lambda *args, key=key: learn_ui(learn, key, *args), inputs, [plot, table, note, command],
-                     **limits, **private)
+        button.click(cancellable(functools.partial(learn_ui, learn, key)), inputs, [plot, table, note, command],
+                     **limits, **private,
+                     validator=lambda *args, key=key: validation(len(args), lambda: learn.check(key, *args)))
 
 
 def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any]) -> None:
@@ -292,7 +383,7 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
             beam_size = option_slider("beam_size", d.beam_size, "Beam size (beam search)")
     inputs = [message, chatbot, method, temperature, top_p, lm_weight, candidates, beam_size]
     for trigger in (send.click, message.submit):
-        trigger(app.chat_respond, inputs, [chatbot, message, status], **limits, **private,
+        trigger(cancellable(app.chat_respond), inputs, [chatbot, message, status], **limits, **private,
                 validator=app.validate_chat)
     clear.click(lambda: ([], "", ""), None, [chatbot, message, status], queue=False, **private)
 
@@ -300,7 +391,8 @@ def _chat_tab(app: TranslatorApp, limits: dict[str, Any], private: dict[str, Any
 def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | None = None,
            checkpoints_dir: str | None = "checkpoints", host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, max_input_chars: int = 2000, concurrency_limit: int = 2,
-           device: str = "cpu", lab_dir: str | None = None, request_time_limit: float = REQUEST_TIME_LIMIT) -> None:
+           device: str = "cpu", lab_dir: str | None = None, request_time_limit: float = REQUEST_TIME_LIMIT,
+           auth: str | None = None) -> None:
     """Serve the translator web app: a Translate tab with attention heatmaps, a Chat tab and a Learn tab.
 
     Args:
@@ -320,7 +412,10 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         lab_dir: Folder of `translator lab` results (NAME.json) for the Learn tab's views that need training;
             default: the repository's benchmarks/lab/.
         request_time_limit: Seconds one request may decode before it is stopped with a message.
+        auth: Ask for a login: USER:PASSWORD, or a file with one USER:PASSWORD a line (# comments); without it,
+            anyone who reaches host:port can use the app.
     """
+    credentials = read_auth(auth) if auth else None  # a bad --auth is one message, before any model loads
     registry = ModelRegistry(checkpoint, chat_checkpoint, checkpoints_dir, device)
     usable = [i for i in [*registry.translation, registry.chat] if i is not None and not i.error]
     if not usable:
@@ -332,12 +427,52 @@ def launch(checkpoint: list[str] | str | None = None, chat_checkpoint: str | Non
         if info is not None and info.error:
             print(f"translator app: warning: {info.error}", file=sys.stderr)
     check_port(host, port)  # a busy port is one message, before any model loads
+    if credentials is None and (share or not is_loopback(host)):
+        where = "a public gradio.live link" if share else f"{host}:{port}"
+        print(f"translator app: warning: serving on {where} without --auth: anyone who can reach it can use the "
+              "app; pass --auth USER:PASSWORD (or a file of such lines)", file=sys.stderr)
     demo = build_app(max_input_chars=max_input_chars, concurrency_limit=concurrency_limit, registry=registry,
                      lab_dir=lab_dir, request_time_limit=request_time_limit)
     try:
-        demo.launch(server_name=host, server_port=port, share=share, show_error=False)
+        demo.launch(server_name=host, server_port=port, share=share, show_error=False, auth=credentials,
+                    state_session_capacity=SESSION_CAPACITY)
     except OSError as err:  # the port was taken in the meantime, or the host is not an address of this machine
         raise ValueError(f"cannot serve on {host}:{port}: {' '.join(str(err).split())}") from None
+
+
+def read_auth(auth: str) -> list[tuple[str, str]]:
+    """Gradio's `auth` from --auth: one USER:PASSWORD, or a file of such lines (blank and # lines skipped)."""
+    path = Path(auth)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"--auth: cannot read {path}: {err}") from None
+        where = [(f"{path}:{n}", line.strip()) for n, line in enumerate(lines, 1)
+                 if line.strip() and not line.strip().startswith("#")]
+        if not where:
+            raise ValueError(f"--auth: {path} has no USER:PASSWORD line")
+    elif ":" in auth:
+        where = [("--auth", auth)]
+    else:
+        raise ValueError(f"--auth: expected USER:PASSWORD or a file of such lines; {auth[:200]!r} is neither")
+    pairs = []
+    for place, line in where:
+        user, _, password = line.partition(":")
+        if not user.strip() or not password:
+            raise ValueError(f"{place}: expected USER:PASSWORD with both parts non-empty")
+        pairs.append((user.strip(), password))
+    return pairs
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` serves this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_port(host: str, port: int) -> None:

@@ -4,7 +4,8 @@ Views that need only a model (params, positions, gates, attention, softmax, beam
 the checkpoint the user picked, or on the first loaded one that fits the view; views that need
 training or long decoding (gradients, exposure, bottleneck) show the JSON a `translator lab`
 run wrote (benchmarks/lab/ by default), redrawn with the lab's own `figure`. Every problem a user
-can fix raises `UserError`.
+can fix raises `UserError`; every field has a size limit (`check`, run before a request is queued), and
+each view is made on the app's shared decoding workers, within its time limit (`TranslatorService.run`).
 """
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from typing import Any, Callable
 
 from translator.lab import attention, beam, bottleneck, exposure, gates, gradients, params, positions, softmax
 from translator.models.base import Seq2Seq
-from translator.service import ModelRegistry, UserError
+from translator.service import ModelRegistry, TranslatorService, UserError, check_field, served
 
 #: Where `translator lab ... --output benchmarks/lab/NAME.png` leaves its JSON (the committed results).
 DEFAULT_LAB_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "lab"
+#: Longest source sentence or softmax prefix (characters): a view is one piece of work on a decoding worker.
+MAX_LEARN_CHARS = 500
+DEFAULT_TEXT = "Ein Mann fährt mit dem Fahrrad über eine Brücke."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,29 +94,42 @@ class LearnResult:
 
 
 class LearnService:
-    """The Learn tab's requests over the app's `ModelRegistry`."""
+    """The Learn tab's requests over the app's `ModelRegistry`, on its service's workers and time limit."""
 
-    def __init__(self, registry: ModelRegistry, lab_dir: str | Path | None = None):
+    def __init__(self, registry: ModelRegistry, lab_dir: str | Path | None = None,
+                 service: TranslatorService | None = None):
         self.registry = registry
+        self.service = service or TranslatorService(registry)  # the app passes its own: one set of workers
         self.lab_dir = Path(lab_dir) if lab_dir else DEFAULT_LAB_DIR
+
+    @staticmethod
+    def check(key: Any, checkpoint: Any = None, text: Any = "", prefix: Any = "", temperature: Any = 1.0,
+              top_k: Any = 10, top_p: Any = 0.9, beam_size: Any = 4) -> dict[str, Any]:
+        """The view's arguments, or UserError for an unknown view or a field over its limit (cheap: no model
+        is loaded, so the app runs it before a request is queued)."""
+        if check_field(key, "view") not in VIEW_BY_KEY:
+            raise UserError(f"Unknown view {str(key)[:60]!r}; choose one of {', '.join(VIEW_BY_KEY)}")
+        text = check_field(text, "sentence", MAX_LEARN_CHARS).strip() or DEFAULT_TEXT
+        return {"checkpoint": check_field(checkpoint, "checkpoint") or None, "text": text,
+                "prefix": check_field(prefix, "prefix", MAX_LEARN_CHARS),
+                "temperature": served("temperature", temperature), "top_k": served("top_k", top_k),
+                "top_p": served("top_p", top_p), "beam_size": served("beam_size", beam_size)}
 
     def show(self, key: str, checkpoint: str | None = None, text: str = "", prefix: str = "",
              temperature: float = 1.0, top_k: int = 10, top_p: float = 0.9, beam_size: int = 4) -> LearnResult:
-        """Make view `key` (see VIEWS) for the chosen checkpoint and sentence."""
-        view = VIEW_BY_KEY.get(key)
-        if view is None:
-            raise UserError(f"Unknown view {key!r}; choose one of {', '.join(VIEW_BY_KEY)}")
-        text = (text or "").strip() or "Ein Mann fährt mit dem Fahrrad über eine Brücke."
-        if len(text) > 500:
-            raise UserError(f"The sentence has {len(text)} characters; the Learn tab takes at most 500.")
+        """Make view `key` (see VIEWS) for the chosen checkpoint and sentence, on a decoding worker."""
+        args = self.check(key, checkpoint, text, prefix, temperature, top_k, top_p, beam_size)
         make: Callable[..., LearnResult] = getattr(self, f"_{key}")
-        try:
-            return make(checkpoint=checkpoint, text=text, prefix=prefix, temperature=float(temperature),
-                        top_k=int(top_k), top_p=float(top_p), beam_size=int(beam_size))
-        except ValueError as err:  # the lab's own checks (empty sentence, no gates in a Transformer, ...)
-            if isinstance(err, UserError):
-                raise
-            raise UserError(str(err)) from None
+
+        def view() -> LearnResult:
+            try:
+                return make(**args)
+            except ValueError as err:  # the lab's own checks (empty sentence, no gates in a Transformer, ...)
+                if isinstance(err, UserError):
+                    raise
+                raise UserError(str(err)) from None
+
+        return self.service.run([view], "view", "Use a shorter sentence or prefix, or a smaller beam.")[0]
 
     # ---- choosing a model ----------------------------------------------------------------------
     def _model(self, checkpoint: str | None, fits: Callable[[Any], bool] | None = None, need: str = "") -> tuple[Any, str]:

@@ -6,7 +6,9 @@ time so far. A one-sentence request that arrives while two 1,000-line requests r
 for at most one piece, not for the long requests to finish. Heavy requests (more than HEAVY_PIECES
 pieces) may use all workers but one, so with two or more workers a short request never waits for a
 worker at all. Each request has a deadline: when it passes, the request's remaining pieces are
-dropped and it fails with `RequestTimeout`.
+dropped and it fails with `RequestTimeout`. A request may also say how to tell that nobody waits for it
+any more (`cancelled`, asked before each of its pieces): then its remaining pieces are dropped and it
+fails with `RequestCancelled`, so a cancelled request stops within one piece.
 """
 from __future__ import annotations
 
@@ -19,10 +21,16 @@ from typing import Any
 
 #: A request of more pieces than this (about 8 s of work on one core) is heavy: it may not occupy the last free worker.
 HEAVY_PIECES = 32
+#: Seconds between two looks at `cancelled` while a request waits for its pieces.
+CANCEL_POLL = 0.25
 
 
 class RequestTimeout(Exception):
     """A request ran past its time limit; its remaining pieces were not run."""
+
+
+class RequestCancelled(Exception):
+    """A request was cancelled (its client went away); its remaining pieces were not run."""
 
 
 def pieces_by_cost(costs: Sequence[float], budget: float) -> list[list[int]]:
@@ -43,8 +51,10 @@ def pieces_by_cost(costs: Sequence[float], budget: float) -> list[list[int]]:
 
 
 class _Request:
-    def __init__(self, pieces: list[Callable[[], Any]], deadline: float | None, order: int):
+    def __init__(self, pieces: list[Callable[[], Any]], deadline: float | None, order: int,
+                 cancelled: Callable[[], bool] | None = None):
         self.pieces = pieces
+        self.cancelled = cancelled
         self.next = 0  # index of the next piece to hand out
         self.done = 0
         self.results: list[Any] = [None] * len(pieces)
@@ -57,6 +67,14 @@ class _Request:
     @property
     def finished(self) -> bool:
         return self.error is not None or self.done == len(self.pieces)
+
+    def stopped(self, now: float) -> BaseException | None:
+        """Why this request must not run another piece (past its deadline, cancelled), or None."""
+        if self.deadline is not None and now > self.deadline:
+            return RequestTimeout()
+        if self.cancelled is not None and self.cancelled():
+            return RequestCancelled()
+        return None
 
 
 class FairScheduler:
@@ -74,20 +92,25 @@ class FairScheduler:
         for k in range(workers):
             threading.Thread(target=self._work, name=f"decode-worker-{k}", daemon=True).start()
 
-    def run(self, pieces: Sequence[Callable[[], Any]], time_limit: float | None = None) -> list[Any]:
+    def run(self, pieces: Sequence[Callable[[], Any]], time_limit: float | None = None,
+            cancelled: Callable[[], bool] | None = None) -> list[Any]:
         """Run `pieces` (in any interleaving with other requests) and return their results in order.
 
-        Raises the first exception a piece raised, or RequestTimeout after `time_limit` seconds.
+        Raises the first exception a piece raised, RequestTimeout after `time_limit` seconds, or
+        RequestCancelled once `cancelled()` (asked before each piece, and a few times a second while the
+        request waits) is true.
         """
         if not pieces:
             return []
         deadline = None if time_limit is None else time.monotonic() + time_limit
-        request = _Request(list(pieces), deadline, next(self._count))
+        request = _Request(list(pieces), deadline, next(self._count), cancelled)
         with self._cond:
             self._waiting.append(request)
             self._cond.notify_all()
             while not request.finished:
-                self._cond.wait()
+                self._cond.wait(CANCEL_POLL if cancelled is not None else None)
+                if not request.finished and cancelled is not None and cancelled():
+                    self._fail(request, RequestCancelled())
         if request.error is not None:
             raise request.error
         return request.results
@@ -97,8 +120,10 @@ class FairScheduler:
         with self._cond:
             while True:
                 now = time.monotonic()
-                for request in [r for r in self._waiting if r.deadline is not None and now > r.deadline]:
-                    self._fail(request, RequestTimeout())
+                for request in list(self._waiting):
+                    reason = request.stopped(now)
+                    if reason is not None:
+                        self._fail(request, reason)
                 ready = [r for r in self._waiting if not r.heavy or self._heavy_running < self._heavy_limit]
                 if ready:
                     request = min(ready, key=lambda r: (r.served, r.order))
@@ -136,6 +161,7 @@ class FairScheduler:
                 request.served += time.monotonic() - start
                 request.results[index] = result
                 request.done += 1
-                if request.deadline is not None and time.monotonic() > request.deadline and not request.finished:
-                    self._fail(request, RequestTimeout())
+                reason = None if request.finished else request.stopped(time.monotonic())
+                if reason is not None:
+                    self._fail(request, reason)
                 self._cond.notify_all()

@@ -6,11 +6,12 @@ embedder or a test can use `TranslatorService` directly.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from translator.decoding import DecodeConfig, decode_config, length_limit
 from translator.ensemble import ensemble_of
 from translator.evaluation import attention_figure
 from translator.inference import Chatbot, Translation, Translator, flatten_history
-from translator.scheduling import FairScheduler, RequestTimeout, pieces_by_cost
+from translator.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
 from translator.tasks import TRANSLATION, Task
 
 log = logging.getLogger("translator.service")
@@ -30,7 +31,10 @@ CHAT_TRAIN_HINT = "translator fit --config translator/configs/chat_dailydialog.y
 MAX_FOUND = 50  # checkpoints listed from checkpoints_dir; a training run can leave many
 MAX_BEAM = DecodeConfig.served("beam_size")[1]  # the bounds live on the DecodeConfig fields
 MAX_CANDIDATES = DecodeConfig.served("candidates")[1]
-MAX_HISTORY_TURNS = 20  # API clients may send any history; more than this never reaches the model
+#: Limits of every request field, checked before a request is queued (a longer field gets a message naming it).
+MAX_HISTORY_TURNS = 100  # turns of chat history a request may carry (the Chat tab keeps its conversation within)
+HISTORY_CHARS_PER_INPUT = 10  # characters of chat history a request may carry, in units of max_input_chars
+MAX_FIELD_CHARS = 1000  # a checkpoint label or path, a decoder name
 #: Largest request, in decoded hypothesis-tokens (sum over lines of beam x output length limit): 1,000
 #: one-word lines at the largest beam fit; more lines (a raised --max_input_chars) get a message.
 MAX_REQUEST_COST = 256_000
@@ -55,6 +59,26 @@ class UserError(ValueError):
 
 #: The app marks lines whose confidence is below this for review.
 REVIEW_BELOW = 0.5
+
+
+#: How the request now running tells that nobody waits for it any more (set by the Gradio layer for the
+#: duration of one event; a context variable, so it follows the request onto its thread). The scheduler asks
+#: it before each piece of the request's work.
+CANCELLED: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("cancelled", default=None)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` for a message: its repr, cut to `limit` characters (a request field may be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def check_field(value: Any, name: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """A short text field (checkpoint, decoder) as a string, or UserError when it is longer than `limit`."""
+    text = "" if value is None else str(value)
+    if len(text) > limit:
+        raise UserError(f"The {name} field has {len(text):,} characters; this app takes at most {limit:,}.")
+    return text
 
 
 # ---- checkpoints --------------------------------------------------------------------------------
@@ -195,8 +219,11 @@ class ModelCache:
                     model = cls(ensemble_of(bundles, self.device), device=self.device)
                 else:
                     model = cls.from_checkpoint(path, device=self.device)
-            except (OSError, ValueError) as err:
+            except Exception as err:  # noqa: BLE001 - any failure is remembered: one attempt per file, one message
                 what = "the ensemble of " + ", ".join(map(str, path)) if isinstance(path, tuple) else path
+                if not isinstance(err, (OSError, ValueError)):  # not a checkpoint reader's message: keep the trace
+                    log.exception("loading %s failed", what)
+                    err = f"{type(err).__name__}: {err}"
                 self._failed[key] = f"Cannot load {what}: {err}"
                 raise UserError(self._failed[key]) from None
             with self._lock:
@@ -333,9 +360,19 @@ class TranslatorService:
             raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
         self.registry = registry
         self.max_input_chars = max_input_chars
+        self.max_history_chars = HISTORY_CHARS_PER_INPUT * max_input_chars
         self.max_request_cost = max_request_cost
         self.time_limit = time_limit
         self.scheduler = FairScheduler(workers)  # every decode of this service runs here, fairly shared
+
+    def run(self, pieces: Sequence[Callable[[], Any]], what: str, hint: str) -> list[Any]:
+        """Run `pieces` on the shared workers within the time limit; UserError when stopped."""
+        try:
+            return self.scheduler.run(pieces, self.time_limit, CANCELLED.get())
+        except RequestTimeout:
+            raise UserError(f"The {what} took longer than {self.time_limit:.0f} s and was stopped. {hint}") from None
+        except RequestCancelled:
+            raise UserError(f"The {what} was cancelled.") from None
 
     def check_text(self, text: Any, what: str = "sentence") -> str:
         """The text to use, or UserError for empty or over-long input (checked before any tokenizing)."""
@@ -353,15 +390,16 @@ class TranslatorService:
         """The request's text, checkpoint and decoding, or UserError; cheap (no model is loaded), so the app
         runs it before a request is queued."""
         text = self.check_text(text)
-        if decoder not in ("greedy", "beam"):
-            raise UserError(f"Unknown decoder {decoder!r}; choose greedy or beam.")
+        if check_field(decoder, "decoder") not in ("greedy", "beam"):
+            raise UserError(f"Unknown decoder {shown(decoder)}; choose greedy or beam.")
         beam_size = served("beam_size", beam_size)
-        info = self.registry.resolve(checkpoint)
+        info = self.registry.resolve(check_field(checkpoint, "checkpoint"))
         if info.error:
             raise UserError(info.error)
         return text, info, DecodeConfig(method=decoder, beam_size=beam_size)
 
-    def _translate_lines(self, translator: Translator, lines: list[str], config: DecodeConfig) -> list[Translation]:
+    def _translate_lines(self, translator: Translator, lines: list[str], config: DecodeConfig,
+                         attention: bool = True) -> list[Translation]:
         """Decode `lines` on the shared workers in pieces of PIECE_COST; UserError over the budget or time limit."""
         tok = translator.tokenizer
         lengths = [min(len(ids), translator.max_src_tokens) if line.strip() else 0
@@ -380,13 +418,9 @@ class TranslatorService:
 
         def piece(indices: list[int]) -> Any:
             return lambda: translator.translate([lines[i] for i in indices], config, batch_size=len(indices),
-                                                return_attention=True, confidence=confidence)
+                                                return_attention=attention, confidence=confidence)
 
-        try:
-            parts = self.scheduler.run([piece(g) for g in groups], self.time_limit)
-        except RequestTimeout:
-            raise UserError(f"The translation took longer than {self.time_limit:.0f} s and was stopped. Send fewer "
-                            "lines or use greedy decoding.") from None
+        parts = self.run([piece(g) for g in groups], "translation", "Send fewer lines or use greedy decoding.")
         results: list[Any] = [None] * len(lines)
         for indices, part in zip(groups, parts):
             for i, result in zip(indices, part):
@@ -394,15 +428,16 @@ class TranslatorService:
         return results
 
     def translate_text(self, text: str, checkpoint: str | None = None, decoder: str = "greedy",
-                       beam_size: int = 5) -> TranslateResult:
-        """Translate `text` line by line; `first` (for the heatmap) is the first non-empty line's result.
+                       beam_size: int = 5, figure: bool = True) -> TranslateResult:
+        """Translate `text` line by line; with `figure`, the first non-empty line's attention heatmap too
+        (drawing it costs more than decoding a short line: the API, which returns text only, skips it).
 
         Never raises: a user error or a failure comes back in `error` (and `info`).
         """
         try:
             text, info, config = self.check_translate(text, checkpoint, decoder, beam_size)
             translator = self.registry.translator(info)
-            results = self._translate_lines(translator, text.splitlines(), config)
+            results = self._translate_lines(translator, text.splitlines(), config, attention=figure)
         except UserError as err:
             return TranslateResult("", None, f"⚠️ {err}", error=str(err))
         except Exception:  # noqa: BLE001 - never a stack trace in the UI; the log has it
@@ -411,9 +446,9 @@ class TranslatorService:
             return TranslateResult("", None, f"⚠️ {message}", error=message)
         notes = [info.describe()]
         first = next((r for r in results if r.src_pieces), None)
-        figure = None
-        if first is not None and first.attention is not None and first.tgt_pieces:
-            figure = attention_figure(first.src_pieces, first.tgt_pieces, first.attention)
+        heatmap = None
+        if figure and first is not None and first.attention is not None and first.tgt_pieces:
+            heatmap = attention_figure(first.src_pieces, first.tgt_pieces, first.attention)
             if len([r for r in results if r.src_pieces]) > 1:
                 notes.append("The heatmap is for the first line.")
         unk = translator.tokenizer.src.id_to_piece(translator.tokenizer.unk_id)
@@ -433,7 +468,7 @@ class TranslatorService:
         output = "\n".join(printable(r.text) for r in results)
         if not output.strip():
             notes.append("The model produced an empty translation for this input.")
-        return TranslateResult(output, figure, "\n\n".join(notes))
+        return TranslateResult(output, heatmap, "\n\n".join(notes))
 
     def describe_checkpoint(self, checkpoint: str | None) -> str:
         """The note shown when a checkpoint is picked: what it is, and whether it has attention."""
@@ -450,21 +485,56 @@ class TranslatorService:
                             CHAT_EXAMPLES.get(lang or "", []), CHAT_PLACEHOLDERS.get(lang or "", "…"),
                             bot.context_turns, bot.default_decoding)
 
+    def check_history(self, history: Any) -> list[str]:
+        """The chat history's turns as strings, or UserError when it has more turns or characters than a
+        request may carry (cheap: the app runs it before a request is queued)."""
+        if history is None:
+            return []
+        if not isinstance(history, (list, tuple)):
+            raise UserError(f"The chat history must be a list of turns, got {type(history).__name__}.")
+        turns = flatten_history(history[:MAX_HISTORY_TURNS + 1])
+        count = max(len(history), len(turns))
+        if count > MAX_HISTORY_TURNS:
+            raise UserError(f"The chat history has {count:,} turns; this app takes at most "
+                            f"{MAX_HISTORY_TURNS} per request. Clear the conversation, or send fewer turns.")
+        chars = sum(len(t) for t in turns)
+        if chars > self.max_history_chars:
+            raise UserError(f"The chat history has {chars:,} characters; this app takes at most "
+                            f"{self.max_history_chars:,} per request. Clear the conversation, or send fewer turns.")
+        return turns
+
+    def fit_history(self, history: list[dict]) -> list[dict]:
+        """The newest turns of a Chat-tab conversation that `check_history` accepts (the oldest go first)."""
+        while history and (len(history) > MAX_HISTORY_TURNS or
+                           sum(len(t) for t in flatten_history(history)) > self.max_history_chars):
+            history = history[1:]
+        return history
+
+    def check_chat(self, message: Any, history: Any = None, method: Any = None, temperature: Any = None,
+                   top_p: Any = None, lm_weight: Any = None, beam_size: Any = None, candidates: Any = None,
+                   top_k: Any = None, no_repeat_ngram_size: Any = None) -> tuple[str, list[str], dict[str, Any]]:
+        """(message, history turns, decoding options given), or UserError; cheap (no model is loaded), so the
+        app runs it before a request is queued. None = the model's default for that option."""
+        message = self.check_text(message, "message").strip()
+        turns = self.check_history(history)
+        options: dict[str, Any] = {}
+        if method is not None:
+            if check_field(method, "decoder") not in ("sample", "beam", "greedy"):
+                raise UserError(f"Unknown decoder {shown(method)}; choose sample, beam or greedy.")
+            options["method"] = method
+        given = dict(temperature=temperature, top_p=top_p, lm_weight=lm_weight, beam_size=beam_size,
+                     candidates=candidates, top_k=top_k, no_repeat_ngram_size=no_repeat_ngram_size)
+        options.update({name: served(name, value) for name, value in given.items() if value is not None})
+        return message, turns, options
+
     def chat_reply(self, message: str, history: Sequence[Any] | None = None, method: str | None = None,
                    temperature: float | None = None, top_p: float | None = None, lm_weight: float | None = None,
                    beam_size: int | None = None, candidates: int | None = None, top_k: int | None = None,
                    no_repeat_ngram_size: int | None = None) -> str:
         """The chat model's reply to `message` after `history`; None = the model's default for that
         option (CHAT_DECODING). UserError for anything the user can fix."""
-        message = self.check_text(message, "message").strip()
-        options: dict[str, Any] = {}
-        if method is not None:
-            if method not in ("sample", "beam", "greedy"):
-                raise UserError(f"Unknown decoder {method!r}; choose sample, beam or greedy.")
-            options["method"] = method
-        given = dict(temperature=temperature, top_p=top_p, lm_weight=lm_weight, beam_size=beam_size,
-                     candidates=candidates, top_k=top_k, no_repeat_ngram_size=no_repeat_ngram_size)
-        options.update({name: served(name, value) for name, value in given.items() if value is not None})
+        message, turns, options = self.check_chat(message, history, method, temperature, top_p, lm_weight,
+                                                  beam_size, candidates, top_k, no_repeat_ngram_size)
         bot = self.registry.chatbot()
         try:
             config = decode_config(None, bot.default_decoding, **options)
@@ -472,12 +542,8 @@ class TranslatorService:
             raise UserError(str(err)) from None
         if config.lm_weight and bot.bundle.empty_source is None:
             config = config.replace(lm_weight=0.0)  # a model without context dropout has no reply LM
-        turns = [t[-self.max_input_chars:] for t in flatten_history(history or [])][-MAX_HISTORY_TURNS:]
-        try:
-            reply = self.scheduler.run([lambda: bot.reply(turns, message, config)], self.time_limit)[0]
-        except RequestTimeout:
-            raise UserError(f"The reply took longer than {self.time_limit:.0f} s and was stopped; try greedy "
-                            "decoding or fewer candidates.") from None
+        reply = self.run([lambda: bot.reply(turns, message, config)], "reply",
+                         "Try greedy decoding or fewer candidates.")[0]
         return printable(reply)
 
 
@@ -498,8 +564,8 @@ def served(name: str, value: Any) -> Any:
 def int_in(value: Any, name: str, low: int, high: int) -> int:
     try:
         number = int(float(value))
-    except (TypeError, ValueError):
-        raise UserError(f"The {name} must be a number, got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"The {name} must be a number, got {shown(value)}.") from None
     if not low <= number <= high:
         raise UserError(f"The {name} must be between {low} and {high}, got {number}.")
     return number
@@ -508,8 +574,8 @@ def int_in(value: Any, name: str, low: int, high: int) -> int:
 def float_in(value: Any, name: str, low: float, high: float) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"The {name} must be a number, got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"The {name} must be a number, got {shown(value)}.") from None
     if not low <= number <= high:  # also rejects NaN
         raise UserError(f"The {name} must be between {low} and {high}, got {number}.")
     return number
