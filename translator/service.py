@@ -462,8 +462,8 @@ class TranslatorService:
         scored = [(n, r.confidence) for n, r in enumerate(results, 1) if r.confidence is not None]
         if scored:
             threshold = translator.calibrator.chrf_threshold
-            shown = ", ".join(f"line {n}: {c:.2f}{' (review)' if c < REVIEW_BELOW else ''}" for n, c in scored[:20])
-            notes.append(f"Confidence (the estimated chance that a line reaches chrF {threshold:g}): {shown}"
+            listed = ", ".join(f"line {n}: {c:.2f}{' (review)' if c < REVIEW_BELOW else ''}" for n, c in scored[:20])
+            notes.append(f"Confidence (the estimated chance that a line reaches chrF {threshold:g}): {listed}"
                          + (f", … ({len(scored) - 20} more lines)" if len(scored) > 20 else "") + ".")
         output = "\n".join(printable(r.text) for r in results)
         if not output.strip():
