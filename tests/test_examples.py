@@ -19,9 +19,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import make_tiny_checkpoint, tiny_sentences, write_multi30k_like
 from translator import cli
+from translator.checkpoint import BUNDLE_KEY
+from translator.confidence import SIGNALS, Calibrator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,6 +197,12 @@ def _materialize(args: list[str], tiny: dict[str, Path], folder: Path) -> None:
             source = tiny["chat"] if "CHAT" in value else tiny[family]
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, path)
+            if "calibrated" in value.lower():  # a checkpoint `translator calibrate` wrote: any fixed calibrator
+                checkpoint = torch.load(path, weights_only=True)
+                n = len(SIGNALS)
+                checkpoint[BUNDLE_KEY]["calibrator"] = Calibrator(list(SIGNALS), [0.0] * n, [1.0] * n, [0.1] * n,
+                                                                  0.0).to_dict()
+                torch.save(checkpoint, path)
         elif flag in ("--input", "--source", "--reference"):
             path.write_text("\n".join(tiny_sentences(4, seed=len(value))) + "\n", encoding="utf-8")
         elif flag == "--checkpoint" and value.startswith("exported/") and name != "export":

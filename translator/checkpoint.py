@@ -49,6 +49,8 @@ class CheckpointMeta:
     hparams: dict[str, Any]  # the LightningModule's saved hyper-parameters ({} for an export)
     tokenizer_id: str | None = None  # sha256 of the tokenizer's model bytes (PyTorch checkpoints)
     export: dict[str, Any] | None = None  # an exported directory's metadata (quantization, ...), else None
+    parent: dict[str, Any] | None = None  # the checkpoint it was fine-tuned from (translator/finetune.py `lineage`)
+    calibrator: dict[str, Any] | None = None  # its confidence calibrator (translator/confidence.py), if calibrated
 
     @classmethod
     def from_path(cls, path: str | Path) -> "CheckpointMeta":
@@ -70,7 +72,8 @@ class CheckpointMeta:
         """The record of a checkpoint dict already loaded from `path` (`read_checkpoint`)."""
         bundle = checkpoint.get(BUNDLE_KEY) or {}
         return cls(Path(path), dict(bundle.get("model") or {}), resolve_data(bundle.get("data") or {}),
-                   dict(checkpoint.get("hyper_parameters") or {}), tokenizer_id(bundle.get("tokenizer")))
+                   dict(checkpoint.get("hyper_parameters") or {}), tokenizer_id(bundle.get("tokenizer")),
+                   parent=bundle.get("parent"), calibrator=bundle.get("calibrator"))
 
     @classmethod
     def from_export(cls, path: str | Path, meta: dict[str, Any]) -> "CheckpointMeta":
@@ -117,6 +120,22 @@ class CheckpointMeta:
     @property
     def init_args(self) -> dict[str, Any]:
         return dict(self.model.get("init_args") or {})
+
+    @property
+    def lineage(self) -> str:
+        """`fine-tuned from PATH (sha256 …, data) ← ...`, or "" for a model trained from scratch."""
+        return describe_lineage(self.parent)
+
+
+def describe_lineage(parent: dict[str, Any] | None) -> str:
+    """One line: `fine-tuned from PATH (sha256 abcd1234…, multi30k en→fr) ← GRANDPARENT ...`, or ""."""
+    parts = []
+    while parent:
+        pair = f" {parent.get('src_lang')}→{parent.get('tgt_lang')}" if parent.get("src_lang") else ""
+        parts.append(f"{parent.get('path')} (sha256 {str(parent.get('sha256'))[:12]}…, "
+                     f"{parent.get('dataset') or 'unknown data'}{pair})")
+        parent = parent.get("parent")
+    return "fine-tuned from " + " ← ".join(parts) if parts else ""
 
 
 def resolve_data(recorded: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +187,18 @@ class Bundle:
     @property
     def hparams(self) -> dict[str, Any]:
         return self.meta.hparams
+
+    @property
+    def parent(self) -> dict[str, Any] | None:
+        return self.meta.parent
+
+    @property
+    def calibrator(self) -> dict[str, Any] | None:
+        return self.meta.calibrator
+
+    @property
+    def lineage(self) -> str:
+        return self.meta.lineage
 
     @property
     def src_lang(self) -> str | None:

@@ -37,6 +37,7 @@ COMMANDS: dict[str, Any] = {
     "translate": "translator.cli:translate",
     "evaluate": "translator.evaluate_cmd:evaluate",
     "average": "translator.cli:average",
+    "calibrate": "translator.calibrate:calibrate",
     "export": "translator.export:export_command",
     "app": "translator.app:launch",
     "lab": {
@@ -127,6 +128,8 @@ def translate(
     precision: str = "fp32",
     ensemble: list[str] | str | None = None,
     backward: str | None = None,
+    scores: bool = False,
+    min_confidence: float | None = None,
 ) -> None:
     """Translate one sentence per line from a file (or stdin) to a file (or stdout), in input order.
 
@@ -139,6 +142,8 @@ def translate(
     With --decode.nbest N > 1 each output line is `text1<TAB>score1<TAB>text2<TAB>score2 ...`, best
     first (`cut -f1` gives the 1-best translations; score = the ranking score). A chat checkpoint
     replies to each line with its chat decoding.
+    With --scores each line adds, after a tab, the sentence's confidence in [0, 1] (a checkpoint calibrated
+    by `translator calibrate`); --min_confidence X adds a last field REVIEW to the lines below X.
 
     Examples:
         echo "Ein Mann fährt Fahrrad." | translator translate --checkpoint CKPT
@@ -146,6 +151,7 @@ def translate(
         translator translate --checkpoint CKPT --input in.de --decode.method greedy --precision bf16
         translator translate --ensemble run1/best.ckpt run2/best.ckpt run3/best.ckpt --input in.de
         translator translate --checkpoint CHAT_CKPT --backward BACKWARD_CKPT --input messages.txt
+        translator translate --checkpoint CALIBRATED.ckpt --input in.de --scores true --min_confidence 0.5
 
     Args:
         checkpoint: a .ckpt written by `translator fit`, or a directory written by `translator export` (CTranslate2);
@@ -164,12 +170,15 @@ def translate(
             token by the mean of their log-probabilities; instead of --checkpoint.
         backward: a chat model's backward .ckpt (trained with --data.reverse true on its tokenizer): replies are
             re-ranked by the MMI-bidi score, with --decode.backward_weight beta (default CHAT_BIDI_DECODING's).
+        scores: add each line's confidence (probability that its sentence chrF reaches the calibrator's threshold).
+        min_confidence: mark the lines whose confidence is below this value with a last field REVIEW (kept, not
+            dropped), so a person can review them; implies --scores.
     """
     from translator.inference import translate_file
 
     members = [ensemble] if isinstance(ensemble, str) else ensemble
     translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision,
-                   ensemble=members, backward=backward)
+                   ensemble=members, backward=backward, scores=scores, min_confidence=min_confidence)
 
 
 def average(checkpoints: list[str], *, output: str) -> Path:
@@ -211,8 +220,11 @@ def _lightning_cli(args: list[str]) -> None:
             # LightningCLI would replace the model options given with the checkpoint's, silently; instead a
             # bad file is one message and options that cannot change within a run are refused, before any data
             # is read (translator.resume; the system lists the options it applies when the checkpoint loads).
+            # A fine-tuning run (--model.init_from) takes its parent's model and tokenizer first (translator.finetune).
             subcommand = self.config.get("subcommand")
             if subcommand:
+                if subcommand == "fit":
+                    _init_from(self.config[subcommand], given)
                 _check_resume(self.config[subcommand], subcommand)
 
         def before_instantiate_classes(self) -> None:
@@ -225,6 +237,7 @@ def _lightning_cli(args: list[str]) -> None:
                                for name in LIGHTNING_COMMANDS}
     help_of.update(prog="translator", formatter_class=_HelpFormatter,
                    exit_on_error=False)  # a bad option or config key: main() prints the one line that matters
+    given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}  # options typed on the command line
     # LightningCLI reads sys.argv itself; handing it `args` as well only makes it warn.
     saved_argv = sys.argv
     sys.argv = ["translator", *args]
@@ -257,6 +270,47 @@ def _check_resume(config: Any, subcommand: str) -> None:
     plain = config.clone().as_dict() if hasattr(config, "as_dict") else dict(config)
     check_resume(str(ckpt_path), read_checkpoint(ckpt_path), dict(plain.get("model") or {}),
                  dict(plain.get("data") or {}), fitting=subcommand == "fit")
+
+
+def _init_from(config: Any, given: set[str]) -> None:
+    """--model.init_from CKPT: the parent's model configuration and tokenizer, and the fine-tuning optimizer
+    defaults for the options not given on the command line (translator.finetune); conflicts as one ValueError."""
+    model = config.get("model")
+    init_from = model.get("init_from") if model is not None else None
+    if not init_from:
+        return
+    from jsonargparse import Namespace
+
+    from translator.callbacks import note
+    from translator.checkpoint import BUNDLE_KEY
+    from translator.finetune import check_task, finetune_defaults, read_parent, refused_message
+    from translator.resume import resume_differences
+
+    parent = read_parent(init_from)
+    data = config.get("data")
+    check_task(init_from, parent, str(data.get("dataset")))
+    saved = dict(parent["hyper_parameters"])
+    plain = config.clone().as_dict()
+    refused, _ = resume_differences({"model": saved["model"]}, {"model": plain["model"].get("model") or {}}, {}, {})
+    if refused:
+        raise ValueError(refused_message(str(init_from), refused))
+    tokenizer_path = data.get("tokenizer_path")
+    if tokenizer_path and Path(tokenizer_path).resolve() != Path(init_from).resolve():
+        raise ValueError(f"--data.tokenizer_path {tokenizer_path}: a fine-tuning run keeps the tokenizer of "
+                         f"--model.init_from {init_from} (its weights are tied to its ids); drop --data.tokenizer_path")
+    model["model"] = Namespace(class_path=saved["model"]["class_path"],
+                               init_args=Namespace(**dict(saved["model"].get("init_args") or {})))
+    data["tokenizer_path"] = str(init_from)
+    parent_data = dict(parent[BUNDLE_KEY].get("data") or {})
+    if data.get("replay") and not data.get("replay_dataset"):  # mixed fine-tuning replays the parent's own data
+        data["replay_dataset"] = parent_data.get("dataset")
+        data["replay_src_lang"] = data.get("replay_src_lang") or parent_data.get("src_lang")
+        data["replay_tgt_lang"] = data.get("replay_tgt_lang") or parent_data.get("tgt_lang")
+    defaults = finetune_defaults(saved, {flag.removeprefix("--model.") for flag in given})
+    for key, value in defaults.items():
+        model[key] = value
+    chosen = ", ".join(f"--model.{key} {model.get(key)}" for key in ("lr", "warmup_steps", "lr_schedule"))
+    note(f"fine-tuning from {init_from}: its model and tokenizer, a new optimizer and schedule ({chosen})")
 
 
 def _cpu_precision(config: Any) -> None:

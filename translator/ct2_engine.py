@@ -164,6 +164,15 @@ class CT2Model:
                                       [[tgt_vocab[int(i)] for i in t] for t in targets], max_input_length=0)
         return [float(sum(r.log_probs if end else r.log_probs[:-1])) for r, end in zip(out, finished)]
 
+    def step_scores(self, source: Sequence[int], tokens: Sequence[int],
+                    finished: bool) -> tuple[list[float], list[float] | None]:
+        """The log-probability of each token of one output by the engine (eos included when `finished`); the
+        engine's scoring gives no attention, so None."""
+        tgt_vocab = {i: p for p, i in self.tgt_ids.items()}
+        out = self.engine.score_batch([[self.src_vocab[i] for i in source]], [[tgt_vocab[int(i)] for i in tokens]],
+                                      max_input_length=0)[0]
+        return [float(x) for x in (out.log_probs if finished else out.log_probs[:-1])], None
+
 
 def load_exported(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",
                   threads: int = 0) -> Bundle:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from translator.checkpoint import Bundle
+from translator.confidence import teacher_forced_steps
 from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, search, sequence_log_probs
 from translator.models.base import Seq2Seq
 from translator.quantize import quantize_int8
@@ -47,6 +48,12 @@ class Engine(Protocol):
     def score(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
               finished: Sequence[bool] | None = None) -> list[float]:
         """log p(target | source) per pair by teacher forcing (eos included where `finished`, the default)."""
+        ...
+
+    def step_scores(self, source: Sequence[int], tokens: Sequence[int],
+                    finished: bool) -> tuple[list[float], list[float] | None]:
+        """One sentence alone (never its batch): the log-probability of each output token (eos included when
+        `finished`) and the attention mass each source token received, None without attention (confidence)."""
         ...
 
 
@@ -110,6 +117,13 @@ class PyTorchEngine:
             return sequence_log_probs(self.model, src, src_mask, [list(t) for t in targets], bos_id=tok.bos_id,
                                       eos_id=tok.eos_id, pad_id=tok.pad_id,
                                       finished=None if finished is None else list(finished))
+
+    def step_scores(self, source: Sequence[int], tokens: Sequence[int],
+                    finished: bool) -> tuple[list[float], list[float] | None]:
+        tok = self.tokenizer
+        with self._autocast():
+            return teacher_forced_steps(self.model, source, tokens, finished, bos_id=tok.bos_id, eos_id=tok.eos_id,
+                                        device=self.device)
 
     def pad(self, batch: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
         """Right-pad to (B, S) ids and the (B, S) mask, True = real token."""

@@ -136,6 +136,15 @@ class EnsembleBundle(Bundle):
         return [b.path for b in self.members]
 
     @property
+    def calibrator(self) -> dict[str, Any] | None:
+        """None: a member's calibrator was fitted on that member's signals, not on the ensemble's."""
+        return None
+
+    @property
+    def parent(self) -> dict[str, Any] | None:
+        return None
+
+    @property
     def empty_source(self) -> list[int] | None:
         """The empty context for anti-LM re-ranking, when every member learned p(reply)."""
         sources = [b.empty_source for b in self.members]

@@ -89,6 +89,8 @@ def evaluate(
     backward: str | None = None,
     hits_k: int = DEFAULT_K,
     max_pairs: int = DEFAULT_MAX_PAIRS,
+    confidence: bool = False,
+    reliability: str | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Translate a test set with each checkpoint; print sacreBLEU/chrF, speed and BLEU by source length.
@@ -138,6 +140,11 @@ def evaluate(
         hits_k: chat: rank the true reply among this many candidates (k - 1 replies of other pairs of the split,
             seeded) for hits@1; 0 = skip relevance.
         max_pairs: chat: rank this many pairs of the split for hits@1 (a seeded sample; 0 = every pair).
+        confidence: add each sentence's confidence (calibrated checkpoints, `translator calibrate`) to the report:
+            `confidence` (one value per sentence, in order), `sentence_chrf`, and `confidence_summary` (mean,
+            Spearman with sentence chrF beside the mean log-probability's, the reliability table); the timing
+            then includes computing it.
+        reliability: write the reliability diagram of the confidence here (PNG; implies --confidence; one row).
     """
     paths = [] if checkpoint is None else [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     members = [] if ensemble is None else [ensemble] if isinstance(ensemble, (str, Path)) else list(ensemble)
@@ -155,10 +162,13 @@ def evaluate(
         raise ValueError(f"hits_k must be 0 (no relevance) or >= 2, got {hits_k}")
     if max_pairs < 0:
         raise ValueError(f"max_pairs must be >= 0 (0 = every pair), got {max_pairs}")
+    confidence = confidence or bool(reliability)
+    if reliability and len(paths) + bool(members) > 1:
+        raise ValueError("--reliability takes one checkpoint; evaluate the others separately")
     if hypotheses and len(paths) + bool(members) > 1:
         raise ValueError("--hypotheses takes one checkpoint; evaluate the others separately")
     files = _read_files(dataset, source, reference)  # bad files fail before any checkpoint loads
-    check_outputs({"--json": json, "--plot": plot, "--hypotheses": hypotheses},
+    check_outputs({"--json": json, "--plot": plot, "--hypotheses": hypotheses, "--reliability": reliability},
                   {"--source": source, "--reference": reference, "checkpoint": paths, "ensemble checkpoint": members})
     check_device(device)
     check_precision(precision)
@@ -195,7 +205,7 @@ def evaluate(
                     print(f"translator evaluate: note: no hits@1 of {rank_k}: the test set has {distinct} different "
                           f"replies (fewer than {rank_k}); lower --hits_k to rank among fewer", file=sys.stderr)
                     rank_k = 0
-                seconds, results = _timed_translate(translator, test.sources, batch_size, name, config)
+                seconds, results = _timed_translate(translator, test.sources, batch_size, name, config, confidence)
                 _write_hypotheses(hyp_file, [r.text for r in results])
                 report = build_report(
                     [r.text for r in results], test.references, source_lengths=test.sources, target_lang=pair[1],
@@ -206,13 +216,25 @@ def evaluate(
                     report.update(relevance(translator, test.sources, test.references, rank_k, max_pairs,
                                             lm_weight=config.lm_weight or 1.0,
                                             backward_weight=config.backward_weight or 1.0, batch_size=batch_size))
+                if confidence:
+                    scored = _ConfidenceScores(translator, lowercase)
+                    scored.add(results, test.references)
+                    report.update(scored.report())
             else:
+                scored = _ConfidenceScores(translator, lowercase) if confidence else None
                 report = _streamed_report(translator, test, config, batch_size, max_sentences, pair[1], tokenize,
-                                          lowercase, hyp_file, about)
+                                          lowercase, hyp_file, about, scored)
+            if reliability:
+                summary = report["confidence_summary"]
+                written = evaluation.plot_reliability(summary["reliability"], summary["chrf_threshold"], reliability,
+                                                      title=f"{name} on {test.split or test.source_path}")
+                print(f"wrote {written}", file=sys.stderr)
             report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
                           batch_size=batch_size, device=str(device), precision=precision, chat=chat)
             if isinstance(path, list):
                 report["ensemble"] = [str(p) for p in path]
+            elif translator.bundle.parent:  # a fine-tuned model: where it came from (translator/finetune.py)
+                report.update(parent=translator.bundle.parent, lineage=translator.bundle.lineage)
             reports.append(report)
             del translator  # one model in memory at a time
     print(format_table(reports))
@@ -349,7 +371,8 @@ def _write_hypotheses(file: IO[str] | None, lines: Sequence[str]) -> None:
 
 def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig, batch_size: int,
                      max_sentences: int | None, target_lang: str | None, tokenize: str | None, lowercase: bool,
-                     hypotheses: IO[str] | None, meta: dict[str, Any]) -> dict[str, Any]:
+                     hypotheses: IO[str] | None, meta: dict[str, Any],
+                     scored: "_ConfidenceScores | None" = None) -> dict[str, Any]:
     """Decode and score `test` block by block (memory independent of its length); the report of `build_report`."""
     scorer = StreamingScore(target_lang, tokenize, lowercase)
     total = test.count if test.sources is None else len(test.sources)
@@ -367,20 +390,26 @@ def _streamed_report(translator: Translator, test: TestSet, config: DecodeConfig
                 warm = True
             start = time.perf_counter()
             results = translator.translate(sources, config, batch_size=batch_size,
-                                           progress=bar.update if bar is not None else None)
+                                           progress=bar.update if bar is not None else None,
+                                           confidence=scored is not None)
             seconds += time.perf_counter() - start
             texts = [r.text for r in results]
+            if scored is not None:
+                scored.add(results, references)
             scorer.add(texts, references, sources)
             generated += sum(len(r.tokens) for r in results)
             _write_hypotheses(hypotheses, texts)
     finally:
         if bar is not None:
             bar.close()
-    return stream_report(scorer, seconds=seconds, generated_tokens=generated, **meta)
+    report = stream_report(scorer, seconds=seconds, generated_tokens=generated, **meta)
+    if scored is not None:
+        report.update(scored.report())
+    return report
 
 
 def _timed_translate(translator: Translator, sources: list[str], batch_size: int, name: str,
-                     config: DecodeConfig) -> tuple[float, list[Any]]:
+                     config: DecodeConfig, confidence: bool = False) -> tuple[float, list[Any]]:
     """Decode `sources` and return (seconds, results); a one-sentence warm-up run is not timed."""
     bar = None
     if len(sources) >= 100:
@@ -392,9 +421,38 @@ def _timed_translate(translator: Translator, sources: list[str], batch_size: int
     try:
         start = time.perf_counter()
         results = translator.translate(sources, config, batch_size=batch_size,
-                                       progress=bar.update if bar is not None else None)
+                                       progress=bar.update if bar is not None else None, confidence=confidence)
         seconds = time.perf_counter() - start
     finally:
         if bar is not None:
             bar.close()
     return seconds, results
+
+
+class _ConfidenceScores:
+    """Per-sentence confidence, mean log-probability and chrF, gathered block by block, and their summary."""
+
+    def __init__(self, translator: Translator, lowercase: bool):
+        calibrator = translator._require_calibrator()  # before anything is decoded
+        self.threshold = calibrator.chrf_threshold
+        self.lowercase = lowercase
+        self.confidence: list[float] = []
+        self.mean_logprob: list[float] = []
+        self.chrf: list[float] = []
+
+    def add(self, results: Sequence[Any], references: Sequence[str]) -> None:
+        """One block's results (in order); an empty source has no confidence (None)."""
+        chrf = evaluation.sentence_chrf([r.text for r in results], references, self.lowercase)
+        for result, score in zip(results, chrf):
+            self.confidence.append(result.confidence)
+            self.mean_logprob.append(result.signals["mean_logprob"] if result.signals else None)
+            self.chrf.append(score)
+
+    def report(self) -> dict[str, Any]:
+        kept = [i for i, c in enumerate(self.confidence) if c is not None]
+        confidence, chrf = [self.confidence[i] for i in kept], [self.chrf[i] for i in kept]
+        return {"confidence": self.confidence, "sentence_chrf": self.chrf, "confidence_summary": {
+            "sentences": len(kept), "mean": sum(confidence) / len(kept) if kept else None,
+            "chrf_threshold": self.threshold, "spearman_chrf": evaluation.spearman(confidence, chrf),
+            "baseline_spearman_chrf": evaluation.spearman([self.mean_logprob[i] for i in kept], chrf),
+            "reliability": evaluation.reliability(confidence, chrf, self.threshold)}}

@@ -464,6 +464,87 @@ def _report(s: dict[str, Any], by_length: list[dict[str, Any]], *, label: str | 
     }
 
 
+def sentence_chrf(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool = False) -> list[float]:
+    """chrF (0-100) of each hypothesis against its one reference."""
+    metric = CHRF(lowercase=lowercase)
+    return [metric.sentence_score(h, [r]).score for h, r in zip(hypotheses, references)]
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties given the mean of their ranks."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties averaged); None when either side is constant or too short."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman: {len(x)} values against {len(y)}")
+    if len(x) < 2:
+        return None
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+
+
+def reliability(confidence: Sequence[float], chrf: Sequence[float], threshold: float,
+                bins: int = 10) -> list[dict[str, Any]]:
+    """Per confidence bin [k/bins, (k+1)/bins): sentences, their mean confidence and the share that reach
+    chrF >= threshold (a calibrated confidence has share ~ mean confidence); empty bins are left out."""
+    rows = []
+    for k in range(bins):
+        lo, hi = k / bins, (k + 1) / bins
+        inside = [(c, f) for c, f in zip(confidence, chrf) if lo <= c < hi or (k == bins - 1 and c == 1.0)]
+        if inside:
+            rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "lo": lo, "hi": hi, "n": len(inside),
+                         "mean_confidence": sum(c for c, _ in inside) / len(inside),
+                         "reach_share": sum(f >= threshold for _, f in inside) / len(inside),
+                         "mean_chrf": sum(f for _, f in inside) / len(inside)})
+    return rows
+
+
+def plot_reliability(rows: Sequence[Mapping[str, Any]], threshold: float, path: str | os.PathLike,
+                     title: str = "Confidence reliability") -> Path:
+    """A reliability diagram (PNG): per confidence bin, the share of sentences reaching chrF >= threshold."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise ValueError("nothing to plot: no sentence has a confidence")
+    fig = Figure(figsize=(5.5, 5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    ax.bar([(r["lo"] + r["hi"]) / 2 for r in rows], [r["reach_share"] for r in rows],
+           width=[(r["hi"] - r["lo"]) * 0.9 for r in rows], alpha=0.7, label=f"share with chrF >= {threshold:g}")
+    for r in rows:
+        ax.annotate(f"n={r['n']}", ((r["lo"] + r["hi"]) / 2, r["reach_share"]), ha="center", va="bottom", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel(f"share of sentences with chrF >= {threshold:g}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    return path
+
+
 def plot_bleu_by_length(
     results: Mapping[str, Sequence[Mapping[str, Any]]],
     path: str | os.PathLike,
@@ -565,6 +646,16 @@ def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
             rows.append([f"  references of {label}", "-", "-", "-", "-", "-", "-"]
                         + [_fmt(r.get(f"reference_{k}"), 3) if f"reference_{k}" in r else "-" for k in CHAT_COLUMNS])
     parts = [_table(header, rows)]
+    lineage = [f"{label}: {r['lineage']}" for label, r in zip(labels, reports) if r.get("lineage")]
+    if lineage:
+        parts.append("\n".join(lineage))
+    for label, r in zip(labels, reports):
+        summary = r.get("confidence_summary")
+        if summary and summary.get("sentences"):
+            rho = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+            parts.append(f"{label}: confidence mean {summary['mean']:.3f}, Spearman with sentence chrF "
+                         f"{rho(summary['spearman_chrf'])} (mean log-probability alone: "
+                         f"{rho(summary['baseline_spearman_chrf'])})")
     for label, r in zip(labels, reports):
         if r.get("bleu_by_length"):
             buckets = [[b["bucket"], str(b["n"]), _fmt(b["bleu"]), _fmt(b["chrf"])] for b in r["bleu_by_length"]]

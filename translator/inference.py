@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from translator.checkpoint import Bundle, is_exported, load_bundle
+from translator.confidence import Calibrator, sentence_signals
 from translator.ct2_engine import load_exported
 from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, decode_config, rank
 from translator.engines import check_precision, engine_of
@@ -44,6 +45,8 @@ class Translation:
     truncated: bool = False
     tokens: list[int] = dataclasses.field(default_factory=list)
     hypotheses: list[Hypothesis] = dataclasses.field(default_factory=list)  # behind `nbest`, in its order
+    signals: dict[str, float] | None = None  # translator/confidence.py SIGNALS, when asked for
+    confidence: float | None = None  # in [0, 1], from a calibrated checkpoint's calibrator, when asked for
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -159,14 +162,22 @@ class Translator:
         pair = f"{b.src_lang}→{b.tgt_lang}" if b.src_lang else "?"
         return f"{b.path.name} ({b.architecture}, {b.dataset or 'unknown data'} {pair})"
 
+    @property
+    def calibrator(self) -> Calibrator | None:
+        """The checkpoint's confidence calibrator (`translator calibrate`), or None."""
+        data = self.bundle.calibrator
+        return Calibrator.from_dict(data, str(self.bundle.path)) if data else None
+
     def translate(self, texts: Sequence[str], config: DecodeConfig | None = None, batch_size: int = 64,
                   return_attention: bool = False, progress: Callable[[int], None] | None = None,
                   on_step: Callable[[list[int], list[list[int]]], None] | None = None,
-                  **options: Any) -> list[Translation]:
+                  signals: bool = False, confidence: bool = False, **options: Any) -> list[Translation]:
         """Translate `texts` (any length, in order) with `config` (default: `default_decoding`);
         `options` are DecodeConfig fields applied over it. `on_step` sees every sampling step
-        (`decoding.search`; engines that cannot stream never call it)."""
+        (`decoding.search`; engines that cannot stream never call it). `signals` adds each output's confidence
+        signals, `confidence` its calibrated confidence (a calibrated checkpoint only; translator/confidence.py)."""
         config = decode_config(config, self.default_decoding, **options)
+        calibrator = self._require_calibrator() if confidence else None
         if self.engine.max_tgt_len:
             config = config.replace(max_len=min(config.max_len, int(self.engine.max_tgt_len)))  # learned positions stop there
         if config.lm_weight and self.bundle.empty_source is None:
@@ -208,9 +219,27 @@ class Translator:
                     tgt_pieces=tok.tgt_pieces(best.tokens),
                     attention=best.attention.float().cpu() if best.attention is not None else None,
                     truncated=truncated, tokens=list(best.tokens), hypotheses=list(sentence))
+                if signals or confidence:
+                    found = self._signals(ids, best, config)
+                    results[i].signals = found
+                    results[i].confidence = calibrator(found) if calibrator is not None else None
             if progress is not None:
                 progress(len(chunk))
         return [r for r in results if r is not None]
+
+    def _require_calibrator(self) -> Calibrator:
+        calibrator = self.calibrator
+        if calibrator is None:
+            raise ValueError(f"{self.bundle.path} has no confidence calibrator; fit one on its validation split "
+                             f"with `translator calibrate {self.bundle.path}`")
+        return calibrator
+
+    def _signals(self, ids: list[int], best: Hypothesis, config: DecodeConfig) -> dict[str, float]:
+        """The confidence signals of one output, from its source alone (never from its batch)."""
+        greedy = config.replace(method="greedy", nbest=1, candidates=0, lm_weight=0.0, length_bonus=0.0)
+        greedy_tokens = self._decode([ids], greedy, False)[0][0].tokens
+        log_probs, mass = self.engine.step_scores(ids, best.tokens, best.finished)
+        return sentence_signals(len(ids), best.tokens, log_probs, mass, greedy_tokens)
 
     def _decode(self, batch: list[list[int]], config: DecodeConfig, return_attention: bool,
                 on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
@@ -394,19 +423,32 @@ NBEST_SEPARATOR = "\t"
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-def format_output(result: Translation, nbest: int = 1) -> str:
+def format_output(result: Translation, nbest: int = 1, scores: bool = False,
+                  min_confidence: float | None = None) -> str:
     """One output line for one input line (no newline); with nbest > 1, `text<TAB>score` pairs best first.
 
-    An empty input gives an empty line in both formats, so output and input line counts always match.
+    With `scores`, the sentence's confidence follows as one more tab-separated field; with `min_confidence`,
+    a line whose confidence is below it ends in one more field, `REVIEW` (marked, never dropped).
+    An empty input gives an empty line in every format, so output and input line counts always match.
     """
-    if nbest <= 1:
+    if nbest <= 1 and not scores and min_confidence is None:
         return _LINE_BREAKS.sub(" ", result.text)
     if not result.src_pieces:  # empty or whitespace-only input
         return ""
     fields = []
     for text, score in result.nbest[:nbest]:
-        fields += [_LINE_BREAKS.sub(" ", text).replace("\t", " "), f"{score:.4f}"]
+        fields.append(_LINE_BREAKS.sub(" ", text).replace("\t", " "))
+        if nbest > 1:
+            fields.append(f"{score:.4f}")
+    if scores or min_confidence is not None:
+        fields.append(f"{result.confidence:.4f}")
+    if min_confidence is not None and result.confidence < min_confidence:
+        fields.append(REVIEW_MARK)
     return NBEST_SEPARATOR.join(fields)
+
+
+#: The last field of an output line whose confidence is below --min_confidence.
+REVIEW_MARK = "REVIEW"
 
 
 #: Input lines translated together (one chunk, sorted by length inside) = batch_size * CHUNK_BATCHES.
@@ -416,7 +458,8 @@ CHUNK_BATCHES = 8
 def translate_file(checkpoint: str | Path | None, input: str | Path | None = None, output: str | Path | None = None,
                    config: DecodeConfig | None = None, device: str = "cpu", batch_size: int = 64,
                    precision: str = "fp32", ensemble: Sequence[str | Path] | None = None,
-                   backward: str | Path | None = None, **options: Any) -> int:
+                   backward: str | Path | None = None, scores: bool = False, min_confidence: float | None = None,
+                   **options: Any) -> int:
     """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout), streaming.
 
     Output has exactly one line per input line, in input order; empty or whitespace-only input
@@ -430,8 +473,12 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
     DecodeConfig fields over it. Input, output and options are checked before the model loads.
     With `ensemble` (checkpoints; `checkpoint` None) their ensemble translates
     (`Translator.from_ensemble`). With `backward` (a chat model's backward .ckpt) the replies are
-    re-ranked by MMI-bidi (`Translator`). Returns the number of lines.
+    re-ranked by MMI-bidi (`Translator`). With `scores` each line adds the sentence's confidence (a calibrated
+    checkpoint), and with `min_confidence` lines below it are marked `REVIEW` (`format_output`).
+    Returns the number of lines.
     """
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     if (checkpoint is None) == (not ensemble):
         raise ValueError("give one checkpoint (--checkpoint CKPT) or an ensemble (--ensemble CKPT CKPT ...), "
                          + ("not both" if ensemble else "got neither"))
@@ -448,6 +495,9 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
         else:
             translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision, backward=backward)
         config = decode_config(config, translator.default_decoding, **options)
+        confidence = scores or min_confidence is not None
+        if confidence:
+            translator._require_calibrator()  # before any line is read
         show_bar = _isatty(sys.stderr) and not source.interactive
         bar = progress_bar(source.total() if show_bar else None, enabled=show_bar)
         count = 0
@@ -455,8 +505,9 @@ def translate_file(checkpoint: str | Path | None, input: str | Path | None = Non
             with sink.open():
                 prompt = f"{translator.bundle.src_lang or 'source'}> "
                 for chunk in source.chunks(batch_size * CHUNK_BATCHES, prompt=prompt):
-                    results = translator.translate(chunk, config, batch_size=batch_size)
-                    sink.write("".join(format_output(r, config.nbest) + "\n" for r in results))
+                    results = translator.translate(chunk, config, batch_size=batch_size, confidence=confidence)
+                    sink.write("".join(format_output(r, config.nbest, scores, min_confidence) + "\n"
+                                       for r in results))
                     count += len(chunk)
                     if bar is not None:
                         bar.update(len(chunk))

@@ -25,7 +25,8 @@ from translator.checkpoint import CheckpointMeta, model_class
 OPTIMIZER_OPTIONS = ("lr", "weight_decay", "adam_beta2", "warmup_steps", "lr_schedule")
 #: Data options that change the tokenizer or which pairs exist: a resume cannot apply them.
 DATA_IDENTITY_OPTIONS = ("dataset", "src_lang", "tgt_lang", "task", "vocab_size", "tokenizer_type", "joint_vocab",
-                         "character_coverage", "context_turns")
+                         "character_coverage", "context_turns", "replay", "replay_dataset", "replay_src_lang",
+                         "replay_tgt_lang")
 #: Values linked from the data, not given by the user.
 LINKED = ("src_vocab_size", "tgt_vocab_size", "pad_id")
 

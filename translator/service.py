@@ -60,6 +60,10 @@ class UserError(ValueError):
     """A problem with the request that the user can fix; its message is shown as is."""
 
 
+#: The app marks lines whose confidence is below this for review.
+REVIEW_BELOW = 0.5
+
+
 #: How the request now running tells that nobody waits for it any more (set by the Gradio layer for the
 #: duration of one event; a context variable, so it follows the request onto its thread). The scheduler asks
 #: it before each piece of the request's work.
@@ -98,6 +102,7 @@ class CheckpointInfo:
     tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
     members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
     reverse: bool = False  # trained on its pairs reversed: a chat model's backward model, not one to chat with
+    lineage: str = ""  # "fine-tuned from PATH (sha256 …, data)" for a fine-tuned checkpoint
 
     @property
     def is_chat(self) -> bool:
@@ -108,14 +113,15 @@ class CheckpointInfo:
         if self.error:
             return f"⚠️ {self.error}"
         data = self.dataset or "unknown data"
+        lineage = f" {self.lineage[0].upper()}{self.lineage[1:]}." if self.lineage else ""
         if chat:
-            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}."
+            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}.{lineage}"
         pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
         if self.members:
             names = ", ".join(member_names(self.members))
             return (f"**{self.architecture}** ({names}), {data} {pair}: every next token is scored by the mean of "
                     f"the members' log-probabilities. {self.note}").strip()
-        return f"**{self.path.name}**: {self.architecture}, {data} {pair}. {self.note}".strip()
+        return f"**{self.path.name}**: {self.architecture}, {data} {pair}.{lineage} {self.note}".strip()
 
 
 def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
@@ -135,7 +141,7 @@ def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
     pair = f"{meta.src_lang}→{meta.tgt_lang}" if meta.src_lang else "?"
     return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, meta.dataset, meta.src_lang,
                           meta.tgt_lang, task=meta.task, note=note, tokenizer_id=meta.tokenizer_id,
-                          reverse=meta.reverse)
+                          reverse=meta.reverse, lineage=meta.lineage)
 
 
 def member_names(paths: Sequence[Path]) -> list[str]:
@@ -424,9 +430,11 @@ class TranslatorService:
         order = sorted(range(len(lines)), key=lambda i: lengths[i])  # similar lengths share a piece: less padding
         groups = [[order[j] for j in group] for group in pieces_by_cost([costs[i] for i in order], PIECE_COST)]
 
+        confidence = translator.bundle.calibrator is not None  # exported models and ensembles have none
+
         def piece(indices: list[int]) -> Any:
             return lambda: translator.translate([lines[i] for i in indices], config, batch_size=len(indices),
-                                                return_attention=attention)
+                                                return_attention=attention, confidence=confidence)
 
         parts = self.run([piece(g) for g in groups], "translation", "Send fewer lines or use greedy decoding.")
         results: list[Any] = [None] * len(lines)
@@ -467,6 +475,12 @@ class TranslatorService:
         if any(r.truncated for r in results):
             notes.append(f"A line was longer than the model's limit of {translator.max_src_tokens} tokens; "
                          "only its beginning was translated.")
+        scored = [(n, r.confidence) for n, r in enumerate(results, 1) if r.confidence is not None]
+        if scored:
+            threshold = translator.calibrator.chrf_threshold
+            listed = ", ".join(f"line {n}: {c:.2f}{' (review)' if c < REVIEW_BELOW else ''}" for n, c in scored[:20])
+            notes.append(f"Confidence (the estimated chance that a line reaches chrF {threshold:g}): {listed}"
+                         + (f", … ({len(scored) - 20} more lines)" if len(scored) > 20 else "") + ".")
         output = "\n".join(printable(r.text) for r in results)
         if not output.strip():
             notes.append("The model produced an empty translation for this input.")

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from translator.callbacks import DataReport, RandomStates, note
 from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle, tokenizer_id
+from translator.finetune import lineage, read_parent, report_coverage
 from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
 from translator.resume import (Difference, applied_message, check_resume, resumed_lr_factor,
@@ -63,6 +64,7 @@ class Seq2SeqSystem(L.LightningModule):
         teacher_forcing_ratio: float = 1.0,
         teacher_forcing_decay_steps: int = 0,
         rdrop_alpha: float = 0.0,
+        init_from: str | None = None,
     ):
         """
         Args:
@@ -90,6 +92,8 @@ class Seq2SeqSystem(L.LightningModule):
                 model twice (two dropout masks, one doubled batch, so about twice the compute per step) and
                 the loss is the mean of the two losses + alpha * their symmetric KL per non-pad target
                 position. 0 = off (one pass, the plain loss).
+            init_from: fine-tune: start from the weights of this checkpoint, with its model configuration and
+                its tokenizer, a new optimizer and schedule (translator/finetune.py); None = random weights.
         """
         super().__init__()
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
@@ -109,6 +113,7 @@ class Seq2SeqSystem(L.LightningModule):
         self._warned_truncation = False
         self._resumed: dict[str, Any] | None = None  # the loaded checkpoint's schedule facts, for configure_optimizers
         self._anchor: tuple[int, float] | None = None  # where a resumed cosine schedule was re-anchored
+        self.parent: dict[str, Any] | None = None  # lineage of the checkpoint this run was fine-tuned from
 
     def configure_callbacks(self) -> list[L.Callback]:
         """Exact resume (every random state in the checkpoint, atomic writes) and the data report."""
@@ -123,6 +128,23 @@ class Seq2SeqSystem(L.LightningModule):
             raise ValueError("Seq2SeqSystem needs a tokenizer: train with translator.data.Seq2SeqDataModule "
                              "or set `system.tokenizer` before fitting")
         self._check_vocab(self.tokenizer, source="the data's tokenizer")
+        if stage == "fit" and self.hparams.get("init_from") and getattr(self.trainer, "ckpt_path", None) is None:
+            self._start_from(self.hparams.init_from, datamodule)
+
+    def _start_from(self, path: str, datamodule: Any) -> None:
+        """Fine-tuning: the parent's weights (its tokenizer must be the data's), its lineage, a coverage report."""
+        parent = read_parent(path)
+        if tokenizer_id(parent[BUNDLE_KEY]["tokenizer"]) != tokenizer_id(self.tokenizer.to_dict()):
+            raise ValueError(f"the data's tokenizer is not the tokenizer of --model.init_from {path}; a fine-tuning "
+                             f"run encodes its data with its parent's tokenizer (--data.tokenizer_path {path})")
+        state = {k.removeprefix("model."): v for k, v in parent["state_dict"].items() if k.startswith("model.")}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"--model.init_from {path}: its weights do not fit the model "
+                             f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
+        self.parent = lineage(path, parent)
+        if datamodule is not None and hasattr(datamodule, "sample_pairs") and self.global_rank == 0:
+            report_coverage(self.tokenizer, datamodule, dict(parent[BUNDLE_KEY].get("data") or {}))
 
     def _check_vocab(self, tokenizer: Tokenizer, source: str) -> None:
         init = self.hparams["model"]["init_args"]
@@ -133,6 +155,8 @@ class Seq2SeqSystem(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[BUNDLE_KEY] = make_bundle(self.hparams["model"], self.tokenizer, self._data_options())
+        if self.parent is not None:
+            checkpoint[BUNDLE_KEY]["parent"] = self.parent
         trainer = self._trainer
         checkpoint[RUN_KEY] = {"max_steps": getattr(trainer, "max_steps", None),
                                "max_epochs": getattr(trainer, "max_epochs", None),
@@ -164,6 +188,9 @@ class Seq2SeqSystem(L.LightningModule):
                         applied.append(Difference(f"--trainer.{key}", now, run[key]))
             if applied:
                 note(applied_message(path, applied))
+        parent = (checkpoint.get(BUNDLE_KEY) or {}).get("parent")
+        if parent is not None:  # a resumed fine-tuning run keeps its recorded lineage
+            self.parent = parent
         if fitting:
             schedulers = checkpoint.get("lr_schedulers") or [None]
             anchor = (checkpoint.get(RUN_KEY) or {}).get("anchor")

@@ -214,6 +214,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
             for an 8k-32k vocabulary; the trainer's memory grows with it (300k: 1.02 GB peak at 1M pairs).
         encode_workers: processes that encode a split the first time; None = one per CPU (at most 8),
             0 = this process only.
+        replay: mixed fine-tuning against forgetting: this share of the training pairs comes from
+            `replay_dataset` (the data of the model fine-tuned from; `--model.init_from` fills it in), a
+            fixed sample drawn with `seed`, encoded with the same tokenizer; in [0, 1), 0 = off.
+        replay_dataset: the registered dataset replayed (train split); None = the parent's (fine-tuning).
+        replay_src_lang: its source language; None = the parent's, else the dataset's default.
+        replay_tgt_lang: its target language; None = the parent's, else the dataset's default.
     """
 
     def __init__(self, dataset: str = "multi30k", src_lang: str | None = None, tgt_lang: str | None = None,
@@ -222,7 +228,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
                  character_coverage: float = 1.0, max_tokens: int = 4096, val_max_tokens: int | None = None,
                  max_len: int = 128, context_turns: int = DEFAULT_CONTEXT_TURNS, context_dropout: float = 0.0,
                  subword_alpha: float = 0.0, subword_nbest_size: int = 64, seed: int = 1234, num_workers: int = 0,
-                 tokenizer_sample: int = 200_000, encode_workers: int | None = None, reverse: bool = False):
+                 tokenizer_sample: int = 200_000, encode_workers: int | None = None, reverse: bool = False,
+                 replay: float = 0.0, replay_dataset: str | None = None, replay_src_lang: str | None = None,
+                 replay_tgt_lang: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         # fail fast on an unknown name or language pair, before any file is read
@@ -244,6 +252,17 @@ class Seq2SeqDataModule(L.LightningDataModule):
             raise ValueError(f"subword_alpha must be {kind} (0 = no subword sampling), got {subword_alpha}")
         if subword_alpha and subword_nbest_size != -1 and subword_nbest_size < 2:
             raise ValueError(f"subword_nbest_size must be -1 (the whole lattice) or at least 2, got {subword_nbest_size}")
+        if not 0.0 <= replay < 1.0:
+            raise ValueError(f"replay must be a share in [0, 1) (0 = off), got {replay}")
+        if replay and not replay_dataset:
+            raise ValueError("--data.replay needs the data to replay: --data.replay_dataset NAME, or fine-tune "
+                             "(--model.init_from CKPT replays the checkpoint's own data)")
+        if replay and subword_alpha:
+            raise ValueError("--data.replay and --data.subword_alpha cannot be combined (the replayed pairs keep "
+                             "no text to re-segment)")
+        self.replay = replay
+        self.replay_source = (resolve_languages(replay_dataset, replay_src_lang, replay_tgt_lang)
+                              if replay else None)  # fail fast on an unknown name or pair
         self.dataset, self.data_dir, self.tokenizer_path, self.cache_dir = dataset, data_dir, tokenizer_path, cache_dir
         self.vocab_size, self.tokenizer_type, self.joint_vocab = vocab_size, tokenizer_type, joint_vocab
         self.character_coverage, self.context_turns = character_coverage, context_turns
@@ -273,6 +292,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
             self._pairs[split] = [(t, s) for s, t in pairs] if self.reverse else pairs
             self._empty[split] = stats.get("empty", 0)
         return self._pairs[split]
+
+    def sample_pairs(self, n: int, split: str = "train") -> list[Pair]:
+        """At most n pairs of a split: a uniform sample with a fixed seed, read as a stream."""
+        return token_store.seeded_sample(self._stream(split), n, SPLIT_SEED)
 
     @property
     def data_path(self) -> Path:
@@ -425,6 +448,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
             texts = ([pairs[i][0] for i in keep], [pairs[i][1] for i in keep])
         data = EncodedSplit(store.src.select(keep), store.tgt.select(keep), *texts,
                             empty_source=[self.tokenizer.sep_id])
+        replayed = 0
+        if split == "train" and self.replay:
+            src_ids, tgt_ids = self._replayed(len(data))
+            replayed = len(src_ids)
+            data = EncodedSplit(token_store.ConcatColumn(data.src_ids, src_ids),
+                                token_store.ConcatColumn(data.tgt_ids, tgt_ids), empty_source=[self.tokenizer.sep_id])
         longest = int(max(data.src_lens.max(initial=0), data.tgt_lens.max(initial=-1) + 1))  # + eos
         if split == "train" and longest > self.max_tokens:  # such a pair would be a batch alone, over the budget
             over = int(((data.src_lens > self.max_tokens) | (data.tgt_lens + 1 > self.max_tokens)).sum())
@@ -440,12 +469,31 @@ class Seq2SeqDataModule(L.LightningDataModule):
             "over_max_len": int(too_long.sum()), "over_max_len_dropped": split == "train",
             "src_tokens": int(kept_src.sum()), "tgt_tokens": int(kept_tgt.sum()),
             "batches": len(sampler), "max_tokens": sampler.max_tokens, "padding": sampler.padding_fraction(0),
+            **({"replayed_pairs": replayed} if replayed else {}),
         }
         long_note = "dropped" if split == "train" else "kept"
         log.info("%s %s->%s %s: %d pairs (%d longer than %d tokens %s), %d batches of <= %d tokens, padding %.1f%%",
                  self.dataset, self.src_lang, self.tgt_lang, split, len(data), stats["over_max_len"], self.max_len,
                  long_note, stats["batches"], sampler.max_tokens, 100 * stats["padding"])
         return data
+
+    def _replayed(self, new_pairs: int) -> tuple[token_store.TokenColumn, token_store.TokenColumn]:
+        """A fixed sample (seed) of the replayed dataset's train pairs, encoded with this tokenizer, so that they
+        are `replay` of the training pairs: replay / (1 - replay) * new_pairs of them (at most all)."""
+        dataset = str(self.hparams.replay_dataset)
+        src_lang, tgt_lang = self.replay_source
+        source = Seq2SeqDataModule(dataset, src_lang, tgt_lang, self.data_dir, cache_dir=self.cache_dir,
+                                   max_len=self.max_len, context_turns=self.context_turns,
+                                   encode_workers=self.encode_workers)
+        source._tokenizer = self.tokenizer  # the same ids: the replayed pairs are encoded with this tokenizer
+        store = source._store("train")
+        src_lens, tgt_lens = store.src.lengths, store.tgt.lengths
+        eligible = np.flatnonzero((src_lens > 0) & (src_lens <= self.max_len) & (tgt_lens + 1 <= self.max_len))
+        wanted = min(len(eligible), round(self.replay / (1.0 - self.replay) * new_pairs))
+        rows = np.sort(np.random.default_rng(self.seed).choice(eligible, wanted, replace=False))
+        log.info("replay: %d pairs of %s %s->%s train (%.0f%% of the training pairs)", wanted, dataset, src_lang,
+                 tgt_lang, 100 * wanted / max(1, wanted + new_pairs))
+        return store.src.select(rows), store.tgt.select(rows)
 
     def _split(self, split: str) -> EncodedSplit:
         if split not in self.splits:

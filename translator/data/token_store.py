@@ -80,6 +80,26 @@ def tokenizer_hash(tokenizer: Tokenizer) -> str:
     return digest.hexdigest()
 
 
+class ConcatColumn(Sequence):
+    """Two id columns one after the other (a split and the replayed pairs): item i of `first`, then of `second`."""
+
+    def __init__(self, first: Sequence[Sequence[int]], second: Sequence[Sequence[int]]):
+        self.first, self.second = first, second
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def __getitem__(self, i: int) -> Sequence[int]:
+        return self.first[i] if i < len(self.first) else self.second[i - len(self.first)]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) int64 tokens per item."""
+        side = [getattr(c, "lengths", None) for c in (self.first, self.second)]
+        return np.concatenate([x if x is not None else np.fromiter(map(len, c), np.int64, count=len(c))
+                               for x, c in zip(side, (self.first, self.second))]).astype(np.int64)
+
+
 class TokenColumn(Sequence):
     """One side of a split: item i is the id list of row `rows[i]` of flat `tokens` + `offsets`.
 
