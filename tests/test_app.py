@@ -1,6 +1,7 @@
 """The Gradio app: its functions without a server (bad input never raises), then its API over HTTP."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import time
@@ -462,11 +463,13 @@ def test_gradio_keeps_a_bounded_number_of_sessions(ckpts, monkeypatch):
         demo.close()
 
 
-def test_a_cancelled_api_request_stops_decoding(server, client, ckpts):
-    """gradio_client's Job.cancel cancels the event: its remaining pieces never run."""
+
+@contextlib.contextmanager
+def _counted_pieces(ckpts):
+    """The served LSTM translator made slower (50 ms a piece), and the list that grows by one per piece run."""
     demo = server_demo[0]
     translator = demo.translator_app.registry.translator(demo.translator_app.registry.resolve(str(ckpts["lstm"])))
-    pieces = []
+    pieces: list[int] = []
     translate = translator.translate
 
     def counting(*args, **kwargs):
@@ -476,6 +479,13 @@ def test_a_cancelled_api_request_stops_decoding(server, client, ckpts):
 
     translator.translate = counting
     try:
+        yield pieces
+    finally:
+        translator.translate = translate
+
+def test_a_cancelled_api_request_stops_decoding(server, client, ckpts):
+    """gradio_client's Job.cancel cancels the event: its remaining pieces never run."""
+    with _counted_pieces(ckpts) as pieces:
         text = "\n".join(["a"] * 1000)  # the largest request: 1,000 lines at beam 16, over a hundred pieces
         job = client.submit(text, str(ckpts["lstm"]), "beam", 16, api_name="/translate")
         deadline = time.monotonic() + 60
@@ -486,8 +496,6 @@ def test_a_cancelled_api_request_stops_decoding(server, client, ckpts):
         at_cancel = len(pieces)
         time.sleep(2.0)
         assert len(pieces) == at_cancel < 60  # nothing ran after the pieces in flight at the cancel
-    finally:
-        translator.translate = translate
     assert isinstance(client.predict("a man", api_name="/translate"), str)  # still serving
 
 
@@ -496,18 +504,7 @@ def test_an_api_request_whose_client_disconnects_stops_decoding(server, ckpts):
     import json
     import urllib.request
 
-    demo = server_demo[0]
-    translator = demo.translator_app.registry.translator(demo.translator_app.registry.resolve(str(ckpts["lstm"])))
-    pieces = []
-    translate = translator.translate
-
-    def counting(*args, **kwargs):
-        pieces.append(1)
-        time.sleep(0.05)
-        return translate(*args, **kwargs)
-
-    translator.translate = counting
-    try:
+    with _counted_pieces(ckpts) as pieces:
         body = json.dumps({"data": ["\n".join(["a"] * 1000), str(ckpts["lstm"]), "beam", 16]}).encode()
         request = urllib.request.Request(f"{server}gradio_api/call/translate", body,
                                          {"Content-Type": "application/json"})
@@ -521,5 +518,3 @@ def test_an_api_request_whose_client_disconnects_stops_decoding(server, ckpts):
         at_close = len(pieces)
         time.sleep(2.0)
         assert len(pieces) == at_close < 60
-    finally:
-        translator.translate = translate
