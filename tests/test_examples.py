@@ -192,11 +192,16 @@ def _materialize(args: list[str], tiny: dict[str, Path], folder: Path) -> None:
         path = folder / value
         if path.exists() or value.startswith("-"):
             continue
-        if value in ("CKPT", "CHAT_CKPT") or value.endswith(".ckpt"):
+        if value in ("CKPT", "CHAT_CKPT", "BACKWARD_CKPT") or value.endswith(".ckpt"):
             family = next((f for f in ("lstm", "attention") if f in value.lower()), "transformer")
-            source = tiny["chat"] if "CHAT" in value else tiny[family]
+            backward = flag == "--backward" or "backward" in value.lower()
+            source = tiny["chat"] if backward or "chat" in value.lower() else tiny[family]
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, path)
+            if backward:  # a chat model's backward model: the chat model's tokenizer, trained on reversed pairs
+                checkpoint = torch.load(path, weights_only=True)
+                checkpoint[BUNDLE_KEY]["data"]["reverse"] = True
+                torch.save(checkpoint, path)
             if "calibrated" in value.lower():  # a checkpoint `translator calibrate` wrote: any fixed calibrator
                 checkpoint = torch.load(path, weights_only=True)
                 n = len(SIGNALS)
