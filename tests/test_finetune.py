@@ -26,6 +26,7 @@ def _config(tmp: Path, parent: Path, dataset: str, data: Path, **data_options) -
     config = {
         "seed_everything": 3,
         "trainer": {"max_steps": 1, "precision": "32-true", "logger": False, "enable_progress_bar": False,
+                    "default_root_dir": str(tmp / "root"),  # where LightningCLI saves config.yaml: not the cwd
                     "enable_model_summary": False, "limit_val_batches": 0,
                     "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                                    "init_args": {"dirpath": str(tmp / "run"), "save_last": True}}]},
