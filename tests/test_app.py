@@ -149,16 +149,21 @@ def test_translate_ui_returns_three_outputs_and_never_raises(app):
 
 # ---- chat ---------------------------------------------------------------------------------------
 
-def test_chat_respond_appends_user_and_bot_turns(app):
+def _respond(app, *args, **kwargs):
+    """The Send button as the user sees it when the stream ends: (history, message box, status)."""
+    *_, (history, box, status, _, _) = app.chat_stream_ui(*args, **kwargs)
+    return history, box, status
+
+def test_chat_send_appends_user_and_bot_turns(app):
     history = [{"role": "user", "content": [{"type": "text", "text": "a man"}]},  # gradio's content parts
                {"role": "assistant", "content": [{"type": "text", "text": "the dog"}]}]
-    new, box, status = app.chat_respond("hello there 😀", history, "sample", 0.8, 0.9, 0.0, 4, 5)
+    new, box, status = _respond(app, "hello there 😀", history, "sample", 0.8, 0.9, 0.0, 4, 5)
     assert box == "" and status == ""
     assert [m["role"] for m in new] == ["user", "assistant", "user", "assistant"]
     assert new[0]["content"] == "a man" and new[2]["content"] == "hello there 😀" and new[3]["content"]
-    new, _, _ = app.chat_respond("hello", [], "beam", 1.0, 1.0, 0.0, 3, 3)
+    new, _, _ = _respond(app, "hello", [], "beam", 1.0, 1.0, 0.0, 3, 3)
     assert len(new) == 2
-    new, _, status = app.chat_respond("hello", [])  # every decoding option at the model's default
+    new, _, status = _respond(app, "hello", [])  # every decoding option at the model's default
     assert len(new) == 2 and status == ""
 
 
@@ -185,7 +190,7 @@ def test_chat_history_over_its_limits_is_refused_before_queueing(app, history, e
 def test_chat_tab_keeps_its_conversation_within_the_limits(app):
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"}
                for i in range(MAX_HISTORY_TURNS)]
-    new, box, status = app.chat_respond("hello", history)
+    new, box, status = _respond(app, "hello", history)
     assert status == "" and new[-2]["content"] == "hello" and len(new) <= MAX_HISTORY_TURNS
     assert app.check_history(new) and app.validate_chat("next", new)[0]["is_valid"]
 
@@ -213,7 +218,7 @@ def test_chat_bad_input_keeps_history_and_shows_a_message(app, message, knobs, e
     history = [{"role": "user", "content": "a man"}, {"role": "assistant", "content": "the dog"}]
     args = {"method": "sample", "temperature": 0.8, "top_p": 0.9, "lm_weight": 0.0, "candidates": 4, "beam_size": 5,
             **knobs}
-    new, _, status = app.chat_respond(message, history, **args)
+    new, _, status = _respond(app, message, history, **args)
     assert new == history and status.startswith("⚠️") and expected in status
 
 
@@ -253,7 +258,7 @@ def test_chat_without_checkpoint_says_how_to_train(ckpts):
     app = TranslatorApp(ModelRegistry([ckpts["lstm"]]))
     with pytest.raises(UserError, match="chat_dailydialog.yaml"):
         app.chat_reply("hello")
-    _, _, status = app.chat_respond("hello", [])
+    _, _, status = _respond(app, "hello", [])
     assert CHAT_TRAIN_HINT in status
     demo = build_app([ckpts["lstm"]])  # the Chat tab itself says how to train one
     texts = [str(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown)]

@@ -67,27 +67,6 @@ class TranslatorApp(TranslatorService):
             gr.Warning(result.error)
         return result.text, result.figure, result.info
 
-    def chat_respond(self, message: str, history: list[dict] | None, method: str | None = None,
-                     temperature: float | None = None, top_p: float | None = None, lm_weight: float | None = None,
-                     candidates: float | None = None, beam_size: float | None = None
-                     ) -> tuple[list[dict], str, str]:
-        """The Send button: (new history, '' to clear the message box, markdown status)."""
-        history = self.fit_history(_plain_history(history))
-        try:
-            reply = self.chat_reply(message, history, method, temperature, top_p, lm_weight, beam_size, candidates)
-        except UserError as err:
-            gr.Warning(str(err))
-            return history, "" if message is None else str(message), f"⚠️ {err}"
-        except Exception:  # noqa: BLE001 - never a stack trace in the UI; the log has it
-            log.exception("chat reply failed")
-            text = "Something went wrong while replying; the server log has the details."
-            gr.Warning(text)
-            return history, str(message), f"⚠️ {text}"
-        shown = reply if reply.strip() else "(the model has no reply to this; try sampling or another message)"
-        history = [*history, {"role": "user", "content": str(message).strip()},
-                   {"role": "assistant", "content": shown}]
-        return self.fit_history(history), "", ""
-
     def chat_stream_ui(self, message: str, history: list[dict] | None, method: str | None = None,
                        temperature: float | None = None, top_p: float | None = None, lm_weight: float | None = None,
                        candidates: float | None = None, beam_size: float | None = None,
@@ -103,7 +82,8 @@ class TranslatorApp(TranslatorService):
             for update in self.chat_stream(message, history, **options):
                 if isinstance(update, ChatTurn):
                     shown = update.reply or "(the model has no reply to this; try sampling or another message)"
-                    yield ([*history, user, {"role": "assistant", "content": shown}], "", "",
+                    # the conversation stays within what the next request may carry (oldest turns go first)
+                    yield (self.fit_history([*history, user, {"role": "assistant", "content": shown}]), "", "",
                            gr.Dataframe(value=update.rows(), headers=list(ChatTurn.HEADERS)), update.formula)
                     return
                 texts = [printable(t) for t in update]
