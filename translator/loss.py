@@ -46,3 +46,31 @@ def symmetric_kl(logits_a: Tensor, logits_b: Tensor, keep: Tensor) -> Tensor:
     lp_a, lp_b = logits_a.float().log_softmax(-1), logits_b.float().log_softmax(-1)  # (N, V)
     both = ((lp_a.exp() - lp_b.exp()) * (lp_a - lp_b)).sum(-1)  # (N,)
     return torch.where(keep, both, 0.0).sum() / (2 * keep.sum().clamp(min=1))
+
+
+def row_log_likelihood(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
+    """logits (B, T, V), target (B, T) -> (B,) sum over non-pad positions of log p(target_t)."""
+    x = logits.float()  # (B, T, V)
+    keep = target != ignore_index  # (B, T)
+    picked = x.gather(2, target.masked_fill(~keep, 0)[..., None]).squeeze(2)  # (B, T)
+    return torch.where(keep, picked - x.logsumexp(-1), 0.0).sum(1)
+
+
+def contrastive_loss(logits_true: Tensor, logits_other: Tensor, target: Tensor, ignore_index: int,
+                     valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Which reply belongs to which context (a pairwise form of MMI training): logits (B, T, V) of the same
+    replies `target` (B, T) after their own context and after another one; valid (B,) marks the rows whose
+    other context really differs. Returns (mean_rows softplus(-gap), mean gap), both over valid rows, where
+
+        gap_b = (log p(r_b | c_b) - log p(r_b | c'_b)) / |r_b|        (nats per token)
+
+    The loss is log 2 when the context is ignored (gap 0) and falls towards 0 as the true context makes its
+    reply more likely than another context does: the gradient raises p(r|c) and lowers p(r|c'), the
+    pointwise mutual information between context and reply that anti-LM / MMI re-ranking scores.
+    """
+    length = (target != ignore_index).sum(1).clamp(min=1)  # (B,)
+    gap = (row_log_likelihood(logits_true, target, ignore_index)
+           - row_log_likelihood(logits_other, target, ignore_index)) / length  # (B,)
+    count = valid.sum().clamp(min=1)
+    loss = torch.where(valid, torch.nn.functional.softplus(-gap), 0.0).sum() / count
+    return loss, torch.where(valid, gap, 0.0).sum().detach() / count

@@ -18,7 +18,7 @@ from torch import Tensor
 from translator.callbacks import DataReport, RandomStates, note
 from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle, tokenizer_id
 from translator.finetune import lineage, read_parent, report_coverage
-from translator.loss import label_smoothed_loss, symmetric_kl
+from translator.loss import contrastive_loss, label_smoothed_loss, symmetric_kl
 from translator.models.base import Seq2Seq
 from translator.resume import (Difference, applied_message, check_resume, resumed_lr_factor,
                                schedule_anchor)
@@ -64,6 +64,7 @@ class Seq2SeqSystem(L.LightningModule):
         teacher_forcing_ratio: float = 1.0,
         teacher_forcing_decay_steps: int = 0,
         rdrop_alpha: float = 0.0,
+        contrastive_weight: float = 0.0,
         init_from: str | None = None,
     ):
         """
@@ -92,6 +93,11 @@ class Seq2SeqSystem(L.LightningModule):
                 model twice (two dropout masks, one doubled batch, so about twice the compute per step) and
                 the loss is the mean of the two losses + alpha * their symmetric KL per non-pad target
                 position. 0 = off (one pass, the plain loss).
+            contrastive_weight: MMI training for chat (`translator.loss.contrastive_loss`): every training reply
+                is also scored after the context of the previous pair in its batch (one doubled batch, about
+                1.8x the compute per step) and the loss adds weight * mean softplus(-gap), gap = per-token
+                log p(r|c) - log p(r|c'). It teaches the model which reply belongs to which message (hits@1 by
+                likelihood and by anti-LM; benchmarks/RESULTS.md, "Chat"). 0 = off (the plain loss).
             init_from: fine-tune: start from the weights of this checkpoint, with its model configuration and
                 its tokenizer, a new optimizer and schedule (translator/finetune.py); None = random weights.
         """
@@ -104,6 +110,10 @@ class Seq2SeqSystem(L.LightningModule):
             raise TypeError(f"model must be a translator.models Seq2Seq, got {type(model).__name__}")
         if not (isinstance(rdrop_alpha, (int, float)) and 0.0 <= rdrop_alpha < math.inf):
             raise ValueError(f"rdrop_alpha must be a finite number >= 0 (0 = off), got {rdrop_alpha!r}")
+        if not (isinstance(contrastive_weight, (int, float)) and 0.0 <= contrastive_weight < math.inf):
+            raise ValueError(f"contrastive_weight must be a finite number >= 0 (0 = off), got {contrastive_weight!r}")
+        if rdrop_alpha and contrastive_weight:
+            raise ValueError("rdrop_alpha and contrastive_weight both double the batch; use one of them")
         self.save_hyperparameters(ignore=["model"])
         self.hparams["model"] = model.config()  # plain data: rebuilt by load_bundle, weights_only-safe
         self.model = model
@@ -255,7 +265,17 @@ class Seq2SeqSystem(L.LightningModule):
         if rdrop:  # rows b and B + b are the same pair (same inputs) under two dropout masks
             batch = {k: torch.cat([batch[k], batch[k]]) for k in ("src", "src_mask", "tgt_out")}
             tgt_in = torch.cat([tgt_in, tgt_in])
-        logits = self.model(batch["src"], batch["src_mask"], tgt_in)  # (B, T, V); R-Drop: (2B, T, V)
+        # validation logs the gap only (val/loss stays the plain loss, comparable across runs)
+        contrast = stage != "test" and self.hparams.get("contrastive_weight", 0.0) > 0 and batch_size > 1
+        if contrast:  # rows B + b: reply b after the context of pair b - 1 (the batch rolled by one row)
+            src, mask = batch["src"], batch["src_mask"]
+            other_src, other_mask = src.roll(1, 0), mask.roll(1, 0)
+            valid = ((src != other_src) | (mask != other_mask)).any(1)  # (B,) the other context differs
+            batch = {**batch, "src": torch.cat([src, other_src]), "src_mask": torch.cat([mask, other_mask])}
+            tgt_in = torch.cat([tgt_in, tgt_in])
+        logits = self.model(batch["src"], batch["src_mask"], tgt_in)  # (B, T, V); R-Drop, contrast: (2B, T, V)
+        if contrast:
+            logits, other_logits = logits.chunk(2)  # (B, T, V) each
         tgt_out = batch["tgt_out"]  # (B, T)
         flat_logits, flat_target = logits.flatten(0, 1), tgt_out.flatten()  # (B*T, V), (B*T,)
         # R-Drop: both copies have the same targets, so this mean is the mean of the two passes' losses
@@ -266,6 +286,13 @@ class Seq2SeqSystem(L.LightningModule):
             kl = symmetric_kl(first, second, flat_target[:first.size(0)] != self.model.pad_id)
             loss = loss + self.hparams.rdrop_alpha * kl
             self.log("train/rdrop_kl", kl.detach(), on_step=True, batch_size=batch_size)
+        if contrast:
+            mi_loss, gap = contrastive_loss(logits, other_logits, tgt_out, self.model.pad_id, valid)
+            if stage == "train":
+                loss = loss + self.hparams.contrastive_weight * mi_loss
+                self.log("train/contrastive", mi_loss.detach(), on_step=True, batch_size=batch_size)
+            self.log(f"{stage}/context_gap", gap, on_step=stage == "train", on_epoch=stage != "train",
+                     batch_size=batch_size, sync_dist=stage != "train")
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step,
                  batch_size=batch_size, sync_dist=not on_step)
