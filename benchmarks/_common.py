@@ -106,8 +106,8 @@ def check_checkpoint(path: Path, src_lang: str, tgt_lang: str, family: str | Non
 
     Returns {"family", "architecture", "parameters", "epochs", "steps", "src_lang", "tgt_lang"}.
     """
-    from translator.checkpoint import read_checkpoint
-    from translator.system import BUNDLE_KEY
+    from translator.artifacts.checkpoint import read_checkpoint
+    from translator.training.system import BUNDLE_KEY
 
     try:
         ckpt = read_checkpoint(path)

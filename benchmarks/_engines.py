@@ -1,7 +1,7 @@
 """`speed.py --parts engines`: decoding engines side by side on test_2016_flickr, BLEU on every row.
 
 For each trained checkpoint: PyTorch fp32 / bf16 (autocast) / int8 (dynamic quantization), and for the
-Transformer also CTranslate2 float32 / int8 (the checkpoint exported by `translator.export` into
+Transformer also CTranslate2 float32 / int8 (the checkpoint exported by `translator.artifacts.export` into
 --export_dir) with `--threads` intra-op threads, PyTorch with the same number of threads. Each engine
 decodes greedy and beam (--beam_size) at batch 64 (the whole test split, length-sorted batches as
 `translate` does) and at batch 1 (the first --batch1_sentences, one call per sentence: p50 / p95
@@ -24,8 +24,8 @@ CT2_QUANTIZATIONS = ("float32", "int8")
 
 def engines_for(family: str, path: Path, export_dir: Path, threads: int) -> list[tuple[str, str, Any]]:
     """(engine, precision, Translator) for one checkpoint: PyTorch precisions, then CTranslate2 for the Transformer."""
-    from translator.checkpoint import load_bundle
-    from translator.inference import Translator
+    from translator.artifacts.checkpoint import load_bundle
+    from translator.inference.translator import Translator
 
     bundle = load_bundle(path)
     out = []
@@ -34,8 +34,8 @@ def engines_for(family: str, path: Path, export_dir: Path, threads: int) -> list
         if translator.precision == p:  # else it fell back (bf16 recurrent model, CPU without bf16): no row
             out.append(("pytorch", p, translator))
     if family == "transformer":
-        from translator.ct2_engine import load_exported
-        from translator.export import export_checkpoint
+        from translator.artifacts.export import export_checkpoint
+        from translator.engines.ct2 import load_exported
 
         for quantization in CT2_QUANTIZATIONS:
             folder = export_checkpoint(path, export_dir / f"{path.stem}-{quantization}", quantization, force=True)
@@ -44,7 +44,7 @@ def engines_for(family: str, path: Path, export_dir: Path, threads: int) -> list
 
 
 def _bleu(outputs: list[str], references: list[str]) -> float:
-    from translator.evaluation import score
+    from translator.evaluation.metrics import score
 
     return round(score(outputs, references, target_lang="en")["bleu"], 2)
 

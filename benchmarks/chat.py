@@ -10,7 +10,7 @@ in CHOICES, and writes DIR/chat.json and DIR/chat.md: BLEU, BLEU-1/2 (mean smoot
 as dialogue papers report it), chrF, distinct-1/2 (and their share of the references'), generic
 share, most frequent reply, mean length (and the references'), 4-gram entropy, reference
 perplexity, hits@1 of 20 by per-token likelihood, by the anti-LM score and (with a backward model)
-by the MMI-bidi score (translator/relevance.py, on --max_pairs seeded pairs), seconds per reply
+by the MMI-bidi score (translator/evaluation/relevance.py, on --max_pairs seeded pairs), seconds per reply
 and wall time per choice, plus the replies to fixed prompts per model (seeded; 12 English, the 8
 Korean of the chat issue). `--sweep` adds the anti-LM grid (lambda x gamma) used to pick the
 defaults in translator.decoding.CHAT_DECODING. `--backward DATASET=CKPT` adds the MMI-bidi
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, BenchmarkError, hardware, hardware_line, run_main, table  # noqa: E402
 
 from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING, DecodeConfig  # noqa: E402
-from translator.relevance import DEFAULT_K, DEFAULT_MAX_PAIRS  # noqa: E402
+from translator.evaluation.relevance import DEFAULT_K, DEFAULT_MAX_PAIRS  # noqa: E402
 
 CONFIGS = {"dailydialog": "chat_dailydialog.yaml", "chatbot-ko": "chat_chatbot_ko.yaml"}
 PROMPTS = {
@@ -100,7 +100,7 @@ def train(dataset: str, out: Path, extra: list[str]) -> Path:
 
 def replies(checkpoint: Path, dataset: str, backward: Path | None) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The shipped default decoding (CHAT_BIDI_DECODING with a backward model) and its replies to the prompts."""
-    from translator.inference import Chatbot
+    from translator.inference.chatbot import Chatbot
 
     bot = Chatbot.from_checkpoint(checkpoint, backward=backward)
     return bot.default_decoding.summary(), [(m, bot.reply([], m)) for m in PROMPTS[dataset]]
@@ -110,7 +110,7 @@ def run_choice(checkpoint: Path, dataset: str, name: str, config: DecodeConfig, 
                out: Path, backward: Path | None, relevance: dict[tuple[Any, ...], dict[str, Any]]
                ) -> dict[str, Any]:
     """One decoding choice through `translator evaluate`; hits@1 is computed the first time its weights occur."""
-    from translator.evaluate_cmd import evaluate
+    from translator.evaluation.command import evaluate
 
     start = time.perf_counter()
     limit = None if name.startswith("default") and not args.subset_default else args.max_sentences

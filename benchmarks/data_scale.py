@@ -47,7 +47,10 @@ def rss():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
 import numpy, torch, lightning, sentencepiece
-from translator.data import Seq2SeqDataModule
+try:
+    from translator.training.datamodule import Seq2SeqDataModule
+except ImportError:  # a checkout from before the layout of layers (--before)
+    from translator.data import Seq2SeqDataModule
 base = rss()
 cpu_base = sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ("ru_utime", "ru_stime"))
 args = json.loads(sys.argv[1])
@@ -72,7 +75,10 @@ print(json.dumps({"wall_s": wall, "cpu_s": cpu - cpu_base, "rss_base": base, "rs
 LOADER_CHILD = r"""
 import hashlib, json, sys, time
 import torch
-from translator.data import Seq2SeqDataModule
+try:
+    from translator.training.datamodule import Seq2SeqDataModule
+except ImportError:  # a checkout from before the layout of layers (--before)
+    from translator.data import Seq2SeqDataModule
 args = json.loads(sys.argv[1])
 dm = Seq2SeqDataModule(**args)  # the shipped Transformer config's data options
 dm.setup("fit")

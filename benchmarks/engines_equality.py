@@ -4,8 +4,8 @@
 """
 import json, sys
 from translator.data import load_pairs
-from translator.evaluation import score
-from translator.inference import Translator
+from translator.evaluation.metrics import score
+from translator.inference.translator import Translator
 pairs = load_pairs("multi30k", "test", "de", "en", None)
 src, ref = [s for s, _ in pairs], [t for _, t in pairs]
 ck, float32_dir, int8_dir = sys.argv[1:4]

@@ -38,21 +38,23 @@ CHECKPOINTS = {
     "lstm": {"kind": "lstm"},
     "chat": {"kind": "transformer", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en",
              "context_turns": 2, "context_dropout": 0.1},
+    "chat_bwd": {"kind": "transformer", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en",
+                 "context_turns": 2, "reverse": True, "seed": 2},
     "chat_ko": {"kind": "lstm", "dataset": "chatbot-ko", "src_lang": "ko", "tgt_lang": "ko", "task": "chat",
                 "chat_context_turns": 1, "context_dropout": 0.1},
 }
 
 
-def build(folder: Path) -> None:
-    sys.path[:0] = [str(HERE), str(HERE / "tests")]
+def build(folder: Path, root: Path) -> None:
+    sys.path[:0] = [str(root), str(root / "tests")]
     from helpers import make_tiny_checkpoint, write_chatbot_ko_like, write_dailydialog_like, write_multi30k_like
 
     data = folder / "data"
-    write_multi30k_like(data, n_train=60, n_val=12, n_test=12)
+    write_multi30k_like(data, n_train=60, n_val=12, n_test=12, transform=str)  # the tiny models copy
     write_chatbot_ko_like(data)
     write_dailydialog_like(data)
     for name, options in CHECKPOINTS.items():
-        make_tiny_checkpoint(folder / f"{name}.ckpt", steps=60, seed=1, **options)
+        make_tiny_checkpoint(folder / f"{name}.ckpt", steps=150, **{"seed": 1, **options})
     (folder / "in.de").write_text("\n".join(TEXTS) + "\n\n" + TEXTS[0] + "\n", encoding="utf-8")
     (folder / "messages.txt").write_text("a man runs\nthe dog <sep> two kids play\n", encoding="utf-8")
 
@@ -73,7 +75,7 @@ def commands(has_ct2: bool) -> list[tuple[str, list[str], str]]:
             (f"translate beam {family}", ["translate", "--checkpoint", ckpt, "--input", "in.de",
                                           "--decode.beam_size", "4"], ""),
             (f"translate nbest {family}", ["translate", "--checkpoint", ckpt, "--input", "in.de", "--decode.beam_size",
-                                           "4", "--decode.nbest", "3", "--scores", "true"], ""),
+                                           "4", "--decode.nbest", "3"], ""),
             (f"translate sample {family}", ["translate", "--checkpoint", ckpt, "--input", "in.de", "--decode.method",
                                             "sample", "--decode.seed", "3", "--decode.nbest", "2"], ""),
             (f"translate stdin {family}", ["translate", "--checkpoint", ckpt], "\n".join(TEXTS) + "\n"),
@@ -95,8 +97,10 @@ def commands(has_ct2: bool) -> list[tuple[str, list[str], str]]:
         ("translate chat greedy", ["translate", "--checkpoint", c, "--input", "messages.txt", "--decode.method",
                                    "greedy", "--decode.lm_weight", "0.3"], ""),
         ("translate chat_ko beam", ["translate", "--checkpoint", k, "--input", "messages.txt", "--decode.method",
-                                    "beam", "--decode.beam_size", "3", "--decode.nbest", "2", "--scores", "true"], ""),
-        ("translate bidi", ["translate", "--checkpoint", c, "--backward", c, "--input", "messages.txt"], ""),
+                                    "beam", "--decode.beam_size", "3", "--decode.nbest", "2"], ""),
+        ("translate bidi", ["translate", "--checkpoint", c, "--backward", "chat_bwd.ckpt", "--input", "messages.txt"], ""),
+        ("translate bidi forward as backward", ["translate", "--checkpoint", c, "--backward", c, "--input",
+                                                "messages.txt"], ""),
         ("translate missing", ["translate", "--checkpoint", "missing.ckpt", "--input", "in.de"], ""),
         ("translate output onto input", ["translate", "--checkpoint", t, "--input", "in.de", "--output", "in.de"], ""),
         ("evaluate several", ["evaluate", "--checkpoint", t, a, "--dataset", "multi30k", "--split", "val",
@@ -118,17 +122,17 @@ def commands(has_ct2: bool) -> list[tuple[str, list[str], str]]:
         ("lab positions", ["lab", "positions", "--source", t, "--length", "20", "--output", "positions.png"], ""),
         ("lab bottleneck", ["lab", "bottleneck", "--checkpoint", f"t={t}", "--checkpoint", f"l={l}", "--per_length",
                             "3", "--output", "bottleneck.png"], ""),
-        ("lab gradients", ["lab", "gradients", "--steps", "3", "--hidden_size", "16", "--vocab_size", "60",
+        ("lab gradients", ["lab", "gradients", "--steps", "3", "--hidden_size", "16", "--vocab_size", "400",
                            "--length", "8", "--output", "gradients.png"], ""),
-        ("lab exposure", ["lab", "exposure", "--steps", "4", "--every", "2", "--sentences", "8", "--vocab_size", "60",
+        ("lab exposure", ["lab", "exposure", "--steps", "4", "--every", "2", "--sentences", "8", "--vocab_size", "400",
                           "--output", "exposure.png"], ""),
         ("data list", ["data", "list"], ""),
-        ("data stats", ["data", "stats", "multi30k", "--vocab_size", "60"], ""),
+        ("data stats", ["data", "stats", "multi30k", "--vocab_size", "400", "--cache_dir", "cache"], ""),
         ("fit print_config", ["fit", "--config", "<ROOT>/translator/configs/transformer.yaml", "--print_config"], ""),
         ("fit", ["fit", "--config", "<ROOT>/translator/configs/transformer.yaml", "--trainer.max_steps", "3",
                  "--trainer.max_epochs", "1", "--trainer.precision", "32-true", "--trainer.logger", "false",
                  "--trainer.default_root_dir", "fit", "--trainer.enable_progress_bar", "false",
-                 "--trainer.limit_val_batches", "1", "--data.vocab_size", "60", "--data.cache_dir", "cache",
+                 "--trainer.limit_val_batches", "1", "--data.vocab_size", "400", "--data.cache_dir", "cache",
                  "--model.model.init_args.d_model", "16", "--model.model.init_args.ff_size", "32",
                  "--model.model.init_args.num_heads", "2", "--model.val_bleu", "false", "--trainer.callbacks",
                  "[]", "--trainer.enable_checkpointing", "false"], ""),
@@ -147,7 +151,12 @@ def commands(has_ct2: bool) -> list[tuple[str, list[str], str]]:
 SERVICE = r"""
 import json, sys
 from pathlib import Path
-from translator.app import LearnService, ModelRegistry, TranslatorApp
+try:
+    from translator.serve.app import TranslatorApp
+    from translator.serve.learn import LearnService
+    from translator.serve.service import ModelRegistry
+except ImportError:  # a tree from before the layout of layers
+    from translator.app import LearnService, ModelRegistry, TranslatorApp
 d = Path(sys.argv[1])
 registry = ModelRegistry([d / "transformer.ckpt", d / "attention.ckpt", d / "lstm.ckpt"], chat_checkpoint=d / "chat.ckpt")
 app = TranslatorApp(registry, max_input_chars=2000)
@@ -163,7 +172,7 @@ out["api_chat greedy"] = app.api_chat("a man runs", ["the dog", "two kids play"]
 out["api_chat default"] = app.api_chat("a man runs", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "the dog"}])
 out["api_chat beam"] = app.api_chat("a man runs", None, "beam", beam_size=3, lm_weight=0.2)
 turn = app.chat_turn("red ball", ["a man"], method="sample", temperature=0.9, candidates=3)
-out["chat_turn"] = [turn.reply, [[str(c.text), round(float(c.score), 5)] for c in turn.candidates] if hasattr(turn.candidates[0], "text") else repr(turn.candidates)]
+out["chat_turn"] = [turn.reply, [[str(c.text), round(float(c.total), 5)] for c in turn.candidates]]
 out["chat_settings"] = repr(app.chat_settings())
 learn = LearnService(registry, lab_dir=d / "labdir")
 for key in ("softmax", "beam", "attention", "params"):
@@ -251,7 +260,7 @@ def record(folder: Path, out: Path, root: Path) -> None:
                               capture_output=True)
         after = _files(work)
         changed = sorted(p for p, t in after.items() if before.get(p) != t and "lightning_logs" not in p
-                         and not p.startswith("cache/"))
+                         and "cache/" not in p)
         results[name] = {"argv": [_mask(a, work, root) for a in args], "rc": proc.returncode,
                          "stdout": _mask(proc.stdout, work, root),
                          "stderr": _mask(proc.stderr, work, root).splitlines()[-15:],
@@ -282,7 +291,9 @@ def compare(a: Path, b: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="step", required=True)
-    sub.add_parser("build").add_argument("folder", type=Path)
+    bld = sub.add_parser("build")
+    bld.add_argument("folder", type=Path)
+    bld.add_argument("--root", type=Path, default=HERE, help="the tree whose tests/helpers.py builds them")
     rec = sub.add_parser("record")
     rec.add_argument("folder", type=Path)
     rec.add_argument("out", type=Path)
@@ -293,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.step == "build":
         args.folder.mkdir(parents=True, exist_ok=True)
-        build(args.folder)
+        build(args.folder, args.root)
         return 0
     if args.step == "record":
         record(args.folder, args.out, args.root)

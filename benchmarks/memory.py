@@ -94,7 +94,10 @@ def record(system, phase, tokens=0, seconds=0.0):
     log.write(json.dumps(row) + "\n")  # one line per row, flushed: a run killed midway keeps what it recorded
     log.flush()
 
-from translator.system import Seq2SeqSystem
+try:
+    from translator.training.system import Seq2SeqSystem
+except ImportError:  # a checkout from before the layout of layers (--code)
+    from translator.system import Seq2SeqSystem
 train_end, val_end = Seq2SeqSystem.on_train_batch_end, Seq2SeqSystem.on_validation_epoch_end
 def on_train_batch_end(self, outputs, batch, batch_idx):
     train_end(self, outputs, batch, batch_idx)

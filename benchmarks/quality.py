@@ -442,7 +442,7 @@ def finished(run_dir: Path, epochs: int | None, budget_min: float | None = None)
         return True  # stopped by --trainer.max_time
     if epochs is None:
         return True
-    from translator.checkpoint import read_checkpoint
+    from translator.artifacts.checkpoint import read_checkpoint
 
     return int(read_checkpoint(found[-1]).get("epoch", -1)) + 1 >= epochs
 

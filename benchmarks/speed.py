@@ -130,7 +130,7 @@ class Family:
 
     @property
     def datamodule(self) -> Any:
-        from translator.data import Seq2SeqDataModule
+        from translator.training.datamodule import Seq2SeqDataModule
 
         data = {**self.config["data"], "src_lang": self.args.src_lang, "tgt_lang": self.args.tgt_lang,
                 "data_dir": self.args.data_dir}
@@ -145,7 +145,7 @@ class Family:
         """A freshly initialised model of the shipped config, vocabulary sizes from the data."""
         import torch
 
-        from translator.checkpoint import build_model
+        from translator.artifacts.checkpoint import build_model
 
         dm = self.datamodule
         spec = self.config["model"]["model"]
@@ -156,7 +156,7 @@ class Family:
 
     def system(self, seed: int = 0) -> Any:
         """Seq2SeqSystem around a fresh model, with the config's hyper-parameters and the data's tokenizer."""
-        from translator.system import Seq2SeqSystem
+        from translator.training.system import Seq2SeqSystem
 
         system = Seq2SeqSystem(self.model(seed), **{k: v for k, v in self.config["model"].items() if k != "model"})
         system.tokenizer = self.datamodule.tokenizer
@@ -296,8 +296,8 @@ def measure_train(family: Family, precision: str, args: argparse.Namespace, devi
 def decode_targets(args: argparse.Namespace, checkpoints: list[tuple[str, Path, dict[str, Any]]],
                    device: Any) -> list[tuple[str, Any]]:
     """(label, Translator) per checkpoint, or per family with an untrained model when none is given."""
-    from translator.checkpoint import Bundle, CheckpointMeta
-    from translator.inference import Translator
+    from translator.artifacts.checkpoint import Bundle, CheckpointMeta
+    from translator.inference.translator import Translator
 
     if checkpoints:
         labels = [f"{family} ({path.name})" for family, path, _ in checkpoints]

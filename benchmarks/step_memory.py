@@ -50,7 +50,7 @@ def model(args: argparse.Namespace):
 
 
 def step(m, B: int, S: int, T: int, vocab: int):
-    from translator.loss import label_smoothed_loss
+    from translator.training.loss import label_smoothed_loss
 
     src, tgt = torch.randint(4, vocab, (B, S)), torch.randint(4, vocab, (B, T + 1))  # (B, S), (B, T + 1)
     logits = m(src, torch.ones(B, S, dtype=torch.bool), tgt[:, :-1])  # (B, T, V)
@@ -110,7 +110,7 @@ def heap(args: argparse.Namespace) -> None:
 def graphs(args: argparse.Namespace) -> None:
     from torch._dynamo.utils import counters
 
-    from translator.loss import fused_smoothed_cross_entropy
+    from translator.training.loss import fused_smoothed_cross_entropy
 
     for n in (3000, 3100, 2900, 4000, 1, 2, 17, 3333, 2048, 4096, 3999, 3998, 512, 1024):
         logits = torch.randn(n, args.vocab, requires_grad=True)  # (N, V)

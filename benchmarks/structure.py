@@ -11,7 +11,11 @@ the decoding options (beam_size, length_penalty, temperature, top_p, no_repeat_n
 reader who wants to change a default would have to visit them. "Places that test a task name"
 counts the comparisons of something named *task* with "chat" or "translation" (translator/tasks.py,
 where the tasks are defined, excepted). "Readers of checkpoint metadata" counts the functions that
-open a checkpoint's bundle themselves: they name BUNDLE_KEY or read_export, or call torch.load.
+read a checkpoint's bundle themselves: they read `x[BUNDLE_KEY]` or `.get(BUNDLE_KEY)` (writing the bundle is not
+reading it), name read_export, or call torch.load; those outside the checkpoint module are counted apart.
+"Modules per layer" assigns each module to the layer of LAYERS (bottom first) whose package or module it is
+in (the longest match; modules of a flat tree that no layer names are counted as "unplaced"), and "imports
+that point up" counts the imports from a module to one of a higher layer (the layering says none may).
 """
 from __future__ import annotations
 
@@ -21,6 +25,24 @@ import json
 from pathlib import Path
 
 OPTIONS = {"beam_size", "length_penalty", "temperature", "top_p", "no_repeat_ngram_size"}
+#: The layers, bottom first: a module may import from its own layer and the ones below (README.md, "Layout").
+LAYERS = (
+    ("foundation", ("translator.atomic", "translator.cpu_fastpaths", "translator.tokenizer")),
+    ("models", ("translator.models",)),
+    ("decoding", ("translator.decoding",)),
+    ("tasks", ("translator.tasks",)),
+    ("data", ("translator.data",)),
+    ("artifacts", ("translator.artifacts",)),
+    ("engines", ("translator.engines",)),
+    ("training", ("translator.training",)),
+    ("inference", ("translator.inference",)),
+    ("evaluation", ("translator.evaluation",)),
+    ("lab", ("translator.lab",)),
+    ("serve", ("translator.serve",)),
+    ("entry", ("translator", "translator.__main__", "translator.cli", "translator.runtime", "translator.app",
+               "translator.evaluate_cmd")),
+)
+UNPLACED = "unplaced"
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -119,19 +141,56 @@ def task_name_tests(files: dict[str, Path]) -> list[str]:
     return found
 
 
+def _reads_bundle(node: ast.AST) -> bool:
+    """Reads a checkpoint's bundle or an export's metadata: `x[BUNDLE_KEY]` read (not assigned), `.get(BUNDLE_KEY)`,
+    `read_export`, `torch.load`."""
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name) and node.slice.id == "BUNDLE_KEY":
+        return isinstance(node.ctx, ast.Load)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        return any(isinstance(a, ast.Name) and a.id == "BUNDLE_KEY" for a in node.args)
+    if isinstance(node, ast.Name) and node.id == "read_export":
+        return True
+    return (isinstance(node, ast.Attribute) and node.attr == "load" and isinstance(node.value, ast.Name)
+            and node.value.id == "torch")
+
+
 def metadata_readers(files: dict[str, Path]) -> list[str]:
+    """Functions that read a checkpoint's metadata themselves (writers of the bundle are not counted)."""
     found = []
     for name, path in files.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            reads = any((isinstance(n, ast.Name) and n.id in ("BUNDLE_KEY", "read_export"))
-                        or (isinstance(n, ast.Attribute) and n.attr == "load" and isinstance(n.value, ast.Name)
-                            and n.value.id == "torch")
-                        for n in ast.walk(node))
-            if reads:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(map(_reads_bundle, ast.walk(node))):
                 found.append(f"{name}.{node.name}")
     return sorted(set(found))
+
+
+#: The module that owns the checkpoint format (CheckpointMeta); readers elsewhere are what the count is about.
+METADATA_HOMES = ("translator.checkpoint", "translator.artifacts.checkpoint")
+
+
+def layer_of(name: str) -> str:
+    """The layer whose package or module `name` is in (the longest match), or UNPLACED."""
+    best, length = UNPLACED, -1
+    for layer, prefixes in LAYERS:
+        for prefix in prefixes:
+            inside = name == prefix or (name.startswith(prefix + ".") and prefix != "translator")
+            if inside and len(prefix) > length:
+                best, length = layer, len(prefix)
+    return best
+
+
+def layering(graph: dict[str, set[str]]) -> tuple[dict[str, list[str]], list[str]]:
+    """(modules per layer, bottom first; imports that point to a higher layer as 'a -> b')."""
+    rank = {layer: i for i, (layer, _) in enumerate(LAYERS)}
+    per_layer: dict[str, list[str]] = {layer: [] for layer, _ in LAYERS}
+    up = []
+    for name in sorted(graph):
+        per_layer.setdefault(layer_of(name), []).append(name)
+        for target in sorted(graph[name]):
+            a, b = layer_of(name), layer_of(target)
+            if a in rank and b in rank and rank[b] > rank[a]:
+                up.append(f"{name} -> {target}")
+    return {k: v for k, v in per_layer.items() if v}, up
 
 
 def main() -> None:
@@ -145,15 +204,25 @@ def main() -> None:
     lines = sorted(((len(p.read_text(encoding="utf-8").splitlines()), n) for n, p in files.items()), reverse=True)
     homes = option_homes(files)
     task_tests, readers = task_name_tests(files), metadata_readers(files)
+    per_layer, up = layering(graph)
     report = {"root": str(args.root), "largest_modules": lines[:5], "import_cycles": found,
               "modules_in_cycles": sum(len(c) for c in found), "decoding_option_homes": homes,
-              "task_name_tests": task_tests, "metadata_readers": readers}
+              "task_name_tests": task_tests, "metadata_readers": readers, "modules_per_layer": per_layer,
+              "imports_pointing_up": up}
+    print(f"modules per layer (bottom first): "
+          f"{', '.join(f'{layer} {len(names)}' for layer, names in per_layer.items())} ({len(files)} modules)")
+    for layer, names in per_layer.items():
+        print(f"  {layer}: {', '.join(n.removeprefix('translator.') for n in names)}")
+    print(f"imports that point up a layer: {len(up)}{': ' if up else ''}{', '.join(up)}")
     print(f"largest modules: {', '.join(f'{n} {c}' for c, n in lines[:5])}")
     print(f"import cycles (SCCs > 1 module, function-level imports included): {len(found)}, "
           f"{report['modules_in_cycles']} modules: {found}")
     print(f"places that declare a decoding option: {len(homes)}: {', '.join(homes)}")
     print(f"places that test a task name: {len(task_tests)}: {', '.join(task_tests)}")
-    print(f"readers of checkpoint metadata: {len(readers)}: {', '.join(readers)}")
+    outside = [r for r in readers if r.rpartition(".")[0] not in METADATA_HOMES]
+    report["metadata_readers_outside_checkpoint_module"] = outside
+    print(f"readers of checkpoint metadata: {len(readers)}, {len(outside)} outside the checkpoint module: "
+          f"{', '.join(outside) or '-'} (inside: {', '.join(r for r in readers if r not in outside)})")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 

@@ -12,8 +12,8 @@ import argparse
 import sys
 import time
 
-from translator.data import Seq2SeqDataModule
 from translator.data.subword import SubwordSampling
+from translator.training.datamodule import Seq2SeqDataModule
 
 
 def main(argv: list[str]) -> int:

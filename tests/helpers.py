@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from translator.checkpoint import BUNDLE_KEY, make_bundle
-from translator.loss import label_smoothed_loss
+from translator.artifacts.checkpoint import BUNDLE_KEY, make_bundle
 from translator.models.attention import AttentionSeq2Seq
 from translator.models.lstm import LSTMSeq2Seq
 from translator.models.transformer import Transformer
-from translator.system import Seq2SeqSystem
 from translator.tokenizer import Tokenizer
+from translator.training.loss import label_smoothed_loss
+from translator.training.system import Seq2SeqSystem
 
 WORDS = "a man a woman the dog runs red ball two kids play in park with green hat on street".split()
 TINY_MODELS = {

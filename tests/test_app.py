@@ -14,10 +14,10 @@ import torch
 from helpers import make_tiny_checkpoint
 from matplotlib.figure import Figure
 
-from translator.app import (CHAT_TRAIN_HINT, TRAIN_HINT, ModelRegistry, TranslatorApp, UserError, build_app,
-                            discover_checkpoints, launch)
-from translator.inference import Translator
-from translator.service import MAX_HISTORY_TURNS
+from translator.inference.translator import Translator
+from translator.serve.app import (CHAT_TRAIN_HINT, TRAIN_HINT, ModelRegistry, TranslatorApp, UserError, build_app,
+                                  discover_checkpoints, launch)
+from translator.serve.service import MAX_HISTORY_TURNS
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers"),  # gr.Warning outside a server
               pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]  # gradio's own pandas deprecations
@@ -224,7 +224,7 @@ def test_chat_bad_input_keeps_history_and_shows_a_message(app, message, knobs, e
 
 def test_chat_tab_shows_the_models_language_examples_context_and_decoding(ckpts):
     from translator.decoding import CHAT_DECODING
-    from translator.service import CHAT_EXAMPLES
+    from translator.serve.service import CHAT_EXAMPLES
 
     demo = build_app([ckpts["lstm"]], chat_checkpoint=ckpts["chat_ko"])
     texts = " ".join(str(block.value) for block in demo.blocks.values() if isinstance(block, gr.Markdown))
@@ -243,7 +243,7 @@ def test_chat_tab_shows_the_models_language_examples_context_and_decoding(ckpts)
 
 def test_a_reply_is_never_empty(ckpts):
     """A model that would end every reply at once (eos first) still answers something."""
-    from translator.inference import Chatbot
+    from translator.inference.chatbot import Chatbot
 
     bot = Chatbot.from_checkpoint(ckpts["chat_ko"])
     with torch.no_grad():
@@ -297,13 +297,13 @@ def test_models_load_once_when_many_requests_arrive(ckpts, monkeypatch):
 
 
 def test_api_translate_draws_no_heatmap(ckpts, monkeypatch):
-    import translator.service
+    import translator.serve.service
 
     app = TranslatorApp(ModelRegistry([ckpts["transformer"]]))
     never_stop(app.registry.translator(app.registry.default))  # output rows: a heatmap could be drawn
     drawn = []
-    draw = translator.service.attention_figure
-    monkeypatch.setattr(translator.service, "attention_figure", lambda *a: drawn.append(1) or draw(*a))
+    draw = translator.serve.service.attention_figure
+    monkeypatch.setattr(translator.serve.service, "attention_figure", lambda *a: drawn.append(1) or draw(*a))
     assert app.api_translate("a man runs in the park")
     assert drawn == []  # /translate returns text only
     assert isinstance(app.translate_ui("a man runs in the park", None, "greedy", 5)[1], Figure) and drawn == [1]
@@ -324,7 +324,7 @@ def test_a_checkpoint_that_fails_to_load_is_tried_once(ckpts, monkeypatch):
 
 
 def test_read_auth(tmp_path):
-    from translator.app import read_auth
+    from translator.serve.app import read_auth
 
     assert read_auth("ann:s3cret:x") == [("ann", "s3cret:x")]
     users = tmp_path / "users.txt"
@@ -342,7 +342,7 @@ def test_read_auth(tmp_path):
                                                 ("127.0.0.1", None, False), ("localhost", None, False)])
 def test_launch_passes_auth_and_warns_when_serving_others_without_it(ckpts, monkeypatch, capsys, host, auth,
                                                                        warned):
-    from translator.app import SESSION_CAPACITY
+    from translator.serve.app import SESSION_CAPACITY
 
     launched = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
@@ -446,7 +446,7 @@ def call_translate(url: str, text: str) -> str:
 def test_gradio_keeps_a_bounded_number_of_sessions(ckpts, monkeypatch):
     """Every API call is a Gradio session holding a copy of every component's config (~130 KB here): the
     app keeps SESSION_CAPACITY of them, not Gradio's default 10,000 (RSS grew ~130 KB a request)."""
-    import translator.app
+    import translator.serve.app
 
     launched = {}
     original = gr.Blocks.launch

@@ -8,8 +8,8 @@ import gradio as gr
 import pytest
 from helpers import make_tiny_checkpoint, run_cli
 
-from translator.app import ModelRegistry, TranslatorApp, build_app
-from translator.service import ChatTurn, UserError
+from translator.serve.app import ModelRegistry, TranslatorApp, build_app
+from translator.serve.service import ChatTurn, UserError
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers"),
               pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")]

@@ -7,7 +7,7 @@ import pytest
 from helpers import make_tiny_checkpoint, run_cli
 
 from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING
-from translator.inference import Chatbot
+from translator.inference.chatbot import Chatbot
 
 CHAT = dict(kind="transformer", dataset="dailydialog", src_lang="en", tgt_lang="en", task="chat",
             chat_context_turns=1, context_dropout=0.1)

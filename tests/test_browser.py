@@ -43,7 +43,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    from translator.app import build_app
+    from translator.serve.app import build_app
 
     translate = tiny_checkpoint(tmp_path_factory, "transformer", kind="transformer")
     lstm = tiny_checkpoint(tmp_path_factory, "lstm", kind="lstm")  # the Learn tab's gates view needs one
@@ -128,7 +128,7 @@ def test_empty_input_shows_a_message(page):
 
 def test_learn_tab_every_view(page, shots):
     """Each Learn view in one click: its picture appears with what to look for; one screenshot per view."""
-    from translator.learn import DEFAULT_LAB_DIR, VIEWS
+    from translator.serve.learn import DEFAULT_LAB_DIR, VIEWS
 
     page.get_by_role("tab", name="Learn").click()
     page.locator("#learn-text textarea").fill("a man runs in the park")

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from translator.data.datamodule import ContextDropoutBatches, EncodedSplit, empty_context_mask
 from translator.data.sampler import TokenBudgetBatchSampler
 from translator.decoding import CHAT_DECODING, DecodeConfig, backward_log_probs, decode
 from translator.models.base import DecoderState, Seq2Seq
 from translator.tokenizer import Tokenizer
+from translator.training.datamodule import ContextDropoutBatches, EncodedSplit, empty_context_mask
 
 PAD, UNK, BOS, EOS, EMPTY = 0, 1, 2, 3, 4  # EMPTY: the <sep> token alone = an empty context
 GENERIC, SPECIFIC, OTHER = 5, 6, 7
@@ -207,7 +207,7 @@ def test_context_dropout_batches_carry_empty_sources_and_keep_the_order():
 
 
 def test_context_dropout_outside_its_range_is_one_clear_error(tmp_path):
-    from translator.data.datamodule import Seq2SeqDataModule
+    from translator.training.datamodule import Seq2SeqDataModule
 
     for rate in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match=r"context_dropout must be in \[0, 1\)"):

@@ -14,7 +14,7 @@ import pytest
 import sacrebleu
 
 from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_multi30k_like
-from translator import evaluation
+from translator.evaluation import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 AWKWARD = [
@@ -141,8 +141,8 @@ def test_evaluate_dataset_writes_json_and_plot(ckpts, tmp_path, capsys):
 
 def test_two_checkpoints_one_plot_two_labels(ckpts, tmp_path, capsys, monkeypatch):
     calls = []
-    real_plot = evaluation.plot_bleu_by_length
-    monkeypatch.setattr(evaluation, "plot_bleu_by_length", lambda results, path, **kw: (
+    real_plot = plots.plot_bleu_by_length
+    monkeypatch.setattr(plots, "plot_bleu_by_length", lambda results, path, **kw: (
         calls.append(list(results)), real_plot(results, path, **kw))[1])
     src = write(tmp_path / "src.txt", tiny_sentences(6, seed=4))
     code, out, err = run_cli(capsys, "evaluate", "--checkpoint", ckpts[0], "--checkpoint", ckpts[1],
@@ -201,7 +201,7 @@ def test_bad_input_gives_one_clear_message(ckpts, tmp_path, capsys, monkeypatch)
 def test_chat_checkpoint_gets_distinct_and_korean_tokenizer(ckpts, tmp_path, capsys):
     import torch
 
-    from translator.system import BUNDLE_KEY
+    from translator.training.system import BUNDLE_KEY
 
     checkpoint = torch.load(ckpts[0], weights_only=True)  # same weights, relabelled as a Korean chat model
     checkpoint[BUNDLE_KEY]["data"] = {"dataset": "chatbot-ko", "src_lang": "ko", "tgt_lang": "ko"}
@@ -233,7 +233,7 @@ def test_bf16_translation_keeps_line_alignment(tmp_path, capsys):
 def test_average_is_the_mean_of_the_weights(tmp_path, capsys):
     import torch
 
-    from translator.checkpoint import load_bundle
+    from translator.artifacts.checkpoint import load_bundle
 
     a = make_tiny_checkpoint(tmp_path / "a.ckpt", kind="transformer", steps=3)
     b = make_tiny_checkpoint(tmp_path / "b.ckpt", kind="transformer", steps=8)

@@ -10,10 +10,11 @@ import random
 import pytest
 
 from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_multi30k_like
-from translator.checkpoint import load_bundle
-from translator.confidence import SIGNALS, Calibrator, token_f1
-from translator.evaluation import reliability, sentence_chrf, spearman
-from translator.inference import REVIEW_MARK, Translator
+from translator.artifacts.checkpoint import load_bundle
+from translator.evaluation.metrics import reliability, sentence_chrf, spearman
+from translator.inference.command import REVIEW_MARK
+from translator.inference.confidence import SIGNALS, Calibrator, token_f1
+from translator.inference.translator import Translator
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -159,7 +160,7 @@ def test_spearman_and_token_f1():
 
 
 def test_the_app_shows_the_confidence_of_a_calibrated_checkpoint(calibrated, capsys):
-    from translator.app import ModelRegistry, TranslatorApp
+    from translator.serve.app import ModelRegistry, TranslatorApp
 
     tmp, data, ckpt = calibrated
     output = tmp / "app.calibrated.ckpt"

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import TINY_MODELS
-from translator.loss import contrastive_loss, label_smoothed_loss, row_log_likelihood
-from translator.system import Seq2SeqSystem
+from translator.training.loss import contrastive_loss, label_smoothed_loss, row_log_likelihood
+from translator.training.system import Seq2SeqSystem
 
 
 def _batch(rows: int = 6, vocab: int = 50) -> dict[str, torch.Tensor]:

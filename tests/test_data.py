@@ -13,10 +13,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from translator.data import (DATASETS, ENV_VAR, DownloadError, Seq2SeqDataModule, Source, TokenBudgetBatchSampler,
-                             collate, detokenize, download, find_dataset, heldout_split, list_datasets, load_pairs,
-                             read_csv_columns, read_dailydialog, read_parallel, read_tsv)
+from translator.data import (DATASETS, ENV_VAR, DownloadError, Source, TokenBudgetBatchSampler, detokenize, download,
+                             find_dataset, heldout_split, list_datasets, load_pairs, read_csv_columns, read_dailydialog,
+                             read_parallel, read_tsv)
 from translator.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from translator.training.datamodule import Seq2SeqDataModule, collate
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WORDS = "ein mann eine frau der hund läuft über die straße mit einem roten ball zwei kinder spielen".split()

@@ -7,12 +7,11 @@ import pytest
 import torch
 
 from helpers import make_tiny_checkpoint, tiny_sentences, write_multi30k_like
-from translator.checkpoint import load_bundle
 from translator.cli import main
 from translator.decoding import DecodeConfig, decode
-from translator.ensemble import Ensemble, load_ensemble, mean_log_probs
-from translator.evaluate_cmd import evaluate
-from translator.inference import Translator
+from translator.engines.ensemble import Ensemble, load_ensemble, mean_log_probs
+from translator.evaluation.command import evaluate
+from translator.inference.translator import Translator
 
 CONFIGS = {"greedy": DecodeConfig(method="greedy"), "beam": DecodeConfig(beam_size=4, nbest=2),
            "sample": DecodeConfig(method="sample", nbest=3, temperature=1.2, seed=3)}
@@ -155,8 +154,8 @@ def test_cli_translate_and_evaluate_with_an_ensemble(checkpoints, tmp_path, caps
 
 # ---- the app offers the ensemble of the checkpoints it was given --------------------------------
 def test_app_offers_the_ensemble_of_compatible_given_checkpoints(checkpoints):
-    from translator.learn import LearnService
-    from translator.service import ModelRegistry, TranslatorService, UserError
+    from translator.serve.learn import LearnService
+    from translator.serve.service import ModelRegistry, TranslatorService, UserError
 
     given = [checkpoints["transformer"], checkpoints["lstm"], checkpoints["other_tokenizer"]]
     registry = ModelRegistry(given, checkpoints_dir=None)
@@ -172,7 +171,7 @@ def test_app_offers_the_ensemble_of_compatible_given_checkpoints(checkpoints):
     assert got.text.splitlines() == [t.text for t in want]
     import gradio as gr
 
-    from translator.app import build_app
+    from translator.serve.app import build_app
 
     demo = build_app(registry=registry)
     dropdowns = {b.elem_id: [c[0] if isinstance(c, tuple) else c for c in b.choices]
@@ -192,7 +191,7 @@ def test_app_offers_the_ensemble_of_compatible_given_checkpoints(checkpoints):
 
 
 def test_app_names_the_files_when_two_ensembles_look_alike(checkpoints, tmp_path):
-    from translator.service import ModelRegistry
+    from translator.serve.service import ModelRegistry
 
     other2 = make_tiny_checkpoint(tmp_path / "other2.ckpt", "transformer", steps=5, seed=1)  # other's tokenizer
     registry = ModelRegistry([checkpoints["transformer"], checkpoints["transformer2"], checkpoints["other_tokenizer"],

@@ -1,11 +1,14 @@
-"""Tests for translator.evaluation: scores equal sacreBLEU's, buckets partition, errors name files."""
+"""Tests for translator.evaluation's metrics, reports and plots: scores equal sacreBLEU's, buckets partition,
+errors name files; and for the one line reader (translator.data.readers.read_lines)."""
 
 import json
 
 import pytest
 import sacrebleu
 
-from translator import evaluation as ev
+from translator.data.readers import read_lines
+from translator.evaluation import metrics as ev
+from translator.evaluation import plots, report as reports
 
 HYPS = [
     "The cat sat on the mat.",
@@ -151,13 +154,13 @@ def test_plot_writes_png(tmp_path):
     lengths = [3, 12, 18, 2, 35, 14]
     outputs = {"lstm": [" ".join(h.split()[:4]) for h in HYPS], "attention": HYPS, "transformer": REFS}
     results = {name: ev.bleu_by_length(lengths, hyps, REFS) for name, hyps in outputs.items()}
-    out = ev.plot_bleu_by_length(results, tmp_path / "plots" / "bleu_by_length.png", title="test")
+    out = plots.plot_bleu_by_length(results, tmp_path / "plots" / "bleu_by_length.png", title="test")
     data = out.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
 
 
 def test_report_table_and_json_round_trip(tmp_path):
-    report = ev.build_report(
+    report = reports.build_report(
         HYPS, REFS, source_lengths=[3, 12, 18, 2, 35, 14], checkpoint="checkpoints/transformer.ckpt",
         dataset="multi30k", split="test_2016_flickr", decoding={"method": "beam", "beam_size": 5},
         seconds=2.0, generated_tokens=100, chat=True,
@@ -166,10 +169,10 @@ def test_report_table_and_json_round_trip(tmp_path):
     assert report["sentences_per_second"] == pytest.approx(3.0)
     assert report["tokens_per_second"] == pytest.approx(50.0)
     assert {"distinct_1", "distinct_2", "bleu_by_length", "signature"} <= report.keys()
-    table = ev.format_table([report, {**report, "label": "lstm", "sentences_per_second": None}])
+    table = reports.format_table([report, {**report, "label": "lstm", "sentences_per_second": None}])
     assert "transformer" in table and "lstm" in table and "beam_size=5" in table and "31+" in table
     report["note"] = "déjà vu — 한국어"
-    path = ev.write_json([report], tmp_path / "out" / "report.json")
+    path = reports.write_json([report], tmp_path / "out" / "report.json")
     assert json.loads(path.read_text(encoding="utf-8")) == [report]
     assert "한국어" in path.read_text(encoding="utf-8")  # ensure_ascii=False
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temp file left behind
@@ -178,27 +181,22 @@ def test_report_table_and_json_round_trip(tmp_path):
 def test_read_lines_keeps_empty_lines_and_crlf(tmp_path):
     f = tmp_path / "src.txt"
     f.write_bytes("one\r\n\r\nthree\n\nfive".encode())
-    assert ev.read_lines(f) == ["one", "", "three", "", "five"]
+    assert read_lines(f) == ["one", "", "three", "", "five"]
     f.write_bytes(b"a\n\n")
-    assert ev.read_lines(f) == ["a", ""]
+    assert read_lines(f) == ["a", ""]
     f.write_bytes(b"")
-    assert ev.read_lines(f) == []
+    assert read_lines(f) == []
     f.write_bytes("\ufeffbonjour\n".encode())
-    assert ev.read_lines(f) == ["bonjour"]
+    assert read_lines(f) == ["bonjour"]
 
 
 def test_read_lines_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.txt"):
-        ev.read_lines(tmp_path / "missing.txt")
+        read_lines(tmp_path / "missing.txt")
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\nalso fine\nbad \xff byte\n")
     with pytest.raises(ValueError, match=r"bad\.txt:3: invalid UTF-8"):
-        ev.read_lines(bad)
+        read_lines(bad)
     with pytest.raises(ValueError, match="cannot read"):
-        ev.read_lines(tmp_path)
+        read_lines(tmp_path)
 
-
-def test_check_parallel():
-    ev.check_parallel(["a"], ["b"], "s.txt", "r.txt")
-    with pytest.raises(ValueError, match=r"s\.txt has 2 lines but r\.txt has 1 lines"):
-        ev.check_parallel(["a", "b"], ["c"], "s.txt", "r.txt")

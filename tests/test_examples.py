@@ -23,8 +23,8 @@ import torch
 
 from helpers import make_tiny_checkpoint, tiny_sentences, write_multi30k_like
 from translator import cli
-from translator.checkpoint import BUNDLE_KEY
-from translator.confidence import SIGNALS, Calibrator
+from translator.artifacts.checkpoint import BUNDLE_KEY
+from translator.inference.confidence import SIGNALS, Calibrator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,7 +211,7 @@ def _materialize(args: list[str], tiny: dict[str, Path], folder: Path) -> None:
         elif flag in ("--input", "--source", "--reference"):
             path.write_text("\n".join(tiny_sentences(4, seed=len(value))) + "\n", encoding="utf-8")
         elif flag == "--checkpoint" and value.startswith("exported/") and name != "export":
-            from translator.export import export_checkpoint
+            from translator.artifacts.export import export_checkpoint
 
             export_checkpoint(tiny["transformer"], path, "float32")
 

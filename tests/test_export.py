@@ -1,4 +1,4 @@
-"""CTranslate2 export (translator/export.py, translator/ct2_engine.py) and int8 PyTorch decoding.
+"""CTranslate2 export (translator/artifacts/export.py, translator/engines/ct2.py) and int8 PyTorch decoding.
 
 The exported float32 model must decode exactly like the PyTorch model it came from (greedy, token by
 token) for every Transformer variant the export maps: sinusoidal / learned positions, tied / untied
@@ -14,15 +14,16 @@ import pytest
 import torch
 from helpers import collate_copy, make_tiny_checkpoint, tiny_sentences
 
-from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle
-from translator.inference import Translator, format_output, translate_file
+from translator.artifacts.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle
+from translator.inference.command import format_output, translate_file
+from translator.inference.translator import Translator
 from translator.models.transformer import Transformer
 from translator.tokenizer import Tokenizer
 
 ctranslate2 = pytest.importorskip("ctranslate2")  # scripts/setup.sh --dev installs it (the [fast] extra)
 
 from translator import cli  # noqa: E402
-from translator.export import INSTALL_HINT, export_checkpoint  # noqa: E402
+from translator.artifacts.export import INSTALL_HINT, export_checkpoint  # noqa: E402
 
 #: (positions, tie_embeddings, joint vocabulary, activation)
 VARIANTS = {
@@ -140,7 +141,7 @@ def test_exported_directory_is_a_checkpoint_everywhere(exported, tmp_path, capsy
     assert meta["data"]["src_lang"] == "de" and meta["quantization"] == "float32"
     assert len(meta["checkpoint"]["sha256"]) == 64 and (folder / "source.spm").is_file()
     assert CheckpointMeta.from_path(folder).task.name == "translation"
-    from translator.service import discover_checkpoints, read_info
+    from translator.serve.service import discover_checkpoints, read_info
 
     info = read_info(folder)
     assert not info.error and "CTranslate2" in info.label and info.src_lang == "de"
@@ -148,7 +149,7 @@ def test_exported_directory_is_a_checkpoint_everywhere(exported, tmp_path, capsy
     src, ref = tmp_path / "src.de", tmp_path / "ref.en"
     src.write_text("\n".join(SOURCES[:10]) + "\n")
     ref.write_text("\n".join(SOURCES[:10]) + "\n")
-    from translator.evaluate_cmd import evaluate
+    from translator.evaluation.command import evaluate
 
     reports = evaluate([str(ckpt), str(folder)], source=str(src), reference=str(ref), method="greedy")
     assert reports[0]["bleu"] == pytest.approx(reports[1]["bleu"], abs=1e-6)

@@ -11,10 +11,11 @@ import torch
 import yaml
 
 from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_dailydialog_like, write_multi30k_like
-from translator.checkpoint import BUNDLE_KEY, EXPORT_FILE, describe_lineage, read_checkpoint
-from translator.finetune import FINETUNE_LR_SCALE, FINETUNE_WARMUP_STEPS, WARN_FALLBACK_SHARE, coverage, coverage_report
-from translator.service import read_info
+from translator.artifacts.checkpoint import BUNDLE_KEY, EXPORT_FILE, describe_lineage, read_checkpoint
+from translator.serve.service import read_info
 from translator.tokenizer import Tokenizer
+from translator.training.finetune import (FINETUNE_LR_SCALE, FINETUNE_WARMUP_STEPS, WARN_FALLBACK_SHARE, coverage,
+                                          coverage_report)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -149,7 +150,7 @@ def test_coverage_counts_byte_fallback_and_warns_above_the_threshold():
 
 
 def test_replay_mixes_a_share_of_the_parent_data_into_training(tmp_path, capsys):
-    from translator.data import Seq2SeqDataModule
+    from translator.training.datamodule import Seq2SeqDataModule
 
     parent = make_tiny_checkpoint(tmp_path / "parent.ckpt", "transformer", steps=2)  # multi30k de->en
     data = write_multi30k_like(tmp_path / "data", transform=str.upper)  # en = the German line upper-cased

@@ -402,7 +402,7 @@ def test_app_port_out_of_range(env, capsys):
 
 @pytest.fixture(scope="module")
 def service(env):
-    from translator.service import ModelRegistry, TranslatorService
+    from translator.serve.service import ModelRegistry, TranslatorService
 
     return TranslatorService(ModelRegistry([env["ckpt"]]), max_input_chars=2000)
 
@@ -423,7 +423,7 @@ APP_REQUESTS = {  # (text, checkpoint, decoder, beam) -> message fragment
 
 @pytest.mark.parametrize("case", sorted(APP_REQUESTS))
 def test_app_refuses_bad_requests_before_queueing(service, case):
-    from translator.service import UserError
+    from translator.serve.service import UserError
 
     args, fragment = APP_REQUESTS[case]
     with pytest.raises(UserError, match=None) as info:
@@ -453,7 +453,7 @@ def test_app_time_limit_stops_a_request(service):
 
 def test_app_heavy_requests_do_not_hold_every_worker(env):
     """Two large requests on two workers: a one-sentence request is answered long before they finish."""
-    from translator.service import ModelRegistry, TranslatorService
+    from translator.serve.service import ModelRegistry, TranslatorService
 
     svc = TranslatorService(ModelRegistry([env["ckpt"]]), max_input_chars=20_000, workers=2)
     svc.translate_text("a man", "", "greedy", 5)  # load the model
@@ -479,22 +479,23 @@ def test_app_heavy_requests_do_not_hold_every_worker(env):
 # ---- streaming ---------------------------------------------------------------------------------------
 def test_translate_streams_chunks_and_keeps_order(env, tmp_path, capsys, monkeypatch):
     """A file is read, translated and written a bounded chunk at a time, in order, blank lines kept."""
-    from translator import inference
+    from translator.inference.command import CHUNK_BATCHES
+    from translator.inference.translator import Translator
 
     seen: list[int] = []
-    original = inference.Translator.translate
+    original = Translator.translate
 
     def spy(self, texts, *args, **kwargs):
         seen.append(len(texts))
         return original(self, texts, *args, **kwargs)
 
-    monkeypatch.setattr(inference.Translator, "translate", spy)
+    monkeypatch.setattr(Translator, "translate", spy)
     lines = [s if i % 7 else "" for i, s in enumerate(tiny_sentences(230, seed=3))]
     src = write(tmp_path / "in.txt", "\n".join(lines) + "\n")
     code, out, err = run_cli(capsys, "translate", "--checkpoint", env["ckpt"], "--input", src, "--batch_size", "4",
                              "--decode.method", "greedy", "--output", tmp_path / "out.txt")
     assert code == 0, err
-    assert max(seen) <= 4 * inference.CHUNK_BATCHES and sum(seen) == len(lines)
+    assert max(seen) <= 4 * CHUNK_BATCHES and sum(seen) == len(lines)
     got = (tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")
     assert got.pop() == "" and len(got) == len(lines)
     assert all(g == "" for g, s in zip(got, lines) if s == "")  # blank lines stay blank, in place
@@ -712,7 +713,7 @@ def test_average_onto_an_input_is_refused(env, tmp_path, capsys):
 
 def test_failed_write_leaves_the_old_output_and_no_temp_file(env, tmp_path, capsys, monkeypatch):
     """A full disk in the middle: the earlier file stays as it was, nothing half-written beside it."""
-    from translator import streaming
+    from translator.inference import streaming
 
     src = write(tmp_path / "in.txt", "\n".join(tiny_sentences(40, seed=5)) + "\n")
     keep = write(tmp_path / "out.txt", "precious\n")
@@ -834,7 +835,7 @@ def test_dialogues_without_turn_markers_are_reported(tmp_path, caplog):
 
 
 def test_vocab_size_larger_than_the_corpus_gives_is_said(env, tmp_path, caplog):
-    from translator.data import Seq2SeqDataModule
+    from translator.training.datamodule import Seq2SeqDataModule
 
     dm = Seq2SeqDataModule("multi30k", data_dir=str(env["data"]), cache_dir=str(tmp_path / "cache"),
                            vocab_size=100_000)
@@ -845,7 +846,7 @@ def test_vocab_size_larger_than_the_corpus_gives_is_said(env, tmp_path, caplog):
 
 # ---- misleading messages (issue 35) -------------------------------------------------------------------
 def test_max_tokens_below_one_pair_is_refused(env, tmp_path):
-    from translator.data import Seq2SeqDataModule
+    from translator.training.datamodule import Seq2SeqDataModule
 
     dm = Seq2SeqDataModule("multi30k", data_dir=str(env["data"]), cache_dir=str(tmp_path / "cache"),
                            vocab_size=300, max_tokens=1)
@@ -855,8 +856,8 @@ def test_max_tokens_below_one_pair_is_refused(env, tmp_path):
 
 def test_an_orphaned_token_store_folder_is_removed(env, tmp_path):
     """A build killed with -9 leaves its temporary folder; the next build in the cache removes it."""
-    from translator.data import Seq2SeqDataModule
     from translator.data.token_store import TMP_PREFIX
+    from translator.training.datamodule import Seq2SeqDataModule
 
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from helpers import make_tiny_checkpoint
 
-from translator.inference import Chatbot, Translator
+from translator.inference.chatbot import Chatbot
+from translator.inference.translator import Translator
 
 
 def tiny_checkpoint(tmp_path_factory, name: str, **kwargs) -> Path:
@@ -82,7 +83,7 @@ def test_reply_returns_text_and_rejects_empty_messages(chatbot):
 
 def test_bf16_recurrent_models_decode_in_fp32_on_cpus_without_bf16(tmp_path_factory, monkeypatch, capsys):
     import translator.engines as engines
-    from translator.checkpoint import load_bundle
+    from translator.artifacts.checkpoint import load_bundle
 
     monkeypatch.setattr(engines, "cpu_bf16_is_fast", lambda: False)  # an AVX2-only CPU
     lstm = load_bundle(tiny_checkpoint(tmp_path_factory, "lstm", kind="lstm"))

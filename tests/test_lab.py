@@ -151,7 +151,7 @@ def test_bottleneck_command(ckpts, tiny_data, tmp_path):
 
 
 def test_beam_trace_records_the_real_search_without_changing_it(ckpts):
-    from translator.checkpoint import load_bundle
+    from translator.artifacts.checkpoint import load_bundle
     from translator.decoding import decode
 
     bundle = load_bundle(ckpts["transformer"])

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from helpers import make_tiny_checkpoint
-from translator.learn import DEFAULT_LAB_DIR, VIEWS, LearnService
-from translator.service import ModelRegistry, UserError
+from translator.serve.learn import DEFAULT_LAB_DIR, VIEWS, LearnService
+from translator.serve.service import ModelRegistry, UserError
 
 LIVE = ["params", "positions", "gates", "attention", "softmax", "beam"]
 PRECOMPUTED = ["gradients", "exposure", "bottleneck"]
@@ -87,7 +87,7 @@ def test_every_field_has_a_limit_checked_before_any_work(learn, field, value, ex
 
 
 def test_views_run_on_the_scheduler_within_its_time_limit_and_stop_when_cancelled(learn):
-    from translator.service import CANCELLED, TranslatorService
+    from translator.serve.service import CANCELLED, TranslatorService
 
     slow = LearnService(learn.registry, service=TranslatorService(learn.registry, time_limit=1e-9))
     with pytest.raises(UserError, match="took longer than"):

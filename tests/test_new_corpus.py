@@ -5,13 +5,14 @@ import lightning as L
 import pytest
 from helpers import tiny_sentences
 
-from translator.checkpoint import load_bundle
+from translator.artifacts.checkpoint import load_bundle
 from translator.data import registry
-from translator.data.datamodule import Seq2SeqDataModule
 from translator.data.registry import DatasetSpec, load_pairs
-from translator.inference import Chatbot, Translator
+from translator.inference.chatbot import Chatbot
+from translator.inference.translator import Translator
 from translator.models.transformer import Transformer
-from translator.system import Seq2SeqSystem
+from translator.training.datamodule import Seq2SeqDataModule
+from translator.training.system import Seq2SeqSystem
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from helpers import TINY_MODELS, write_multi30k_like
-from translator.data import Seq2SeqDataModule
 from translator.data.subword import SubwordSampling
-from translator.loss import label_smoothed_loss, symmetric_kl
 from translator.models.transformer import Transformer
-from translator.system import Seq2SeqSystem
+from translator.training.datamodule import Seq2SeqDataModule
+from translator.training.loss import label_smoothed_loss, symmetric_kl
+from translator.training.system import Seq2SeqSystem
 
 
 @pytest.fixture(scope="module")

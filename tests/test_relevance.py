@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import make_tiny_checkpoint, run_cli, tiny_sentences, write_dailydialog_like
 
-from translator.evaluation import draw_distractors, hits_at_1, sentence_bleu_n
-from translator.inference import Translator
-from translator.relevance import relevance
+from translator.evaluation.metrics import draw_distractors, hits_at_1, sentence_bleu_n
+from translator.evaluation.relevance import relevance
+from translator.inference.translator import Translator
 
 CHAT = dict(dataset="dailydialog", src_lang="en", tgt_lang="en", task="chat", chat_context_turns=1,
             context_dropout=0.1)

@@ -13,11 +13,10 @@ import pytest
 import torch
 
 from helpers import write_multi30k_like
-from translator.callbacks import collect_random_states, restore_random_states
-from translator.checkpoint import atomic_torch_save
-from translator.checkpoint import read_checkpoint
-from translator.resume import resumed_lr_factor, schedule_anchor
-from translator.system import lr_factor
+from translator.artifacts.checkpoint import atomic_torch_save, read_checkpoint
+from translator.training.callbacks import collect_random_states, restore_random_states
+from translator.training.resume import resumed_lr_factor, schedule_anchor
+from translator.training.system import lr_factor
 
 ROOT = Path(__file__).parents[1]
 STEPS = 120  # 4.8 epochs of 25 batches: checkpoints every 5 steps land mid-epoch and at epoch ends

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from helpers import TINY_MODELS
-from translator.loss import label_smoothed_loss
-from translator.system import Seq2SeqSystem
+from translator.training.loss import label_smoothed_loss
+from translator.training.system import Seq2SeqSystem
 
 V, PAD, BOS, EOS = 20, 0, 2, 3
 

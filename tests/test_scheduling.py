@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from translator.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
+from translator.serve.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
 
 
 def test_pieces_by_cost_keeps_order_and_budget():

@@ -13,7 +13,8 @@ import yaml
 
 from helpers import write_chatbot_ko_like, write_dailydialog_like, write_multi30k_like
 from translator.cli import main
-from translator.inference import Chatbot, Translator
+from translator.inference.chatbot import Chatbot
+from translator.inference.translator import Translator
 
 CONFIGS = sorted((Path(__file__).parents[1] / "translator" / "configs").glob("*.yaml"))
 SHRINK = {  # every family as small as a CLI run of seconds allows
@@ -54,8 +55,8 @@ def test_every_shipped_config_trains_and_its_checkpoints_answer(config: Path, tm
 
 def test_a_backward_chat_model_trains_on_reversed_pairs_with_the_forward_tokenizer(tmp_path: Path):
     """`--data.reverse true --data.tokenizer_path FORWARD.ckpt`: p(message | reply), on the forward model's pieces."""
-    from translator.checkpoint import checkpoint_tokenizer, load_bundle
-    from translator.data.datamodule import Seq2SeqDataModule
+    from translator.artifacts.checkpoint import checkpoint_tokenizer, load_bundle
+    from translator.training.datamodule import Seq2SeqDataModule
 
     config = Path(__file__).parents[1] / "translator" / "configs" / "chat_chatbot_ko.yaml"
     data = write_chatbot_ko_like(tmp_path / "data")

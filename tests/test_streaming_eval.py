@@ -1,17 +1,15 @@
 """`evaluate` on files streams them: blocks of lines decoded and scored with summed sacreBLEU statistics."""
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
 import pytest
 import sacrebleu
 
 from helpers import make_tiny_checkpoint, tiny_sentences
-from translator import evaluate_cmd
-from translator.evaluation import StreamingScore, bleu_by_length, score
-from translator.inference import Translator
+from translator.evaluation import command as evaluate_cmd
+from translator.evaluation.metrics import StreamingScore, bleu_by_length, score
+from translator.inference.translator import Translator
 
 
 def test_streaming_score_equals_the_whole_corpus_score():

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from helpers import write_multi30k_like
-from translator.checkpoint import load_bundle, read_checkpoint
+from translator.artifacts.checkpoint import load_bundle, read_checkpoint
 from translator.cli import main
-from translator.system import lr_factor
+from translator.training.system import lr_factor
 
 CONFIGS = sorted((Path(__file__).parents[1] / "translator" / "configs").glob("*.yaml"))
 TRANSLATION_CONFIGS = [c for c in CONFIGS if c.stem in ("rnn", "lstm", "attention", "transformer")]
@@ -166,7 +166,7 @@ def test_loss_matches_torch_cross_entropy(fused: bool, dtype: torch.dtype):
     """The (compiled) label-smoothed loss, its gradient, and the plain NLL equal F.cross_entropy's, pads ignored."""
     import torch.nn.functional as F
 
-    from translator.loss import label_smoothed_loss
+    from translator.training.loss import label_smoothed_loss
 
     torch.manual_seed(0)
     pad, eps = 1, 0.1
@@ -190,7 +190,7 @@ def test_loss_falls_back_to_eager_when_compiling_fails(monkeypatch):
     """No C++ compiler (or any compile error): one warning, then the eager formula with the same values."""
     import torch.nn.functional as F
 
-    from translator import loss as loss_module
+    from translator.training import loss as loss_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")

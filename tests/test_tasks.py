@@ -7,10 +7,11 @@ import dataclasses
 import pytest
 from helpers import make_tiny_checkpoint
 
-from translator.checkpoint import Bundle, CheckpointMeta, load_bundle
+from translator.artifacts.checkpoint import Bundle, CheckpointMeta, load_bundle
 from translator.data.readers import dialogue_pairs
 from translator.decoding import CHAT_DECODING, DecodeConfig, DecodeOptions, Hypothesis
-from translator.inference import Chatbot, Translator
+from translator.inference.chatbot import Chatbot
+from translator.inference.translator import Translator
 from translator.tasks import CHAT, DEFAULT_CONTEXT_TURNS, TRANSLATION, get_task
 
 
@@ -105,7 +106,7 @@ def test_translator_holds_any_engine_and_ranks_once_above_it(checkpoints):
 
 
 def test_serving_bounds_come_from_the_decode_config_fields():
-    from translator.service import MAX_BEAM, MAX_CANDIDATES, UserError, served
+    from translator.serve.service import MAX_BEAM, MAX_CANDIDATES, UserError, served
 
     assert (MAX_BEAM, MAX_CANDIDATES) == (DecodeConfig.served("beam_size")[1], DecodeConfig.served("candidates")[1])
     low, high, label = DecodeConfig.served("temperature")
@@ -120,8 +121,8 @@ def test_serving_bounds_come_from_the_decode_config_fields():
 def test_app_sliders_and_api_chat_use_the_same_bounds_and_optional_values(checkpoints):
     import gradio as gr
 
-    from translator.app import TranslatorApp, build_app
-    from translator.service import ModelRegistry
+    from translator.serve.app import TranslatorApp, build_app
+    from translator.serve.service import ModelRegistry
 
     demo = build_app([checkpoints["legacy_translation"]], chat_checkpoint=checkpoints["chat"], checkpoints_dir=None)
     sliders = {b.label: b for b in demo.blocks.values() if isinstance(b, gr.Slider)}

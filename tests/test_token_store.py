@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from translator.data import ENV_VAR, Seq2SeqDataModule, TokenBudgetBatchSampler, collate, load_pairs, read_lines
+from translator.data import ENV_VAR, TokenBudgetBatchSampler, load_pairs, read_lines
 from translator.data import token_store
 from translator.data.readers import iter_lines, iter_parallel
 from translator.data.token_store import TokenColumn, build_store, seeded_sample, token_dtype
 from translator.tokenizer import Tokenizer
+from translator.training.datamodule import Seq2SeqDataModule, collate
 
 WORDS = "ein mann eine frau der hund läuft über die straße mit einem roten ball zwei kinder spielen".split()
 

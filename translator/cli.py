@@ -35,11 +35,11 @@ COMMANDS: dict[str, Any] = {
     "validate": "translator.cli:validate",
     "test": "translator.cli:test",
     "translate": "translator.cli:translate",
-    "evaluate": "translator.evaluate_cmd:evaluate",
+    "evaluate": "translator.evaluation.command:evaluate",
     "average": "translator.cli:average",
-    "calibrate": "translator.calibrate:calibrate",
-    "export": "translator.export:export_command",
-    "app": "translator.app:launch",
+    "calibrate": "translator.evaluation.calibrate:calibrate",
+    "export": "translator.artifacts.export:export_command",
+    "app": "translator.serve.app:launch",
     "lab": {
         "_help": "The learning lab: one idea of the RNN -> LSTM -> attention -> Transformer story per command, "
                  "each writing a PNG and its numbers as JSON beside it.",
@@ -57,7 +57,7 @@ COMMANDS: dict[str, Any] = {
         "_help": "The dataset registry: list the datasets, download one, batch statistics of one.",
         "list": "translator.data.registry:list_command",
         "download": "translator.data.registry:download_command",
-        "stats": "translator.data.datamodule:stats_command",
+        "stats": "translator.training.datamodule:stats_command",
     },
 }
 #: Parsed by LightningCLI (handed their arguments as they are), not from their function's signature.
@@ -174,7 +174,7 @@ def translate(
         min_confidence: mark the lines whose confidence is below this value with a last field REVIEW (kept, not
             dropped), so a person can review them; implies --scores.
     """
-    from translator.inference import translate_file
+    from translator.inference.command import translate_file
 
     members = [ensemble] if isinstance(ensemble, str) else ensemble
     translate_file(checkpoint, input, output, decode, device=device, batch_size=batch_size, precision=precision,
@@ -185,7 +185,7 @@ def average(checkpoints: list[str], *, output: str) -> Path:
     """Average the weights of checkpoints of one run into one inference checkpoint.
 
     Typically the last epochs that `translator fit` keeps as epochNN.ckpt: their mean usually scores
-    a little higher than any one of them (`translator.checkpoint.average_checkpoints`).
+    a little higher than any one of them (`translator.artifacts.checkpoint.average_checkpoints`).
 
     Examples:
         translator average checkpoints/transformer-multi30k-de-en/version_0/checkpoints/epoch*.ckpt --output average.ckpt
@@ -194,7 +194,7 @@ def average(checkpoints: list[str], *, output: str) -> Path:
         checkpoints: checkpoint files of the same model and tokenizer.
         output: where to write the averaged checkpoint.
     """
-    from translator.checkpoint import average_checkpoints
+    from translator.artifacts.checkpoint import average_checkpoints
 
     path = average_checkpoints(checkpoints, output)
     print(f"averaged {len(checkpoints)} checkpoints -> {path}")
@@ -206,8 +206,8 @@ def _lightning_cli(args: list[str]) -> None:
     """LightningCLI over Seq2SeqSystem and Seq2SeqDataModule, with TRAINER_DEFAULTS and the data links."""
     from lightning.pytorch.cli import LightningCLI
 
-    from translator.data import Seq2SeqDataModule
-    from translator.system import Seq2SeqSystem
+    from translator.training.datamodule import Seq2SeqDataModule
+    from translator.training.system import Seq2SeqSystem
 
     class TranslatorCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
@@ -219,8 +219,8 @@ def _lightning_cli(args: list[str]) -> None:
         def _parse_ckpt_path(self) -> None:
             # LightningCLI would replace the model options given with the checkpoint's, silently; instead a
             # bad file is one message and options that cannot change within a run are refused, before any data
-            # is read (translator.resume; the system lists the options it applies when the checkpoint loads).
-            # A fine-tuning run (--model.init_from) takes its parent's model and tokenizer first (translator.finetune).
+            # is read (translator.training.resume; the system lists the options it applies when the checkpoint loads).
+            # A fine-tuning run (--model.init_from) takes its parent's model and tokenizer first (translator.training.finetune).
             subcommand = self.config.get("subcommand")
             if subcommand:
                 if subcommand == "fit":
@@ -264,8 +264,8 @@ def _check_resume(config: Any, subcommand: str) -> None:
     ckpt_path = config.get("ckpt_path")
     if not ckpt_path or str(ckpt_path) in ("last", "best", "hpc", "registry") or "://" in str(ckpt_path):
         return  # Lightning's own names for checkpoints it finds itself
-    from translator.checkpoint import read_checkpoint
-    from translator.resume import check_resume
+    from translator.artifacts.checkpoint import read_checkpoint
+    from translator.training.resume import check_resume
 
     plain = config.clone().as_dict() if hasattr(config, "as_dict") else dict(config)
     check_resume(str(ckpt_path), read_checkpoint(ckpt_path), dict(plain.get("model") or {}),
@@ -274,22 +274,21 @@ def _check_resume(config: Any, subcommand: str) -> None:
 
 def _init_from(config: Any, given: set[str]) -> None:
     """--model.init_from CKPT: the parent's model configuration and tokenizer, and the fine-tuning optimizer
-    defaults for the options not given on the command line (translator.finetune); conflicts as one ValueError."""
+    defaults for the options not given on the command line (translator.training.finetune); conflicts as one ValueError."""
     model = config.get("model")
     init_from = model.get("init_from") if model is not None else None
     if not init_from:
         return
     from jsonargparse import Namespace
 
-    from translator.callbacks import note
-    from translator.checkpoint import BUNDLE_KEY
-    from translator.finetune import check_task, finetune_defaults, read_parent, refused_message
-    from translator.resume import resume_differences
+    from translator.training.callbacks import note
+    from translator.training.finetune import check_task, finetune_defaults, read_parent, refused_message
+    from translator.training.resume import resume_differences
 
-    parent = read_parent(init_from)
+    parent, _ = read_parent(init_from)
     data = config.get("data")
     check_task(init_from, parent, str(data.get("dataset")))
-    saved = dict(parent["hyper_parameters"])
+    saved = dict(parent.hparams)
     plain = config.clone().as_dict()
     refused, _ = resume_differences({"model": saved["model"]}, {"model": plain["model"].get("model") or {}}, {}, {})
     if refused:
@@ -301,7 +300,7 @@ def _init_from(config: Any, given: set[str]) -> None:
     model["model"] = Namespace(class_path=saved["model"]["class_path"],
                                init_args=Namespace(**dict(saved["model"].get("init_args") or {})))
     data["tokenizer_path"] = str(init_from)
-    parent_data = dict(parent[BUNDLE_KEY].get("data") or {})
+    parent_data = parent.data
     if data.get("replay") and not data.get("replay_dataset"):  # mixed fine-tuning replays the parent's own data
         data["replay_dataset"] = parent_data.get("dataset")
         data["replay_src_lang"] = data.get("replay_src_lang") or parent_data.get("src_lang")

@@ -105,7 +105,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
 
 
 # ---- compiled functions --------------------------------------------------------------------------
-# The label-smoothed loss (translator/loss.py) walks the (N, V) logits about ten times forward and
+# The label-smoothed loss (translator/training/loss.py) walks the (N, V) logits about ten times forward and
 # backward when eager (casts, log-softmax, its backward, the smoothing term's dense gradient...): that
 # was 20-35% of a bf16 Transformer training step with V = 8000. `torch.compile` fuses it into a few
 # passes, about 3x faster.

@@ -6,7 +6,7 @@ A task is an object, recorded by name in the checkpoint (`data["task"]`) and loo
 - `source(turns)`: the source text of a conversation, its turns joined by `<sep>` (the one writer:
   the DailyDialog reader builds training pairs with it, `Chatbot` builds what it sends with it);
 - `context_turns(data)`: turns the model sees, the message included, as trained (recorded in
-  the checkpoint; `translator.checkpoint.CheckpointMeta` fills it in for older ones);
+  the checkpoint; `translator.artifacts.checkpoint.CheckpointMeta` fills it in for older ones);
 - `empty_source(data, tokenizer)`: the source for p(reply) (anti-LM re-ranking), or None;
 - `default_decoding(data)`: the decoding used when none is given;
 - `whole_corpus_metrics`: whether `evaluate` reports the metrics that need every output at once

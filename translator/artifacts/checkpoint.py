@@ -3,7 +3,7 @@
 Loading uses `torch.load(weights_only=True)`: no arbitrary pickle runs, and the model class is
 looked up only inside `translator.models`. A directory written by `translator export` (a
 CTranslate2 model) is a checkpoint too: its metadata file is read here (`read_export`), its
-weights by translator/ct2_engine.py.
+weights by translator/engines/ct2.py.
 """
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ class CheckpointMeta:
     hparams: dict[str, Any]  # the LightningModule's saved hyper-parameters ({} for an export)
     tokenizer_id: str | None = None  # sha256 of the tokenizer's model bytes (PyTorch checkpoints)
     export: dict[str, Any] | None = None  # an exported directory's metadata (quantization, ...), else None
-    parent: dict[str, Any] | None = None  # the checkpoint it was fine-tuned from (translator/finetune.py `lineage`)
-    calibrator: dict[str, Any] | None = None  # its confidence calibrator (translator/confidence.py), if calibrated
+    parent: dict[str, Any] | None = None  # the checkpoint it was fine-tuned from (translator/training/finetune.py `lineage`)
+    calibrator: dict[str, Any] | None = None  # its confidence calibrator (translator/inference/confidence.py), if calibrated
 
     @classmethod
     def from_path(cls, path: str | Path) -> "CheckpointMeta":
@@ -242,11 +242,23 @@ class Bundle:
         return self.task.default_decoding(self.data)
 
 
-def make_bundle(model_config: dict[str, Any], tokenizer: Tokenizer | None, data: dict[str, Any]) -> dict[str, Any]:
+def make_bundle(model_config: dict[str, Any], tokenizer: Tokenizer | None, data: dict[str, Any],
+                parent: dict[str, Any] | None = None) -> dict[str, Any]:
     """The bundle every checkpoint carries under BUNDLE_KEY (the one writer of its layout):
-    plain data only, so the checkpoint loads with weights_only=True."""
-    return {"format": 1, "model": model_config, "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
-            "data": data}
+    plain data only, so the checkpoint loads with weights_only=True. `parent`: the lineage of a
+    fine-tuned model (translator/training/finetune.py `lineage`)."""
+    bundle = {"format": 1, "model": model_config, "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
+              "data": data}
+    if parent is not None:
+        bundle["parent"] = parent
+    return bundle
+
+
+def save_calibrated(checkpoint: dict[str, Any], calibrator: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write `checkpoint` (as `read_checkpoint` gave it) with its confidence calibrator (`Calibrator.to_dict`)
+    to `path`, atomically."""
+    checkpoint[BUNDLE_KEY]["calibrator"] = calibrator
+    atomic_torch_save(checkpoint, path)
 
 
 def is_exported(path: str | Path) -> bool:
@@ -270,6 +282,12 @@ def read_export(path: str | Path) -> tuple[dict[str, Any], Tokenizer]:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: unreadable exported model ({type(err).__name__}: {str(err)[:120]})") from None
     return meta, tokenizer
+
+
+def export_meta(path: str | Path) -> tuple[CheckpointMeta, Tokenizer]:
+    """The metadata record and the tokenizer of an exported directory (its weights: translator/engines/ct2.py)."""
+    meta, tokenizer = read_export(path)
+    return CheckpointMeta.from_export(path, meta), tokenizer
 
 
 def checkpoint_tokenizer(path: str | Path) -> Tokenizer:

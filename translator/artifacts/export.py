@@ -1,6 +1,6 @@
 """Export a Transformer checkpoint to a CTranslate2 model directory, and read such a directory back.
 
-An exported directory is a checkpoint for `translate`, `evaluate` and `app` (translator/ct2_engine.py
+An exported directory is a checkpoint for `translate`, `evaluate` and `app` (translator/engines/ct2.py
 decodes it). It holds what `ctranslate2.specs` writes (`model.bin`, `config.json`, the vocabularies)
 plus our own files, the one place that knows their layout:
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
+from translator.artifacts.checkpoint import EXPORT_FILE, is_exported, load_bundle
 from translator.atomic import check_output_dir
-from translator.checkpoint import EXPORT_FILE, is_exported, load_bundle
 from translator.models.transformer import Transformer, sinusoids
 from translator.tokenizer import Tokenizer
 

@@ -1,6 +1,6 @@
-"""Decode an exported Transformer (translator/export.py) with CTranslate2, behind the `Translator` API.
+"""Decode an exported Transformer (translator/artifacts/export.py) with CTranslate2, behind the `Translator` API.
 
-`CT2Model` is an `Engine` (translator/engines.py) and stands where a PyTorch model stands in a
+`CT2Model` is an `Engine` (translator/engines/base.py) and stands where a PyTorch model stands in a
 `Bundle`: `Translator` tokenizes, truncates, batches, re-ranks, cuts the n-best, formats and keeps
 the line alignment as for any checkpoint, and hands each batch of source ids to `CT2Model.search`,
 which returns the same `Hypothesis` lists as `decoding.search`:
@@ -11,7 +11,7 @@ which returns the same `Hypothesis` lists as `decoding.search`:
   pad and bos are suppressed as in the PyTorch decoders.
 - scores: CTranslate2 divides the summed log-probs by length ** alpha (length with eos, which
   `return_end_token` keeps); we undo that and rank by our own GNMT penalty or `normalize`, so
-  `score` and `normalized` mean what they mean in decoding.py. One difference: CTranslate2
+  `score` and `normalized` mean what they mean in translator/decoding/. One difference: CTranslate2
   renormalises the log-probs over the tokens left after suppressing pad and bos, which the PyTorch
   decoders do not; a trained model gives those two ~0 mass, an untrained one shifts scores by ~1%.
 - the per-sentence step limit `min(max_len, max(1, int(a * n + b)))`: a call uses its batch's
@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import Bundle, CheckpointMeta, read_export
+from translator.artifacts.checkpoint import Bundle, export_meta
+from translator.artifacts.export import require_ctranslate2
 from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, length_limit, length_penalty_of
-from translator.export import require_ctranslate2
 
 #: --precision -> CTranslate2 compute type; fp32 (the default) keeps the type the model was exported with.
 COMPUTE_TYPES = {"fp32": "default", "bf16": "bfloat16", "int8": "int8"}
@@ -86,7 +86,7 @@ class CT2Model:
 
     @property
     def model(self) -> "CT2Model":
-        """What it decodes with: itself (an `Engine`, translator/engines.py, that plays the model's part in a Bundle)."""
+        """What it decodes with: itself (an `Engine`, translator/engines/base.py, that plays the model's part in a Bundle)."""
         return self
 
     def to(self, device: Any) -> "CT2Model":  # the engine's device is fixed at load
@@ -180,6 +180,6 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu", precisio
     device = torch.device(device)
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"CTranslate2 runs on cpu or cuda, not {device}")
-    meta, tokenizer = read_export(path)
-    model = CT2Model(path, meta, tokenizer, device=device.type, precision=precision, threads=threads)
-    return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_export(path, meta))  # type: ignore[arg-type]
+    meta, tokenizer = export_meta(path)
+    model = CT2Model(path, meta.export, tokenizer, device=device.type, precision=precision, threads=threads)
+    return Bundle(model=model, tokenizer=tokenizer, meta=meta)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translator.checkpoint import Bundle, load_bundle, tokenizer_id
+from translator.artifacts.checkpoint import Bundle, load_bundle, tokenizer_id
 from translator.models.base import DecoderState, Seq2Seq
 
 

@@ -1,67 +1,22 @@
-"""Inference engines: what runs a model's search and scoring for `Translator`, behind one protocol.
-
-An engine turns batches of source ids into hypotheses (`search`) and scores given targets
-(`score`); `Translator` holds one and never asks which. What every engine shares is done once,
-above them, by `Translator` and `decoding.rank`: source truncation to `max_src_len`, the output
-cap `max_tgt_len`, re-ranking (anti-LM, scored through `score`) and the n-best cut.
-
-- `PyTorchEngine`: the decoders of translator/decoding.py over any `Seq2Seq` (an `Ensemble`
-  included), with the precision rules (bf16 autocast, int8 dynamic quantization on the CPU).
-- `CT2Model` (translator/ct2_engine.py): an exported directory run by CTranslate2.
-
-A new engine implements `Engine` and is returned by `engine_of` for the bundles it runs.
-"""
+"""`PyTorchEngine`: a `Seq2Seq` (an `Ensemble` included) decoded by translator/decoding/ on one torch device,
+and `engine_of`, the engine that runs a bundle (the `Engine` protocol: translator/engines/base.py)."""
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from translator.checkpoint import Bundle
-from translator.confidence import teacher_forced_steps
-from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, search, sequence_log_probs
+from translator.artifacts.checkpoint import Bundle
+from translator.cpu_fastpaths import cpu_bf16_is_fast
+from translator.decoding.config import DEFAULT_MAX_LEN, DecodeConfig
+from translator.decoding.scoring import sequence_log_probs, teacher_forced_steps
+from translator.decoding.search import Hypothesis, search
+from translator.engines.base import Engine, check_precision
+from translator.engines.quantize import quantize_int8
 from translator.models.base import Seq2Seq
-from translator.quantize import quantize_int8
-from translator.runtime import cpu_bf16_is_fast
-
-PRECISIONS = ("fp32", "bf16", "int8")
-
-
-class Engine(Protocol):
-    """What `Translator` asks of an inference engine."""
-
-    max_src_len: int  # longest source fed, in tokens (longer ones are truncated above the engine)
-    max_tgt_len: int | None  # the model's own output position limit, None when it has none
-    precision: str  # fp32, bf16 or int8, as it runs
-    model: Any  # what it decodes with (a torch module; the engine itself for CTranslate2)
-
-    def search(self, batch: Sequence[Sequence[int]], config: DecodeConfig, return_attention: bool = False,
-               on_step: Callable[[list[int], list[list[int]]], None] | None = None) -> list[list[Hypothesis]]:
-        """Source ids (one list per sentence, unpadded) -> `config.num_candidates` hypotheses per
-        sentence, best first by `normalized`, before re-ranking and the n-best cut. `on_step` sees
-        every sampling step where the engine can stream (`decoding._sample_loop`), else never."""
-        ...
-
-    def score(self, sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-              finished: Sequence[bool] | None = None) -> list[float]:
-        """log p(target | source) per pair by teacher forcing (eos included where `finished`, the default)."""
-        ...
-
-    def step_scores(self, source: Sequence[int], tokens: Sequence[int],
-                    finished: bool) -> tuple[list[float], list[float] | None]:
-        """One sentence alone (never its batch): the log-probability of each output token (eos included when
-        `finished`) and the attention mass each source token received, None without attention (confidence)."""
-        ...
-
-
-def check_precision(precision: str) -> None:
-    """One ValueError naming the choices when `precision` is not fp32, bf16 or int8."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-
 
 def _is_recurrent(model: torch.nn.Module) -> bool:
     """Whether any module of `model` is an nn.LSTM / GRU / RNN."""
@@ -69,11 +24,11 @@ def _is_recurrent(model: torch.nn.Module) -> bool:
 
 
 class PyTorchEngine:
-    """A `Seq2Seq` (or an `Ensemble` of them) decoded by translator/decoding.py on one torch device.
+    """A `Seq2Seq` (or an `Ensemble` of them) decoded by translator/decoding/ on one torch device.
 
     precision="bf16" decodes under bf16 autocast (faster on CPUs with AVX-512 bf16 and on GPUs;
     outputs can differ slightly from float32, so published scores use the fp32 default);
-    precision="int8" decodes a dynamically int8-quantized copy (translator/quantize.py; CPU only).
+    precision="int8" decodes a dynamically int8-quantized copy (translator/engines/quantize.py; CPU only).
     A recurrent model (LSTM, GRU, RNN) asked for bf16 on a CPU without native bf16 decodes in fp32,
     with a note: oneDNN has no bf16 recurrent primitive there (torch raises "could not create a
     primitive descriptor for the LSTM forward propagation primitive").

@@ -1,17 +1,18 @@
 """`translator calibrate CKPT`: fit a checkpoint's confidence calibrator on its validation split and write a
-calibrated copy (translator/confidence.py says what the confidence is)."""
+calibrated copy (translator/inference/confidence.py says what the confidence is)."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Any
 
-from translator.checkpoint import BUNDLE_KEY, atomic_torch_save, is_exported, read_checkpoint
-from translator.confidence import CHRF_THRESHOLD, SIGNALS, Calibrator
+from translator.artifacts.checkpoint import is_exported, read_checkpoint, save_calibrated
 from translator.data.registry import load_pairs, normalize_split
 from translator.decoding import DecodeOptions, decode_config
-from translator.evaluation import plot_reliability, reliability, sentence_chrf, spearman
-from translator.inference import Translator
+from translator.evaluation.metrics import reliability, sentence_chrf, spearman
+from translator.evaluation.plots import plot_reliability
+from translator.inference.confidence import CHRF_THRESHOLD, SIGNALS, Calibrator
+from translator.inference.translator import Translator
 from translator.tasks import DEFAULT_CONTEXT_TURNS
 
 
@@ -52,7 +53,7 @@ def calibrate(
         chrf_threshold: a sentence with chrF at or above this is a good translation; the confidence is the
             estimated probability of that. "median": the median sentence chrF of the split (for a model whose
             sentences seldom reach 50).
-        signals: the signals the calibrator combines (default: all of translator.confidence.SIGNALS).
+        signals: the signals the calibrator combines (default: all of translator.inference.confidence.SIGNALS).
         max_sentences: fit on the first N sentences of the split only.
         decode: decoding options over the checkpoint's defaults; the calibrator is fitted for this decoding.
         batch_size: sentences decoded together.
@@ -99,8 +100,7 @@ def calibrate(
     calibrator = Calibrator.fit(found, chrf, chrf_threshold, features, info=info)
     confidence = [calibrator(s) for s in found]
     calibrator.info["spearman"] = spearman(confidence, chrf)
-    raw[BUNDLE_KEY]["calibrator"] = calibrator.to_dict()
-    atomic_torch_save(raw, target)
+    save_calibrated(raw, calibrator.to_dict(), target)
 
     rows = reliability(confidence, chrf, chrf_threshold)
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731

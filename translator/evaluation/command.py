@@ -1,6 +1,6 @@
 """`translator evaluate`: translate a test set with one or more checkpoints, then score, time and plot.
 
-The scoring itself is in evaluation.py (pure functions over strings); this module adds what
+The scoring itself is in metrics.py (pure functions over strings); this module adds what
 needs a model: reading the test set, checking each checkpoint fits it, decoding and timing.
 
 Translation test sets given as files are streamed: read, decoded and scored in blocks of
@@ -21,15 +21,17 @@ from typing import IO, Any
 
 from sacrebleu.metrics import BLEU
 
-from translator import evaluation
+from translator.artifacts.checkpoint import CheckpointMeta
 from translator.atomic import atomic_open, check_input_file, check_outputs
-from translator.checkpoint import CheckpointMeta
-from translator.data.readers import iter_lines
+from translator.data.readers import count_lines, iter_lines
 from translator.data.registry import get_spec, load_pairs, normalize_split, resolve_languages
-from translator.decoding import DecodeConfig, DecodeOptions
-from translator.evaluation import StreamingScore, build_report, format_table, stream_report, write_json
-from translator.inference import Translator, check_device, check_precision, decode_config
-from translator.relevance import DEFAULT_K, DEFAULT_MAX_PAIRS, relevance
+from translator.decoding import DecodeConfig, DecodeOptions, decode_config
+from translator.engines.base import check_precision
+from translator.evaluation import metrics, plots
+from translator.evaluation.metrics import StreamingScore
+from translator.evaluation.relevance import DEFAULT_K, DEFAULT_MAX_PAIRS, relevance
+from translator.evaluation.report import build_report, format_table, stream_report, write_json
+from translator.inference.translator import Translator, check_device
 from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
 
 BLOCK_LINES = 20_000  # lines decoded and scored together: length-sorted batching within a block wastes little
@@ -99,11 +101,11 @@ def evaluate(
     --reference). Languages default to the checkpoint's; a checkpoint trained on another language
     pair, or for another task (a translation model on chat data, or the reverse), is an error.
     BLEU uses the tokenizer for the target language (char for Korean, see
-    `evaluation.choose_bleu_tokenizer`); chat checkpoints also get distinct-1/2, generic share,
+    `metrics.choose_bleu_tokenizer`); chat checkpoints also get distinct-1/2, generic share,
     reply lengths and 4-gram entropy (beside the same of the references: the human ceiling) and
     the perplexity of the references, BLEU-1/2 as dialogue papers compute them (mean smoothed sentence
     BLEU), seconds per reply, and relevance: hits@1 of --hits_k by per-token likelihood, by the anti-LM
-    score and, with --backward, by the MMI-bidi score (`translator.relevance`). With --ensemble, the
+    score and, with --backward, by the MMI-bidi score (`translator.evaluation.relevance`). With --ensemble, the
     ensemble of those checkpoints (the mean of their log-probabilities) is one more row, after the
     --checkpoint rows. Returns one report per row (layout in `translator.evaluation`). Python
     callers may pass DecodeConfig fields as keywords.
@@ -226,14 +228,14 @@ def evaluate(
                                           lowercase, hyp_file, about, scored)
             if reliability:
                 summary = report["confidence_summary"]
-                written = evaluation.plot_reliability(summary["reliability"], summary["chrf_threshold"], reliability,
+                written = plots.plot_reliability(summary["reliability"], summary["chrf_threshold"], reliability,
                                                       title=f"{name} on {test.split or test.source_path}")
                 print(f"wrote {written}", file=sys.stderr)
             report.update(src_lang=pair[0], tgt_lang=pair[1], architecture=translator.bundle.architecture,
                           batch_size=batch_size, device=str(device), precision=precision, chat=chat)
             if isinstance(path, list):
                 report["ensemble"] = [str(p) for p in path]
-            elif translator.bundle.parent:  # a fine-tuned model: where it came from (translator/finetune.py)
+            elif translator.bundle.parent:  # a fine-tuned model: where it came from (translator/training/finetune.py)
                 report.update(parent=translator.bundle.parent, lineage=translator.bundle.lineage)
             reports.append(report)
             del translator  # one model in memory at a time
@@ -242,7 +244,7 @@ def evaluate(
         print(f"wrote {write_json(reports[0] if len(reports) == 1 else reports, json)}", file=sys.stderr)
     if plot:
         curves = {r["label"]: r["bleu_by_length"] for r in reports}
-        print(f"wrote {evaluation.plot_bleu_by_length(curves, plot)}", file=sys.stderr)
+        print(f"wrote {plots.plot_bleu_by_length(curves, plot)}", file=sys.stderr)
     return reports
 
 
@@ -305,7 +307,7 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
     for role, path in (("--source", source), ("--reference", reference)):
         if Path(path).exists():  # read twice (counted, then scored): a FIFO or a device cannot be
             check_input_file(path, role)
-    counts = [_count_lines(source), _count_lines(reference)]  # one pass each, nothing kept
+    counts = [count_lines(source), count_lines(reference)]  # one pass each, nothing kept
     if counts[0] != counts[1]:
         raise ValueError(f"source and reference are not parallel: {source} has {counts[0]} lines "
                          f"but {reference} has {counts[1]} lines")
@@ -318,21 +320,6 @@ def _read_files(dataset: str | None, source: str | None, reference: str | None) 
     elif blank:
         print(f"translator evaluate: warning: {blank} of {counts[0]} lines of {reference} are blank", file=sys.stderr)
     return TestSet(None, None, source_path=str(source), reference_path=str(reference), count=counts[0])
-
-
-def _count_lines(path: str) -> int:
-    """Lines of a file as `iter_lines` reads them, counted in binary blocks (memory independent of the size)."""
-    lines, last = 0, b"\n"
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 22):
-                lines += block.count(b"\n")
-                last = block[-1:]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read file ({err.strerror or err})") from None
-    return lines + (last != b"\n")
 
 
 def _language_pair(paths: Sequence[str | Path], metas: Sequence[dict[str, Any]], src_lang: str | None,
@@ -442,7 +429,7 @@ class _ConfidenceScores:
 
     def add(self, results: Sequence[Any], references: Sequence[str]) -> None:
         """One block's results (in order); an empty source has no confidence (None)."""
-        chrf = evaluation.sentence_chrf([r.text for r in results], references, self.lowercase)
+        chrf = metrics.sentence_chrf([r.text for r in results], references, self.lowercase)
         for result, score in zip(results, chrf):
             self.confidence.append(result.confidence)
             self.mean_logprob.append(result.signals["mean_logprob"] if result.signals else None)
@@ -453,6 +440,6 @@ class _ConfidenceScores:
         confidence, chrf = [self.confidence[i] for i in kept], [self.chrf[i] for i in kept]
         return {"confidence": self.confidence, "sentence_chrf": self.chrf, "confidence_summary": {
             "sentences": len(kept), "mean": sum(confidence) / len(kept) if kept else None,
-            "chrf_threshold": self.threshold, "spearman_chrf": evaluation.spearman(confidence, chrf),
-            "baseline_spearman_chrf": evaluation.spearman([self.mean_logprob[i] for i in kept], chrf),
-            "reliability": evaluation.reliability(confidence, chrf, self.threshold)}}
+            "chrf_threshold": self.threshold, "spearman_chrf": metrics.spearman(confidence, chrf),
+            "baseline_spearman_chrf": metrics.spearman([self.mean_logprob[i] for i in kept], chrf),
+            "reliability": metrics.reliability(confidence, chrf, self.threshold)}}

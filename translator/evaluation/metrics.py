@@ -1,62 +1,32 @@
-"""Evaluation: sacreBLEU + chrF with signatures, BLEU by source length, chat diversity, reports, plots.
+"""Evaluation metrics: sacreBLEU + chrF with signatures, BLEU by source length, chat diversity and relevance
+(hits@1), confidence reliability. Pure functions over strings: callers pass hypotheses, references and (for
+the length breakdown) source lengths; nothing here loads a model or decodes."""
 
-Pure functions over strings: callers pass hypotheses, references and (for the length breakdown)
-source lengths; nothing here loads a model or decodes. The `translator evaluate` command, which
-does (checkpoints -> translations -> reports), is `translator.evaluate_cmd.evaluate`.
-
-A report is a plain dict (see `build_report`), written with `write_json` and shown with
-`format_table`. Layout (keys a reader may rely on; absent values are None):
-
-    label                 str, a short name for tables and plots (defaults to the checkpoint file name)
-    checkpoint            str | None, path of the evaluated checkpoint
-    dataset, split        str | None, registry name and split (e.g. "multi30k", "test_2016_flickr")
-    source_path           str | None, --source file when evaluating files instead of a dataset
-    reference_path        str | None, --reference file
-    n_sentences           int, number of evaluated segments
-    bleu, chrf            float, corpus sacreBLEU and chrF2 (0-100)
-    signature             {"bleu": str, "chrf": str}, sacreBLEU's own signature strings
-    bleu_detail           {"precisions": [4 floats], "bp", "sys_len", "ref_len"}
-    tokenize              str, the sacreBLEU tokenizer used for BLEU (see choose_bleu_tokenizer)
-    decoding              dict, decoder settings (e.g. {"method": "beam", "beam_size": 5, ...})
-    seconds               float | None, wall time of decoding
-    sentences_per_second  float | None
-    tokens_per_second     float | None, generated target (subword) tokens per second
-    bleu_by_length        list of {"bucket", "lo", "hi", "n", "bleu", "chrf"} (see bleu_by_length)
-    chat reports only (see chat_metrics; words are `chat_words`, the same rule for both sides):
-    distinct_1, distinct_2, entropy_4, mean_length, generic_share, top_reply, top_reply_share,
-    reference_<each of those>, distinct_2_ratio, bleu_1, bleu_2 (see sentence_bleu_n), seconds_per_reply,
-    and (from `evaluate`) reference_perplexity and the relevance keys of `translator.relevance`:
-    hits1_loglik, hits1_antilm, hits1_mmi, hits_k, relevance_pairs, relevance_lm_weight,
-    relevance_backward_weight
-
-`evaluate` adds: src_lang, tgt_lang, architecture, batch_size, device, chat (bool).
-"""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from translator.atomic import atomic_open
 
 # (lo, hi) in source words/tokens, both inclusive; hi=None means open-ended.
 DEFAULT_BUCKETS: tuple[tuple[int, int | None], ...] = (
     (0, 10), (11, 15), (16, 20), (21, 25), (26, 30), (31, None),
 )
 
+
 # Scripts written without spaces between words: 13a would see one "word" per sentence.
 _NO_SPACE_LANGS = {"th", "lo", "km", "my"}
+
+
 # ISO 639-2/3 codes users may type for the languages that need a special tokenizer.
 _LANG_ALIASES = {"kor": "ko", "jpn": "ja", "zho": "zh", "chi": "zh", "cmn": "zh"}
 
@@ -397,73 +367,6 @@ class StreamingScore:
         return rows
 
 
-def build_report(
-    hypotheses: Sequence[str],
-    references: Sequence[str],
-    *,
-    source_lengths: Sequence[int] | Sequence[str] | None = None,
-    target_lang: str | None = None,
-    tokenize: str | None = None,
-    lowercase: bool = False,
-    label: str | None = None,
-    checkpoint: str | None = None,
-    dataset: str | None = None,
-    split: str | None = None,
-    source_path: str | None = None,
-    reference_path: str | None = None,
-    decoding: Mapping[str, Any] | None = None,
-    seconds: float | None = None,
-    generated_tokens: int | None = None,
-    chat: bool = False,
-    buckets: Sequence[tuple[int, int | None]] = DEFAULT_BUCKETS,
-) -> dict[str, Any]:
-    """A report dict in the layout of the module docstring; speeds need `seconds` (and `generated_tokens`)."""
-    s = score(hypotheses, references, target_lang=target_lang, tokenize=tokenize, lowercase=lowercase)
-    by_length = [] if source_lengths is None else bleu_by_length(
-        source_lengths, hypotheses, references, buckets, tokenize=s["tokenize"], lowercase=lowercase)
-    report = _report(s, by_length, label=label, checkpoint=checkpoint, dataset=dataset, split=split,
-                     source_path=source_path, reference_path=reference_path, decoding=decoding, seconds=seconds,
-                     generated_tokens=generated_tokens)
-    if chat:
-        report.update({k: v for k, v in chat_metrics(hypotheses, references).items() if k != "n"})
-        for n in (1, 2):
-            report[f"bleu_{n}"] = sentence_bleu_n(hypotheses, references, n, tokenize=s["tokenize"],
-                                                  lowercase=lowercase)
-        report["seconds_per_reply"] = seconds / s["n"] if seconds is not None and s["n"] else None
-    return report
-
-
-def stream_report(scorer: StreamingScore, **meta: Any) -> dict[str, Any]:
-    """The report of `build_report` (translation) from a StreamingScore fed with every segment."""
-    return _report(scorer.score(), scorer.by_length(), **meta)
-
-
-def _report(s: dict[str, Any], by_length: list[dict[str, Any]], *, label: str | None = None,
-            checkpoint: str | None = None, dataset: str | None = None, split: str | None = None,
-            source_path: str | None = None, reference_path: str | None = None,
-            decoding: Mapping[str, Any] | None = None, seconds: float | None = None,
-            generated_tokens: int | None = None) -> dict[str, Any]:
-    return {
-        "label": label or (Path(checkpoint).stem if checkpoint else None),
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-        "dataset": dataset,
-        "split": split,
-        "source_path": None if source_path is None else str(source_path),
-        "reference_path": None if reference_path is None else str(reference_path),
-        "n_sentences": s["n"],
-        "bleu": s["bleu"],
-        "chrf": s["chrf"],
-        "signature": s["signature"],
-        "bleu_detail": s["bleu_detail"],
-        "tokenize": s["tokenize"],
-        "decoding": dict(decoding or {}),
-        "seconds": seconds,
-        "sentences_per_second": s["n"] / seconds if seconds else None,
-        "tokens_per_second": generated_tokens / seconds if seconds and generated_tokens is not None else None,
-        "bleu_by_length": by_length,
-    }
-
-
 def sentence_chrf(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool = False) -> list[float]:
     """chrF (0-100) of each hypothesis against its one reference."""
     metric = CHRF(lowercase=lowercase)
@@ -512,229 +415,3 @@ def reliability(confidence: Sequence[float], chrf: Sequence[float], threshold: f
                          "reach_share": sum(f >= threshold for _, f in inside) / len(inside),
                          "mean_chrf": sum(f for _, f in inside) / len(inside)})
     return rows
-
-
-def plot_reliability(rows: Sequence[Mapping[str, Any]], threshold: float, path: str | os.PathLike,
-                     title: str = "Confidence reliability") -> Path:
-    """A reliability diagram (PNG): per confidence bin, the share of sentences reaching chrF >= threshold."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    if not rows:
-        raise ValueError("nothing to plot: no sentence has a confidence")
-    fig = Figure(figsize=(5.5, 5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-    ax.bar([(r["lo"] + r["hi"]) / 2 for r in rows], [r["reach_share"] for r in rows],
-           width=[(r["hi"] - r["lo"]) * 0.9 for r in rows], alpha=0.7, label=f"share with chrF >= {threshold:g}")
-    for r in rows:
-        ax.annotate(f"n={r['n']}", ((r["lo"] + r["hi"]) / 2, r["reach_share"]), ha="center", va="bottom", fontsize=7)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel(f"share of sentences with chrF >= {threshold:g}")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
-    return path
-
-
-def plot_bleu_by_length(
-    results: Mapping[str, Sequence[Mapping[str, Any]]],
-    path: str | os.PathLike,
-    title: str = "BLEU by source length",
-    xlabel: str = "source length (words)",
-) -> Path:
-    """Write a PNG with one BLEU-vs-bucket line per label; x ticks show each bucket's sentence count."""
-    # Figure + Agg canvas instead of pyplot: no global backend switch, safe inside the Gradio app.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    if not results:
-        raise ValueError("nothing to plot: results is empty")
-    buckets: dict[str, tuple[int, set[int]]] = {}
-    for rows in results.values():
-        for row in rows:
-            lo, counts = buckets.setdefault(row["bucket"], (row["lo"], set()))
-            counts.add(row["n"])
-    order = sorted(buckets, key=lambda b: buckets[b][0])
-    # Same test set -> same n for every label; show all counts if labels were scored on different sets.
-    ticks = [f"{b}\nn={'/'.join(str(c) for c in sorted(buckets[b][1]))}" for b in order]
-
-    fig = Figure(figsize=(7, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for label, rows in results.items():
-        by_bucket = {row["bucket"]: row for row in rows}
-        ys = [by_bucket.get(b, {}).get("bleu") for b in order]
-        ys = [float("nan") if y is None else y for y in ys]
-        ax.plot(range(len(order)), ys, marker="o", label=label)  # NaN leaves a gap for empty buckets
-    ax.set_xticks(range(len(order)), ticks)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("BLEU")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
-    return path
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    """A table cell: "-" for missing, fixed digits for floats."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned text columns separated by two spaces, with a rule under the header."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-# Decoding options the summary table leaves out (they stay in the JSON): limits and seeds rarely differ
-# between the rows being compared, and without them the table fits a terminal.
-_TABLE_HIDES = ("max_len_a", "max_len_b", "seed", "nbest", "num_samples")
-
-
-def _decoding_cell(decoding: Mapping[str, Any]) -> str:
-    """"method=beam beam_size=5 length_penalty=0.6": shown options, switched-off ones left out."""
-    shown = [f"{k}={v}" for k, v in decoding.items()
-             if k not in _TABLE_HIDES and not (k in ("no_repeat_ngram_size", "forbid_unk") and not v)]
-    return " ".join(shown) or "-"
-
-
-#: Chat columns of the summary table: the JSON keys themselves (a references row shows reference_<key>).
-CHAT_COLUMNS = ("bleu_1", "bleu_2", "distinct_1", "distinct_2", "distinct_2_ratio", "generic_share",
-                "top_reply_share", "mean_length", "entropy_4", "reference_perplexity", "hits1_loglik", "hits1_antilm",
-                "hits1_mmi", "seconds_per_reply")
-
-
-def format_table(reports: Sequence[Mapping[str, Any]]) -> str:
-    """Terminal tables: one summary row per report, then BLEU by source length for each report.
-
-    Chat reports add the CHAT_COLUMNS (named as in the JSON) and, under each, a row for the
-    references: the human ceiling under the same word rule.
-    """
-    chat = any("distinct_1" in r for r in reports)
-    header = ["label", "BLEU", "chrF", "tokenizer", "decoding", "sent/s", "tok/s"]
-    header += list(CHAT_COLUMNS) if chat else []
-    rows, labels = [], []
-    for i, r in enumerate(reports):
-        label = r.get("label") or (Path(r["checkpoint"]).stem if r.get("checkpoint") else f"report {i}")
-        labels.append(label)
-        decoding = _decoding_cell(r.get("decoding") or {})
-        row = [label, _fmt(r.get("bleu")), _fmt(r.get("chrf")), _fmt(r.get("tokenize")), decoding,
-               _fmt(r.get("sentences_per_second"), 1), _fmt(r.get("tokens_per_second"), 1)]
-        if chat:
-            row += [_fmt(r.get(k), 3) for k in CHAT_COLUMNS]
-        rows.append(row)
-        if chat and "reference_distinct_1" in r:
-            rows.append([f"  references of {label}", "-", "-", "-", "-", "-", "-"]
-                        + [_fmt(r.get(f"reference_{k}"), 3) if f"reference_{k}" in r else "-" for k in CHAT_COLUMNS])
-    parts = [_table(header, rows)]
-    lineage = [f"{label}: {r['lineage']}" for label, r in zip(labels, reports) if r.get("lineage")]
-    if lineage:
-        parts.append("\n".join(lineage))
-    for label, r in zip(labels, reports):
-        summary = r.get("confidence_summary")
-        if summary and summary.get("sentences"):
-            rho = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-            parts.append(f"{label}: confidence mean {summary['mean']:.3f}, Spearman with sentence chrF "
-                         f"{rho(summary['spearman_chrf'])} (mean log-probability alone: "
-                         f"{rho(summary['baseline_spearman_chrf'])})")
-    for label, r in zip(labels, reports):
-        if r.get("bleu_by_length"):
-            buckets = [[b["bucket"], str(b["n"]), _fmt(b["bleu"]), _fmt(b["chrf"])] for b in r["bleu_by_length"]]
-            parts.append(f"{label}: BLEU by source length\n" + _table(["bucket", "n", "BLEU", "chrF"], buckets))
-    return "\n\n".join(parts)
-
-
-def attention_figure(src_pieces: Sequence[str], tgt_pieces: Sequence[str], attention: Any) -> Any:
-    """Heatmap of attention (T_out, S) (a torch tensor): one row per output piece, one column per
-    source piece; a matplotlib Figure."""
-    from matplotlib.figure import Figure
-
-    weights = attention.float().cpu().numpy()[: len(tgt_pieces), : len(src_pieces)]  # (T, S)
-    rows, cols = weights.shape
-    # A bare Figure (no pyplot): no global state shared between concurrent requests.
-    fig = Figure(figsize=(min(3 + 0.45 * cols, 14), min(2 + 0.35 * rows, 12)), dpi=100, layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0, vmax=max(float(weights.max()), 1e-6))
-    ax.set_xticks(range(cols), labels=[_piece(p) for p in src_pieces[:cols]], rotation=60, ha="right")
-    ax.set_yticks(range(rows), labels=[_piece(p) for p in tgt_pieces[:rows]])
-    ax.set_xlabel("source pieces")
-    ax.set_ylabel("output pieces")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="attention")
-    return fig
-
-
-def _piece(piece: str) -> str:
-    """A SentencePiece piece as a tick label: '▁' marks a word start."""
-    text = piece.replace("▁", " ").strip()
-    return text if text else "▁"
-
-
-def write_json(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """Write one report or a list of reports as UTF-8 JSON, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"  # serialise first: a bad value leaves no file
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
-
-
-def read_lines(path: str | os.PathLike) -> list[str]:
-    """Lines of a UTF-8 text file without their "\\n" / "\\r\\n"; empty lines are kept, so line i is segment i."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read file ({e.strerror or e})") from None
-    return split_lines(data, str(path))
-
-
-def split_lines(data: bytes, name: str = "<stdin>") -> list[str]:
-    """UTF-8 bytes -> lines as `read_lines` makes them; `name` labels invalid-UTF-8 errors."""
-    if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark written by some editors
-        data = data[3:]
-    # Split on b"\n" only: str.splitlines would also split on \x0b, \x1c, U+2028 ... and shift line numbers.
-    raw = data.split(b"\n")
-    if raw[-1] == b"":
-        raw.pop()  # the final newline ends the last line; it does not start a new one
-    lines = []
-    for number, line in enumerate(raw, start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            bad = line[e.start:e.start + 1]
-            raise ValueError(f"{name}:{number}: invalid UTF-8 at byte {e.start} of the line ({bad!r})") from None
-        lines.append(text[:-1] if text.endswith("\r") else text)
-    return lines
-
-
-def check_parallel(
-    src_lines: Sequence[str], ref_lines: Sequence[str], src_path: str | os.PathLike, ref_path: str | os.PathLike
-) -> None:
-    """Raise ValueError naming both files when source and reference line counts differ."""
-    if len(src_lines) != len(ref_lines):
-        raise ValueError(
-            f"source and reference are not parallel: {src_path} has {len(src_lines)} lines "
-            f"but {ref_path} has {len(ref_lines)} lines"
-        )

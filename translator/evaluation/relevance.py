@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from translator.decoding import DecodeConfig, rerank_score
-from translator.evaluation import draw_distractors, hits_at_1
-from translator.inference import Translator
+from translator.evaluation.metrics import draw_distractors, hits_at_1
+from translator.inference.translator import Translator
 
 DEFAULT_K = 20
 #: Pairs ranked by default (a seeded sample; 0 = all): the standard error of a hits@1 near 40% is 1.5 points.

@@ -15,7 +15,8 @@ the other sentences it was decoded with:
 The calibrator (`Calibrator`) is a logistic regression on the standardized signals, fitted on a validation
 split (`translator calibrate`) to predict whether a sentence reaches sentence-level chrF >= `chrf_threshold`:
 a confidence of 0.8 means that about 8 in 10 such sentences reach it. It is plain data in the checkpoint.
-Decoders are driven through the model interface only (`encode`, `init_state`, `decode_step`).
+The step-by-step scores come from the engine (`Engine.step_scores`; for PyTorch models
+`translator.decoding.scoring.teacher_forced_steps`, through the model interface only).
 """
 from __future__ import annotations
 
@@ -23,12 +24,9 @@ import dataclasses
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from translator.models.base import Seq2Seq
 
 SIGNALS = ("mean_logprob", "logprob_std", "min_logprob", "greedy_agreement", "length_ratio", "source_length",
            "coverage")
@@ -45,31 +43,9 @@ def token_f1(a: Sequence[int], b: Sequence[int]) -> float:
     return 2.0 * common / (len(a) + len(b))
 
 
-@torch.inference_mode()
-def teacher_forced_steps(model: "Seq2Seq", src_ids: Sequence[int], tokens: Sequence[int], finished: bool, *,
-                         bos_id: int, eos_id: int, device: torch.device | str = "cpu"
-                         ) -> tuple[list[float], list[float] | None]:
-    """Score the output `tokens` (no bos/eos) of the source `src_ids` alone, step by step through the model
-    interface: (log-probability of each token, eos included when `finished`; attention mass each source
-    token received over the steps, None for models whose states carry no attention)."""
-    src = torch.tensor([list(src_ids)], dtype=torch.long, device=device)  # (1, S)
-    src_mask = torch.ones_like(src, dtype=torch.bool)  # (1, S) every token real
-    state = model.init_state(model.encode(src, src_mask), src_mask, need_attention=True)
-    inputs = [bos_id, *tokens]
-    targets = [*tokens, eos_id] if finished else list(tokens)
-    log_probs, mass = [], None
-    for step, target in enumerate(targets):
-        logits, state = model.decode_step(torch.tensor([inputs[step]], device=device), state)  # (1, V)
-        log_probs.append(float(logits[0].float().log_softmax(-1)[target]))
-        if state.attention is not None:
-            row = state.attention[0, : src.size(1)].float()  # (S,)
-            mass = row if mass is None else mass + row
-    return log_probs, None if mass is None else mass.tolist()
-
-
 def sentence_signals(src_len: int, tokens: Sequence[int], log_probs: Sequence[float],
                      attention_mass: Sequence[float] | None, greedy_tokens: Sequence[int]) -> dict[str, float]:
-    """The SIGNALS of one output from its per-token log-probabilities and attention mass (`teacher_forced_steps`)
+    """The SIGNALS of one output from its per-token log-probabilities and attention mass (`Engine.step_scores`)
     and the greedy output of the same source."""
     lp = torch.tensor(list(log_probs) or [0.0], dtype=torch.float64)
     covered = (sum(m >= 0.5 for m in attention_mass) / max(len(attention_mass), 1)) if attention_mass else 1.0

@@ -25,17 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from translator.atomic import Reads, atomic_open, check_output, file_kind, signals_held
-from translator.data.readers import iter_text_lines  # lines cut at MAX_LINE_BYTES as they are read
-
-
-def count_lines(path: Path) -> int:
-    """Lines of a file (a last line without "\\n" counts), read in 1 MiB blocks."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
+from translator.data.readers import count_lines, iter_text_lines  # lines cut at MAX_LINE_BYTES as read
 
 
 class LineSource:
@@ -73,7 +63,7 @@ class LineSource:
             raise ValueError("no input: stdin is closed; pass --input FILE")
         self.stream = getattr(stdin, "buffer", None) or stdin
         self.name = "<stdin>"
-        self.interactive = _isatty(stdin)
+        self.interactive = isatty(stdin)
         self.pipe = not self.interactive and not _is_regular_file(stdin)
         self.regular = False
 
@@ -217,7 +207,8 @@ def progress_bar(total: int | None, enabled: bool) -> Any:
     return tqdm(total=total, unit="line", desc="translate", file=sys.stderr, dynamic_ncols=True)
 
 
-def _isatty(stream: Any) -> bool:
+def isatty(stream: Any) -> bool:
+    """Whether `stream` is a terminal (False for anything that cannot say)."""
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):

@@ -1,16 +1,15 @@
-"""Checkpoint -> text: `Translator.translate(texts)` and `Chatbot.reply(history, message)`.
+"""Checkpoint -> text: `Translator.translate(texts)`, over an engine (translator/engines/).
 
-Both load a self-contained checkpoint once and reuse it. Input never crashes decoding: empty or
+It loads a self-contained checkpoint once and reuses it. Input never crashes decoding: empty or
 whitespace-only lines come back empty, over-long sources are truncated with a warning, and the
-output always has one entry per input, in input order.
+output always has one entry per input, in input order. `Chatbot` (chatbot.py) is a Translator for
+chat checkpoints.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-import re
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from translator.checkpoint import Bundle, is_exported, load_bundle
-from translator.confidence import Calibrator, sentence_signals
-from translator.ct2_engine import load_exported
+from translator.artifacts.checkpoint import Bundle, is_exported, load_bundle
 from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, decode_config, rank
-from translator.engines import check_precision, engine_of
-from translator.ensemble import load_ensemble
-from translator.streaming import LineSink, LineSource, progress_bar
+from translator.engines.base import check_precision
+from translator.engines.ct2 import load_exported
+from translator.engines.ensemble import load_ensemble
+from translator.engines.pytorch import engine_of
+from translator.inference.confidence import Calibrator, sentence_signals
 
 log = logging.getLogger("translator.inference")
 
@@ -45,7 +44,7 @@ class Translation:
     truncated: bool = False
     tokens: list[int] = dataclasses.field(default_factory=list)
     hypotheses: list[Hypothesis] = dataclasses.field(default_factory=list)  # behind `nbest`, in its order
-    signals: dict[str, float] | None = None  # translator/confidence.py SIGNALS, when asked for
+    signals: dict[str, float] | None = None  # translator/inference/confidence.py SIGNALS, when asked for
     confidence: float | None = None  # in [0, 1], from a calibrated checkpoint's calibrator, when asked for
 
 
@@ -102,7 +101,7 @@ def check_backward(forward: Bundle, backward: Bundle) -> None:
 class Translator:
     """A loaded checkpoint that turns source sentences into target sentences.
 
-    It holds an `Engine` (translator/engines.py: PyTorch decoders, with bf16 / int8 precision, or
+    It holds an `Engine` (translator/engines/base.py: PyTorch decoders, with bf16 / int8 precision, or
     CTranslate2 for an exported directory) and never asks which: it tokenizes, truncates to the
     engine's `max_src_len`, caps the output at `max_tgt_len`, batches, re-ranks and cuts the n-best
     (`decoding.rank`), formats and keeps the line alignment the same way for every engine.
@@ -147,7 +146,7 @@ class Translator:
     @classmethod
     def from_ensemble(cls, paths: Sequence[str | Path], device: str | torch.device = "cpu",
                       precision: str = "fp32", backward: str | Path | None = None) -> "Translator":
-        """Decode with several checkpoints at once: the mean of their log-probabilities (translator/ensemble.py).
+        """Decode with several checkpoints at once: the mean of their log-probabilities (translator/engines/ensemble.py).
 
         They must share one tokenizer, task and language pair (else one ValueError naming the files).
         """
@@ -175,7 +174,7 @@ class Translator:
         """Translate `texts` (any length, in order) with `config` (default: `default_decoding`);
         `options` are DecodeConfig fields applied over it. `on_step` sees every sampling step
         (`decoding.search`; engines that cannot stream never call it). `signals` adds each output's confidence
-        signals, `confidence` its calibrated confidence (a calibrated checkpoint only; translator/confidence.py)."""
+        signals, `confidence` its calibrated confidence (a calibrated checkpoint only; translator/inference/confidence.py)."""
         config = decode_config(config, self.default_decoding, **options)
         calibrator = self._require_calibrator() if confidence else None
         if self.engine.max_tgt_len:
@@ -299,228 +298,3 @@ def _batched(score: Callable[[list[list[int]], list[list[int]]], list[float]], s
         for i, value in zip(rows, score([list(sources[i]) for i in rows], [list(targets[i]) for i in rows])):
             scores[i] = float(value)
     return scores
-
-
-@dataclasses.dataclass(frozen=True)
-class ReplyCandidate:
-    """One candidate reply and the terms of its re-ranking score (None: a term that was not computed)."""
-
-    text: str
-    forward: float  # log p(reply | context)
-    backward: float | None  # log p(context | reply) under the backward model
-    lm: float | None  # log p(reply) (the empty context)
-    length: int  # scored steps: tokens + eos
-    total: float  # the ranking score (`decoding.rerank_score`, or the length-normalised score without re-ranking)
-
-
-@dataclasses.dataclass(frozen=True)
-class ChatReply:
-    """A reply, every candidate it was chosen from (best first) and the decoding that chose it."""
-
-    text: str
-    candidates: list[ReplyCandidate]
-    config: DecodeConfig
-    chosen: int = 0  # index of the reply among the candidates
-
-
-class Chatbot(Translator):
-    """A chat checkpoint: the source is the conversation so far, the target the next reply.
-
-    The context it sends is what the checkpoint was trained with: `bundle.chat_context_turns`
-    turns, the message included (1 = the message alone); decoding defaults to the task's (`CHAT_DECODING`,
-    `CHAT_BIDI_DECODING` with a `backward` model).
-    """
-
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32",
-                 backward: Bundle | None = None):
-        if not bundle.task.conversational:  # before the backward check, which would say less
-            raise ValueError(f"{bundle.path} is a {bundle.task.name} checkpoint (trained on {bundle.dataset or 'unknown data'}), "
-                             "not a chat model; train one with "
-                             "`translator fit --config translator/configs/chat_dailydialog.yaml`")
-        super().__init__(bundle, device, precision, backward)
-        self.context_turns = bundle.chat_context_turns
-
-    @property
-    def language(self) -> str | None:
-        """The language the model speaks (its target language)."""
-        return self.bundle.tgt_lang
-
-    def build_context(self, history: Sequence[Any], message: str) -> str:
-        """The source text the model was trained with: the last `context_turns` turns of the
-        conversation, the message included, joined by `<sep>` (`Task.source`, as the DailyDialog
-        reader builds pairs); the oldest turns are dropped first to fit the length limit.
-
-        `history` is a list of turns: strings, (user, bot) pairs, or {"role", "content"} dicts;
-        empty turns are skipped, and any number of turns is accepted.
-        """
-        turns = [t for t in flatten_history(history) if t.strip()]
-        turns = turns[-(self.context_turns - 1):] if self.context_turns > 1 else []
-        while turns:
-            context = self.bundle.task.source([*turns, message])
-            if len(self.tokenizer.encode_src([context])[0]) <= self.max_src_tokens:
-                return context
-            turns = turns[1:]  # the oldest turn goes first
-        return message
-
-    def reply(self, history: Sequence[Any], message: str, config: DecodeConfig | None = None,
-              **options: Any) -> str:
-        """Next reply to `message` after `history` (default decoding: `default_decoding`; `options` are
-        DecodeConfig fields over it). Empty message -> ValueError. Never an empty reply when the
-        model can give anything: when the best hypothesis is empty, the next-best one is used."""
-        return self.reply_candidates(history, message, config, **options).text
-
-    def reply_candidates(self, history: Sequence[Any], message: str, config: DecodeConfig | None = None,
-                         on_partial: Callable[[list[str]], None] | None = None, **options: Any) -> ChatReply:
-        """`reply`, with every candidate and its scores (forward, backward, anti-LM, length, total).
-
-        `on_partial(texts)`, when given, sees the sampled candidates' text so far after every sampling
-        step (candidate order; a streaming UI shows them while they are generated).
-        """
-        if not message or not message.strip():
-            raise ValueError("message is empty")
-        context = self.build_context(history, message.strip())
-        config = decode_config(config, self.default_decoding, **options)
-        on_step = None
-        if on_partial is not None:
-            partial: dict[int, list[int]] = {}
-
-            def on_step(samples: list[int], tokens: list[list[int]]) -> None:
-                partial.update(zip(samples, tokens))
-                on_partial(self.tokenizer.decode_tgt([partial[j] for j in sorted(partial)]))
-
-        result = self.translate([context], config.replace(nbest=config.num_candidates), on_step=on_step)[0]
-        chosen = next((i for i, (text, _) in enumerate(result.nbest) if text.strip()), None)
-        if chosen is None and config.min_len < 1:  # every hypothesis was empty: ask for at least one token
-            result = self.translate([context], config.replace(min_len=1, nbest=config.num_candidates))[0]
-            chosen = 0
-        candidates = [ReplyCandidate(text, h.score, h.backward_score, h.lm_score, len(h.tokens) + h.finished,
-                                     h.normalized) for (text, _), h in zip(result.nbest, result.hypotheses)]
-        text = result.nbest[chosen][0] if chosen is not None else ""
-        return ChatReply(text, candidates, config, chosen or 0)
-
-
-def flatten_history(history: Sequence[Any]) -> list[str]:
-    """Turns as strings from a history of strings, (user, bot) pairs or {"role", "content"} dicts
-    (Gradio's content parts included); anything else in the list is ignored, never an error."""
-    turns: list[str] = []
-    for item in history or []:
-        if isinstance(item, str):
-            turns.append(item)
-        elif isinstance(item, dict):
-            content = item.get("content")
-            if isinstance(content, list):  # gradio message content parts
-                content = " ".join(str(c.get("text", "")) if isinstance(c, dict) else str(c) for c in content)
-            if content:
-                turns.append(str(content))
-        elif isinstance(item, (list, tuple)):
-            turns.extend(str(x) for x in item if x)
-    return turns
-
-
-NBEST_SEPARATOR = "\t"
-# Characters that some reader (str.splitlines, editors, less) treats as a line break; an output
-# containing one would shift every later line, so they become spaces.
-_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-def format_output(result: Translation, nbest: int = 1, scores: bool = False,
-                  min_confidence: float | None = None) -> str:
-    """One output line for one input line (no newline); with nbest > 1, `text<TAB>score` pairs best first.
-
-    With `scores`, the sentence's confidence follows as one more tab-separated field; with `min_confidence`,
-    a line whose confidence is below it ends in one more field, `REVIEW` (marked, never dropped).
-    An empty input gives an empty line in every format, so output and input line counts always match.
-    """
-    if nbest <= 1 and not scores and min_confidence is None:
-        return _LINE_BREAKS.sub(" ", result.text)
-    if not result.src_pieces:  # empty or whitespace-only input
-        return ""
-    fields = []
-    for text, score in result.nbest[:nbest]:
-        fields.append(_LINE_BREAKS.sub(" ", text).replace("\t", " "))
-        if nbest > 1:
-            fields.append(f"{score:.4f}")
-    if scores or min_confidence is not None:
-        fields.append(f"{result.confidence:.4f}")
-    if min_confidence is not None and result.confidence < min_confidence:
-        fields.append(REVIEW_MARK)
-    return NBEST_SEPARATOR.join(fields)
-
-
-#: The last field of an output line whose confidence is below --min_confidence.
-REVIEW_MARK = "REVIEW"
-
-
-#: Input lines translated together (one chunk, sorted by length inside) = batch_size * CHUNK_BATCHES.
-CHUNK_BATCHES = 8
-
-
-def translate_file(checkpoint: str | Path | None, input: str | Path | None = None, output: str | Path | None = None,
-                   config: DecodeConfig | None = None, device: str = "cpu", batch_size: int = 64,
-                   precision: str = "fp32", ensemble: Sequence[str | Path] | None = None,
-                   backward: str | Path | None = None, scores: bool = False, min_confidence: float | None = None,
-                   **options: Any) -> int:
-    """Translate one sentence per line of `input` (file, or stdin) into `output` (file, or stdout), streaming.
-
-    Output has exactly one line per input line, in input order; empty or whitespace-only input
-    lines give empty output lines. With `nbest` > 1 each line holds the hypotheses best first as
-    tab-separated `text<TAB>score` pairs (`cut -f1` gives the 1-best output); score is the
-    ranking score (length-normalised log-probability, or the anti-LM score). Lines are read,
-    translated and written a chunk at a time (`translator.streaming`): memory does not grow with
-    the input, a line piped alone is answered at once, and a terminal gets a prompt per line.
-    An `output` file appears whole once the last line is written (never half-written, never onto
-    the input or a checkpoint: `translator.atomic`). `config` defaults to the checkpoint's (`Translator.default_decoding`) and `options` are
-    DecodeConfig fields over it. Input, output and options are checked before the model loads.
-    With `ensemble` (checkpoints; `checkpoint` None) their ensemble translates
-    (`Translator.from_ensemble`). With `backward` (a chat model's backward .ckpt) the replies are
-    re-ranked by MMI-bidi (`Translator`). With `scores` each line adds the sentence's confidence (a calibrated
-    checkpoint), and with `min_confidence` lines below it are marked `REVIEW` (`format_output`).
-    Returns the number of lines.
-    """
-    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
-        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
-    if (checkpoint is None) == (not ensemble):
-        raise ValueError("give one checkpoint (--checkpoint CKPT) or an ensemble (--ensemble CKPT CKPT ...), "
-                         + ("not both" if ensemble else "got neither"))
-    if decode_config(config, **options).backward_weight and backward is None:  # bad options fail before loading
-        raise ValueError("backward_weight (MMI-bidi re-ranking) needs a backward model: give --backward CKPT")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    reads = {"input": input, "checkpoint": checkpoint, "ensemble checkpoint": ensemble}
-    sink = LineSink(output, reads, stdin_read=input is None or str(input) == "-")  # found now, not after decoding
-    source = LineSource(input)
-    try:
-        if ensemble:
-            translator = Translator.from_ensemble(ensemble, device=device, precision=precision, backward=backward)
-        else:
-            translator = Translator.from_checkpoint(checkpoint, device=device, precision=precision, backward=backward)
-        config = decode_config(config, translator.default_decoding, **options)
-        confidence = scores or min_confidence is not None
-        if confidence:
-            translator._require_calibrator()  # before any line is read
-        show_bar = _isatty(sys.stderr) and not source.interactive
-        bar = progress_bar(source.total() if show_bar else None, enabled=show_bar)
-        count = 0
-        try:
-            with sink.open():
-                prompt = f"{translator.bundle.src_lang or 'source'}> "
-                for chunk in source.chunks(batch_size * CHUNK_BATCHES, prompt=prompt):
-                    results = translator.translate(chunk, config, batch_size=batch_size, confidence=confidence)
-                    sink.write("".join(format_output(r, config.nbest, scores, min_confidence) + "\n"
-                                       for r in results))
-                    count += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
-    finally:
-        source.close()
-    return count
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False

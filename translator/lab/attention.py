@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translator.checkpoint import load_bundle
+from translator.artifacts.checkpoint import load_bundle
 from translator.lab.common import encode_one, greedy_ids, label, new_figure, pieces, save, step_through
 from translator.models.base import Seq2Seq
 from translator.models.transformer import CrossAttention, SelfAttention, split_heads

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import load_bundle
+from translator.artifacts.checkpoint import load_bundle
 from translator.decoding import DecodeConfig, decode
 from translator.lab.common import encode_one, new_figure, save
 from translator.models.base import Seq2Seq

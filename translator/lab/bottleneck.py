@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from translator.data.registry import load_pairs
-from translator.evaluation import bleu_by_length, score
-from translator.inference import Translator
+from translator.evaluation.metrics import bleu_by_length, score
+from translator.inference.translator import Translator
 from translator.lab.common import new_figure, save
 
 BUCKETS = ((0, 10), (11, 20), (21, 30), (31, 40), (41, None))

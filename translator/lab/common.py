@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from translator.artifacts.checkpoint import build_model, load_bundle
 from translator.atomic import atomic_open
-from translator.checkpoint import build_model, load_bundle
-from translator.evaluation import write_json
+from translator.evaluation.report import write_json
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
 
@@ -124,7 +124,7 @@ class ShortRun:
 
 def datamodule(run: ShortRun) -> Any:
     """The real DataModule for a short run (tokenizer trained once and cached under data/cache)."""
-    from translator.data import Seq2SeqDataModule
+    from translator.training.datamodule import Seq2SeqDataModule
 
     dm = Seq2SeqDataModule(dataset=run.dataset, data_dir=run.data_dir, vocab_size=run.vocab_size,
                            max_tokens=run.max_tokens, max_len=64, seed=run.seed, cache_dir=run.cache_dir)
@@ -139,7 +139,7 @@ def short_fit(model: Seq2Seq, dm: Any, run: ShortRun, callbacks: list[Any] = (),
     -> the system. No checkpoints, logs or validation: the callbacks measure what a view shows."""
     import lightning as L
 
-    from translator.system import Seq2SeqSystem
+    from translator.training.system import Seq2SeqSystem
 
     L.seed_everything(run.seed, verbose=False)
     system = Seq2SeqSystem(model, lr=run.lr, warmup_steps=20, lr_schedule="constant", val_bleu=False,

@@ -6,7 +6,7 @@ gap is exposure bias: a model can look good under teacher forcing (low validatio
 its next-token guesses after the *reference* prefix make a good "translation") and still go
 astray when it must continue from its own words. Scheduled sampling (Bengio et al. 2015)
 narrows the gap by feeding the model some of its own predictions in training: here the trainer's
-`teacher_forcing_ratio` / `teacher_forcing_decay_steps` (translator/system.py).
+`teacher_forcing_ratio` / `teacher_forcing_decay_steps` (translator/training/system.py).
 
 Measured on real data: two short runs of one small model with the real trainer, identical but
 for the schedule (ratio 1.0, and a linear decay to --final_ratio); every --every steps, on
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 from translator.decoding import greedy_decode
-from translator.evaluation import score
+from translator.evaluation.metrics import score
 from translator.lab.common import ShortRun, datamodule, new_figure, save, short_fit
-from translator.loss import label_smoothed_loss
 from translator.models.transformer import Transformer
+from translator.training.loss import label_smoothed_loss
 
 
 @torch.inference_mode()

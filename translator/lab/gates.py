@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translator.checkpoint import load_bundle
+from translator.artifacts.checkpoint import load_bundle
 from translator.lab.common import encode_one, label, new_figure, pieces, save
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer

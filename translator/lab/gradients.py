@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from translator.lab.common import ShortRun, datamodule, new_figure, save, short_fit
-from translator.loss import label_smoothed_loss
 from translator.models.lstm import LSTMSeq2Seq
+from translator.training.loss import label_smoothed_loss
 
 CELLS = ("rnn", "lstm", "gru")
 

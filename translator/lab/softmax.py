@@ -3,7 +3,7 @@
 The decoder ends in a softmax over the whole target vocabulary. Dividing the logits by a
 temperature T > 1 flattens it (more diverse samples), T < 1 sharpens it (towards greedy);
 top-k keeps the k most likely tokens, top-p the smallest set whose mass reaches p. The cuts
-are decoding.py's own (`sampling_distribution`), the distribution sampling really draws from.
+are the decoders' own (`sampling_distribution`), the distribution sampling really draws from.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from translator.checkpoint import load_bundle
+from translator.artifacts.checkpoint import load_bundle
 from translator.decoding import sampling_distribution
 from translator.lab.common import encode_one, label, new_figure, pieces, save, step_through
 from translator.models.base import Seq2Seq
@@ -31,7 +31,7 @@ def compute(model: Seq2Seq, tokenizer: Tokenizer, text: str, prefix: str = "", t
     prefix_ids = tokenizer.encode_tgt([prefix])[0] if prefix.strip() else []
     logits, _ = step_through(model, src, src_mask, [tokenizer.bos_id, *prefix_ids])
     lp = logits[-1:].log_softmax(-1)  # (1, V)
-    lp[:, [tokenizer.pad_id, tokenizer.bos_id]] = float("-inf")  # never emitted (decoding.py bans them too)
+    lp[:, [tokenizer.pad_id, tokenizer.bos_id]] = float("-inf")  # never emitted (the decoders ban them too)
     plain = sampling_distribution(lp, 1.0, 0, 1.0)[0]  # (V,) T = 1, no cut
     tempered = sampling_distribution(lp, temperature, 0, 1.0)[0]
     by_k = sampling_distribution(lp, temperature, top_k, 1.0)[0]

@@ -2,7 +2,7 @@
 
 Only the Gradio layer lives here: layout, and mapping `UserError` to warnings in the UI or
 `gr.Error` for API clients. What the app can do (checkpoints, the model cache, translate and
-reply) is `translator.service`, which knows nothing of Gradio.
+reply) is `translator.serve.service`, which knows nothing of Gradio.
 """
 # No `from __future__ import annotations`: gr.api reads the API functions' annotations at runtime.
 import errno
@@ -22,11 +22,11 @@ import gradio as gr
 from matplotlib.figure import Figure
 
 from translator.decoding import DecodeConfig
-from translator.inference import flatten_history
-from translator.learn import VIEWS, LearnService
-from translator.service import (CANCELLED, CHAT_TRAIN_HINT, MAX_BEAM, REQUEST_TIME_LIMIT, TRAIN_HINT, ChatTurn,
-                                CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
-                                discover_checkpoints, printable, read_info)
+from translator.inference.chatbot import flatten_history
+from translator.serve.learn import VIEWS, LearnService
+from translator.serve.service import (CANCELLED, CHAT_TRAIN_HINT, MAX_BEAM, REQUEST_TIME_LIMIT, TRAIN_HINT, ChatTurn,
+                                      CheckpointInfo, ModelCache, ModelRegistry, TranslatorService, UserError,
+                                      discover_checkpoints, printable, read_info)
 
 __all__ = ["CHAT_TRAIN_HINT", "TRAIN_HINT", "CheckpointInfo", "ModelCache", "ModelRegistry", "TranslatorApp",
            "UserError", "build_app", "discover_checkpoints", "launch", "read_info"]
@@ -267,7 +267,7 @@ def build_app(checkpoint: Sequence[str | Path] | str | None = None, chat_checkpo
               backward: str | Path | None = None) -> gr.Blocks:
     """The Gradio Blocks with Translate, Chat and Learn tabs and the /translate and /chat endpoints (queued).
 
-    `concurrency_limit` decoding workers are shared fairly by all requests (translator.scheduling): a long
+    `concurrency_limit` decoding workers are shared fairly by all requests (translator.serve.scheduling): a long
     request is decoded a few sentences at a time, so it cannot hold every worker. Invalid requests are
     refused before they are queued.
     """

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from translator.lab import attention, beam, bottleneck, exposure, gates, gradients, params, positions, softmax
 from translator.models.base import Seq2Seq
-from translator.service import ModelRegistry, TranslatorService, UserError, check_field, served
+from translator.serve.service import ModelRegistry, TranslatorService, UserError, check_field, served
 
 #: Where `translator lab ... --output benchmarks/lab/NAME.png` leaves its JSON (the committed results).
 DEFAULT_LAB_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "lab"

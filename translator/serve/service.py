@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from translator.checkpoint import EXPORT_FILE, CheckpointMeta
-from translator.ct2_engine import CT2Model
+from translator.artifacts.checkpoint import EXPORT_FILE, CheckpointMeta
 from translator.decoding import DecodeConfig, decode_config, length_limit
-from translator.ensemble import ensemble_of
-from translator.evaluation import attention_figure
-from translator.inference import Chatbot, ReplyCandidate, Translation, Translator, flatten_history
-from translator.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
+from translator.engines.ct2 import CT2Model
+from translator.engines.ensemble import ensemble_of
+from translator.evaluation.plots import attention_figure
+from translator.inference.chatbot import Chatbot, ReplyCandidate, flatten_history
+from translator.inference.translator import Translation, Translator
+from translator.serve.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
 from translator.tasks import TRANSLATION, Task
 
 log = logging.getLogger("translator.service")
@@ -42,7 +43,7 @@ MAX_BACKWARD_WEIGHT = DecodeConfig.served("backward_weight")[1]
 #: one-word lines at the largest beam fit; more lines (a raised --max_input_chars) get a message.
 MAX_REQUEST_COST = 256_000
 #: Cost of one piece of work (a few sentences) that a decoding worker runs before it picks the next
-#: piece, from the least-served request (translator.scheduling): about 0.2 s for the 7.6M Transformer on
+#: piece, from the least-served request (translator.serve.scheduling): about 0.2 s for the 7.6M Transformer on
 #: one core, so a one-sentence request waits at most that long behind long ones.
 PIECE_COST = 1024
 REQUEST_TIME_LIMIT = 300.0  # seconds a request may decode before it is stopped with a message
@@ -100,7 +101,7 @@ class CheckpointInfo:
     task: Task = TRANSLATION
     note: str = ""  # what the model's attention (or its absence) means, from the model class
     tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
-    members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/ensemble.py)
+    members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/engines/ensemble.py)
     reverse: bool = False  # trained on its pairs reversed: a chat model's backward model, not one to chat with
     lineage: str = ""  # "fine-tuned from PATH (sha256 …, data)" for a fine-tuned checkpoint
 
@@ -153,7 +154,7 @@ def member_names(paths: Sequence[Path]) -> list[str]:
 def ensembles_of(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
     """One ensemble entry per group of two or more usable translation checkpoints that can decode together:
     PyTorch checkpoints (an exported engine has no decoder steps to average) with one tokenizer and language
-    pair (what `translator.ensemble.check_compatible` asks)."""
+    pair (what `translator.engines.ensemble.check_compatible` asks)."""
     groups: dict[tuple[Any, ...], list[CheckpointInfo]] = {}
     for info in infos:
         if info.error or info.is_chat or info.tokenizer_id is None or info.members:

@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
-from translator.checkpoint import atomic_torch_save
+from translator.artifacts.checkpoint import atomic_torch_save
 
 log = logging.getLogger("translator.callbacks")
 

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import translator.data.token_store as token_store
-from translator.checkpoint import checkpoint_tokenizer
+from translator.artifacts.checkpoint import checkpoint_tokenizer
 from translator.data.readers import Pair
 from translator.data.registry import (SPLIT_SEED, find_dataset, get_spec, iter_pairs, load_pairs, resolve_languages,
                                       split_files)

@@ -25,12 +25,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from translator.callbacks import note
-from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, is_exported, read_checkpoint
+from translator.artifacts.checkpoint import CheckpointMeta, is_exported, read_checkpoint
 from translator.data.registry import SPLIT_SEED, get_spec, iter_pairs
 from translator.data.token_store import seeded_sample
 from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
 from translator.tokenizer import Tokenizer
+from translator.training.callbacks import note
 
 #: Fine-tuning peak learning rate = this times the parent's (its schedule restarts from zero, never at the peak).
 FINETUNE_LR_SCALE = 0.3
@@ -47,22 +47,22 @@ COVERAGE_SAMPLE = 2000
 FINETUNE_OPTIONS = ("lr", "warmup_steps", "lr_schedule")
 
 
-def read_parent(path: str | Path) -> dict[str, Any]:
-    """The checkpoint to fine-tune from, with one message for an exported directory or a foreign file."""
+def read_parent(path: str | Path) -> tuple[CheckpointMeta, dict[str, Any]]:
+    """The checkpoint to fine-tune from: its metadata record and the checkpoint itself (for its weights), with
+    one message for an exported directory or a foreign file."""
     if is_exported(path):
         raise ValueError(f"--model.init_from {path} is an exported (CTranslate2) model directory: it keeps no "
                          "trainable PyTorch weights; fine-tune from the .ckpt it was exported from")
     checkpoint = read_checkpoint(path)
-    bundle = checkpoint[BUNDLE_KEY]
-    if bundle.get("tokenizer") is None or not (checkpoint.get("hyper_parameters") or {}).get("model"):
+    meta = CheckpointMeta.from_checkpoint(path, checkpoint)
+    if meta.tokenizer_id is None or not meta.hparams.get("model"):
         raise ValueError(f"--model.init_from {path} carries no tokenizer or no model configuration; "
                          "fine-tune from a checkpoint written by `translator fit`")
-    return checkpoint
+    return meta, checkpoint
 
 
-def check_task(path: str | Path, checkpoint: dict[str, Any], dataset: str) -> None:
+def check_task(path: str | Path, meta: CheckpointMeta, dataset: str) -> None:
     """A chat parent fine-tunes on chat data, a translation parent on translation data."""
-    meta = CheckpointMeta.from_checkpoint(path, checkpoint)
     wanted = get_task(get_spec(dataset).task)
     if meta.task != wanted:
         trained = f" trained on {meta.dataset}" if meta.dataset else ""
@@ -87,14 +87,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def lineage(path: str | Path, checkpoint: dict[str, Any]) -> dict[str, Any]:
+def lineage(path: str | Path, meta: CheckpointMeta) -> dict[str, Any]:
     """What a fine-tuned checkpoint records about its parent (plain data): where it was, its sha256, what it
     was trained on, and its own parent (None when it was trained from scratch)."""
-    bundle = checkpoint[BUNDLE_KEY]
-    data = dict(bundle.get("data") or {})
-    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path),
-            "dataset": data.get("dataset"), "src_lang": data.get("src_lang"), "tgt_lang": data.get("tgt_lang"),
-            "parent": bundle.get("parent")}
+    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path), "dataset": meta.dataset,
+            "src_lang": meta.src_lang, "tgt_lang": meta.tgt_lang, "parent": meta.parent}
 
 
 # ---- tokenizer coverage -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import math
 import shlex
 from typing import Any
 
-from translator.checkpoint import CheckpointMeta, model_class
+from translator.artifacts.checkpoint import CheckpointMeta, model_class
 
 #: System options that shape the optimizer or the schedule: a resume cannot apply them.
 OPTIMIZER_OPTIONS = ("lr", "weight_decay", "adam_beta2", "warmup_steps", "lr_schedule")

@@ -2,7 +2,7 @@
 
 Teacher forcing is written once (`_shared_step`); the model is any `Seq2Seq`. The checkpoint it
 writes is self-contained: weights, the model's constructor arguments (plain data) and the
-tokenizer's SentencePiece bytes, so `translator.checkpoint.load_bundle` needs no other file.
+tokenizer's SentencePiece bytes, so `translator.artifacts.checkpoint.load_bundle` needs no other file.
 """
 from __future__ import annotations
 
@@ -15,16 +15,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from translator.callbacks import DataReport, RandomStates, note
-from translator.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle, tokenizer_id
-from translator.finetune import lineage, read_parent, report_coverage
-from translator.loss import contrastive_loss, label_smoothed_loss, symmetric_kl
+from translator.artifacts.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle, tokenizer_id
 from translator.models.base import Seq2Seq
-from translator.resume import (Difference, applied_message, check_resume, resumed_lr_factor,
-                               schedule_anchor)
 from translator.tokenizer import Tokenizer
+from translator.training.callbacks import DataReport, RandomStates, note
+from translator.training.finetune import lineage, read_parent, report_coverage
+from translator.training.loss import contrastive_loss, label_smoothed_loss, symmetric_kl
+from translator.training.resume import Difference, applied_message, check_resume, resumed_lr_factor, schedule_anchor
 
-#: Checkpoint key of the run facts a resume needs: run length and the schedule's anchor (translator.resume).
+#: Checkpoint key of the run facts a resume needs: run length and the schedule's anchor (translator.training.resume).
 RUN_KEY = "translator_run"
 
 
@@ -93,13 +92,13 @@ class Seq2SeqSystem(L.LightningModule):
                 model twice (two dropout masks, one doubled batch, so about twice the compute per step) and
                 the loss is the mean of the two losses + alpha * their symmetric KL per non-pad target
                 position. 0 = off (one pass, the plain loss).
-            contrastive_weight: MMI training for chat (`translator.loss.contrastive_loss`): every training reply
+            contrastive_weight: MMI training for chat (`translator.training.loss.contrastive_loss`): every training reply
                 is also scored after the context of the previous pair in its batch (one doubled batch, about
                 1.8x the compute per step) and the loss adds weight * mean softplus(-gap), gap = per-token
                 log p(r|c) - log p(r|c'). It teaches the model which reply belongs to which message (hits@1 by
                 likelihood and by anti-LM; benchmarks/RESULTS.md, "Chat"). 0 = off (the plain loss).
             init_from: fine-tune: start from the weights of this checkpoint, with its model configuration and
-                its tokenizer, a new optimizer and schedule (translator/finetune.py); None = random weights.
+                its tokenizer, a new optimizer and schedule (translator/training/finetune.py); None = random weights.
         """
         super().__init__()
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
@@ -143,18 +142,18 @@ class Seq2SeqSystem(L.LightningModule):
 
     def _start_from(self, path: str, datamodule: Any) -> None:
         """Fine-tuning: the parent's weights (its tokenizer must be the data's), its lineage, a coverage report."""
-        parent = read_parent(path)
-        if tokenizer_id(parent[BUNDLE_KEY]["tokenizer"]) != tokenizer_id(self.tokenizer.to_dict()):
+        parent, checkpoint = read_parent(path)
+        if parent.tokenizer_id != tokenizer_id(self.tokenizer.to_dict()):
             raise ValueError(f"the data's tokenizer is not the tokenizer of --model.init_from {path}; a fine-tuning "
                              f"run encodes its data with its parent's tokenizer (--data.tokenizer_path {path})")
-        state = {k.removeprefix("model."): v for k, v in parent["state_dict"].items() if k.startswith("model.")}
+        state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(f"--model.init_from {path}: its weights do not fit the model "
                              f"(missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]})")
         self.parent = lineage(path, parent)
         if datamodule is not None and hasattr(datamodule, "sample_pairs") and self.global_rank == 0:
-            report_coverage(self.tokenizer, datamodule, dict(parent[BUNDLE_KEY].get("data") or {}))
+            report_coverage(self.tokenizer, datamodule, parent.data)
 
     def _check_vocab(self, tokenizer: Tokenizer, source: str) -> None:
         init = self.hparams["model"]["init_args"]
@@ -164,9 +163,7 @@ class Seq2SeqSystem(L.LightningModule):
             raise ValueError(f"model vocabulary sizes (src, tgt) = {expected} do not match {source} {actual}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[BUNDLE_KEY] = make_bundle(self.hparams["model"], self.tokenizer, self._data_options())
-        if self.parent is not None:
-            checkpoint[BUNDLE_KEY]["parent"] = self.parent
+        checkpoint[BUNDLE_KEY] = make_bundle(self.hparams["model"], self.tokenizer, self._data_options(), self.parent)
         trainer = self._trainer
         checkpoint[RUN_KEY] = {"max_steps": getattr(trainer, "max_steps", None),
                                "max_epochs": getattr(trainer, "max_epochs", None),
@@ -198,14 +195,14 @@ class Seq2SeqSystem(L.LightningModule):
                         applied.append(Difference(f"--trainer.{key}", now, run[key]))
             if applied:
                 note(applied_message(path, applied))
-        parent = (checkpoint.get(BUNDLE_KEY) or {}).get("parent")
-        if parent is not None:  # a resumed fine-tuning run keeps its recorded lineage
-            self.parent = parent
+        meta = CheckpointMeta.from_checkpoint(path, checkpoint)
+        if meta.parent is not None:  # a resumed fine-tuning run keeps its recorded lineage
+            self.parent = meta.parent
         if fitting:
             schedulers = checkpoint.get("lr_schedulers") or [None]
             anchor = (checkpoint.get(RUN_KEY) or {}).get("anchor")
             self._resumed = {"scheduler": schedulers[0], "anchor": tuple(anchor) if anchor else None}
-        recorded = CheckpointMeta.from_checkpoint(path, checkpoint).tokenizer_id
+        recorded = meta.tokenizer_id
         if recorded is None or self.tokenizer is None:
             return
         if recorded != tokenizer_id(self.tokenizer.to_dict()):
@@ -384,7 +381,7 @@ class Seq2SeqSystem(L.LightningModule):
             return resumed_lr_factor(step, lambda s: lr_factor(s, hp.warmup_steps, hp.lr_schedule, total), anchor,
                                      total)
 
-        if self._resumed is not None:  # a resume: keep the learning rate continuous (translator.resume)
+        if self._resumed is not None:  # a resume: keep the learning rate continuous (translator.training.resume)
             previous = self._resumed["anchor"]
             self._anchor = schedule_anchor(self._resumed["scheduler"], factor, previous)
             if self._anchor is not None and self._anchor != previous:
