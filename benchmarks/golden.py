@@ -39,7 +39,7 @@ CHECKPOINTS = {
     "chat": {"kind": "transformer", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en",
              "context_turns": 2, "context_dropout": 0.1},
     "chat_bwd": {"kind": "transformer", "dataset": "dailydialog", "src_lang": "en", "tgt_lang": "en",
-                 "context_turns": 2, "reverse": True, "seed": 2},
+                 "context_turns": 2, "reverse": True},  # the chat model's tokenizer (same seed)
     "chat_ko": {"kind": "lstm", "dataset": "chatbot-ko", "src_lang": "ko", "tgt_lang": "ko", "task": "chat",
                 "chat_context_turns": 1, "context_dropout": 0.1},
 }
@@ -112,12 +112,12 @@ def commands(has_ct2: bool) -> list[tuple[str, list[str], str]]:
                            "--json", "eval-chat.json", "--hits_k", "5"], ""),
         ("evaluate chat_ko", ["evaluate", "--checkpoint", k, "--dataset", "chatbot-ko", "--split", "val",
                               "--json", "eval-chat-ko.json"], ""),
-        ("evaluate confidence", ["evaluate", "--checkpoint", "cal.ckpt", "--dataset", "multi30k", "--confidence",
-                                 "true", "--json", "eval-conf.json"], ""),
         ("average", ["average", t, t, "--output", "avg.ckpt"], ""),
         ("translate average", ["translate", "--checkpoint", "avg.ckpt", "--input", "in.de"], ""),
         ("calibrate", ["calibrate", t, "--output", "cal.ckpt", "--chrf_threshold", "median", "--plot", "rel.png"], ""),
         ("translate calibrated", ["translate", "--checkpoint", "cal.ckpt", "--input", "in.de", "--scores", "true"], ""),
+        ("evaluate confidence", ["evaluate", "--checkpoint", "cal.ckpt", "--dataset", "multi30k", "--confidence",
+                                 "true", "--json", "eval-conf.json"], ""),
         ("lab gates", ["lab", "gates", l, "--text", TEXTS[0], "--output", "gates.png"], ""),
         ("lab positions", ["lab", "positions", "--source", t, "--length", "20", "--output", "positions.png"], ""),
         ("lab bottleneck", ["lab", "bottleneck", "--checkpoint", f"t={t}", "--checkpoint", f"l={l}", "--per_length",
@@ -241,7 +241,7 @@ def _files(work: Path) -> dict[str, float]:
     return {str(p.relative_to(work)): p.stat().st_mtime_ns for p in work.rglob("*") if p.is_file()}
 
 
-def record(folder: Path, out: Path, root: Path) -> None:
+def record(folder: Path, out: Path, root: Path, only: set[str] | None = None) -> None:
     folder, root = folder.resolve(), root.resolve()
     work = folder / "golden-work"
     shutil.rmtree(work, ignore_errors=True)
@@ -254,6 +254,8 @@ def record(folder: Path, out: Path, root: Path) -> None:
     has_ct2 = subprocess.run([python, "-c", "import ctranslate2"], capture_output=True).returncode == 0
     results: dict[str, Any] = {}
     for name, args, stdin in commands(has_ct2):
+        if only and name not in only:
+            continue
         args = [a.replace("<ROOT>", str(root)) for a in args]
         before = _files(work)
         proc = subprocess.run([python, "-m", "translator", *args], cwd=work, env=env, input=stdin, text=True,
@@ -267,6 +269,9 @@ def record(folder: Path, out: Path, root: Path) -> None:
                          "files": {p: _describe(work / p, work, root) for p in changed if not p.endswith(".bin")
                                    or "exported" not in p}}
         print(f"{name}: rc {proc.returncode}", file=sys.stderr)
+    if only and "service" not in only:
+        out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        return
     proc = subprocess.run([python, "-c", SERVICE, str(work)], cwd=work, env=env, text=True, capture_output=True)
     results["service"] = {"rc": proc.returncode, "stdout": _mask(proc.stdout, work, root),
                           "stderr": _mask(proc.stderr, work, root).splitlines()[-15:]}
@@ -298,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("folder", type=Path)
     rec.add_argument("out", type=Path)
     rec.add_argument("--root", type=Path, default=HERE)
+    rec.add_argument("--only", default=None, help="comma-separated command names (and 'service') to record alone")
     cmp = sub.add_parser("compare")
     cmp.add_argument("a", type=Path)
     cmp.add_argument("b", type=Path)
@@ -307,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         build(args.folder, args.root)
         return 0
     if args.step == "record":
-        record(args.folder, args.out, args.root)
+        record(args.folder, args.out, args.root, set(args.only.split(",")) if args.only else None)
         return 0
     return compare(args.a, args.b)
 

@@ -82,7 +82,7 @@ def test_reply_returns_text_and_rejects_empty_messages(chatbot):
 
 
 def test_bf16_recurrent_models_decode_in_fp32_on_cpus_without_bf16(tmp_path_factory, monkeypatch, capsys):
-    import translator.engines as engines
+    import translator.engines.pytorch as engines
     from translator.artifacts.checkpoint import load_bundle
 
     monkeypatch.setattr(engines, "cpu_bf16_is_fast", lambda: False)  # an AVX2-only CPU
