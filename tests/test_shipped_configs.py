@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from helpers import write_chatbot_ko_like, write_dailydialog_like, write_multi30k_like
+from translator.artifacts.checkpoint import CheckpointMeta
 from translator.cli import main
+from translator.decoding import with_recipe
 from translator.inference.chatbot import Chatbot
 from translator.inference.translator import Translator
 
@@ -43,7 +45,11 @@ def test_every_shipped_config_trains_and_its_checkpoints_answer(config: Path, tm
           "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true", *shrink])
     checkpoints = {path.name: path for path in (tmp_path / "runs").rglob("*.ckpt")}
     assert {"last.ckpt", "best.ckpt"} <= set(checkpoints), sorted(checkpoints)
+    recipe = settings["model"].get("decoding")  # a recipe's decoding is recorded and becomes the default
     for name in ("last.ckpt", "best.ckpt"):
+        meta = CheckpointMeta.from_path(checkpoints[name])
+        assert meta.hparams.get("decoding") == recipe
+        assert meta.default_decoding() == with_recipe(meta.task.default_decoding(meta.data), recipe)
         if "chat" in config.stem:
             reply = Chatbot.from_checkpoint(checkpoints[name]).reply([], "the dog runs")
             assert isinstance(reply, str)

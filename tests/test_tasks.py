@@ -134,3 +134,29 @@ def test_app_sliders_and_api_chat_use_the_same_bounds_and_optional_values(checkp
     assert isinstance(app.api_chat("hello", None, None, temperature=None, candidates=None), str)
     with pytest.raises(gr.Error, match="temperature"):
         app.api_chat("hello", temperature=-1.0)  # -1 is a value now, not "not given"
+
+
+def test_a_recipe_records_its_decoding_and_the_checkpoint_decodes_with_it(checkpoints, tmp_path):
+    import torch
+
+    from translator.decoding import CHAT_BIDI_DECODING, decode_config
+    from translator.training.system import Seq2SeqSystem
+    from helpers import TINY_MODELS
+
+    checkpoint = torch.load(checkpoints["chat"], weights_only=True)
+    checkpoint["hyper_parameters"]["decoding"] = {"candidates": 8, "temperature": 0.7}
+    recipe = tmp_path / "recipe.ckpt"
+    torch.save(checkpoint, recipe)
+    bundle = load_bundle(recipe)
+    assert Translator(bundle).default_decoding == CHAT_DECODING.replace(candidates=8, temperature=0.7)
+    assert bundle.default_decoding(backward=True) == CHAT_BIDI_DECODING.replace(candidates=8, temperature=0.7)
+    assert CheckpointMeta.from_path(recipe).default_decoding() == bundle.default_decoding()
+    # options given by the user still win over the recipe
+    assert decode_config(None, Translator(bundle).default_decoding, candidates=2).candidates == 2
+    # checkpoints without a recorded decoding keep the task's default
+    assert Translator(load_bundle(checkpoints["chat"])).default_decoding == CHAT_DECODING
+
+    with pytest.raises(ValueError, match="unknown decoding option.*'beams'.*known: .*beam_size"):
+        Seq2SeqSystem(TINY_MODELS["lstm"](30, 0), decoding={"beams": 3})
+    with pytest.raises(ValueError, match="temperature"):
+        Seq2SeqSystem(TINY_MODELS["lstm"](30, 0), decoding={"temperature": -1.0})

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING, DecodeConfig
+from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING, DecodeConfig, with_recipe
 from translator.tokenizer import SEP_TOKEN
 
 #: Turns in a multi-turn chat source (the message and the turns before it) unless a run sets
@@ -57,9 +57,11 @@ class Task:
         """The empty-context source ids for p(reply) (anti-LM re-ranking), or None when the model never learned it."""
         return None
 
-    def default_decoding(self, data: dict[str, Any], backward: bool = False) -> DecodeConfig:
-        """The decoding used when none is given (`backward`: a backward model is loaded beside the model)."""
-        return DecodeConfig()
+    def default_decoding(self, data: dict[str, Any], backward: bool = False,
+                         recipe: dict[str, Any] | None = None) -> DecodeConfig:
+        """The decoding used when none is given (`backward`: a backward model is loaded beside the model),
+        with the fields the checkpoint's recipe recorded (`recipe`, Seq2SeqSystem's `decoding`) over it."""
+        return with_recipe(DecodeConfig(), recipe)
 
 
 class TranslationTask(Task):
@@ -89,13 +91,14 @@ class ChatTask(Task):
             return [tokenizer.sep_id]  # `<sep>` alone: what context dropout trains on
         return None
 
-    def default_decoding(self, data: dict[str, Any], backward: bool = False) -> DecodeConfig:
+    def default_decoding(self, data: dict[str, Any], backward: bool = False,
+                         recipe: dict[str, Any] | None = None) -> DecodeConfig:
         """CHAT_DECODING (CHAT_BIDI_DECODING with a backward model), without its anti-LM term when the model
-        never learned p(reply) (no context dropout)."""
+        never learned p(reply) (no context dropout), with the recipe's recorded fields over it."""
         chat = CHAT_BIDI_DECODING if backward else CHAT_DECODING
-        if float(data.get("context_dropout") or 0.0) > 0.0:
-            return chat
-        return chat.replace(lm_weight=0.0)
+        if not float(data.get("context_dropout") or 0.0) > 0.0:
+            chat = chat.replace(lm_weight=0.0)
+        return with_recipe(chat, recipe)
 
 
 TRANSLATION, CHAT = TranslationTask(), ChatTask()

@@ -79,12 +79,17 @@ class CheckpointMeta:
     def from_export(cls, path: str | Path, meta: dict[str, Any]) -> "CheckpointMeta":
         """The record of an exported directory from its metadata file (`read_export`)."""
         return cls(Path(path), dict(meta["model"]), resolve_data(meta.get("data") or {}),
-                   {"exported_from": meta.get("checkpoint", {})}, None, dict(meta))
+                   {"exported_from": meta.get("checkpoint", {}), "decoding": meta.get("decoding")}, None, dict(meta))
 
     @classmethod
     def from_options(cls, path: str | Path, model: dict[str, Any], data: dict[str, Any]) -> "CheckpointMeta":
         """The record of a model that was never saved (benchmarks, tests): a model config and data options."""
         return cls(Path(path), dict(model), resolve_data(data), {})
+
+    def default_decoding(self, backward: bool = False) -> DecodeConfig:
+        """The decoding used when none is given: the task's default for this checkpoint, with the decoding its
+        recipe recorded (`Seq2SeqSystem(decoding=...)`) over it; `backward`: a backward model is loaded too."""
+        return self.task.default_decoding(self.data, backward=backward, recipe=self.hparams.get("decoding"))
 
     @property
     def src_lang(self) -> str | None:
@@ -236,10 +241,9 @@ class Bundle:
         """The empty context (`<sep>` alone) when the model learned p(reply) through context dropout."""
         return self.task.empty_source(self.data, self.tokenizer)
 
-    @property
-    def default_decoding(self) -> DecodeConfig:
-        """The decoding used when none is given: the task's default for this checkpoint."""
-        return self.task.default_decoding(self.data)
+    def default_decoding(self, backward: bool = False) -> DecodeConfig:
+        """The decoding used when none is given (`CheckpointMeta.default_decoding`)."""
+        return self.meta.default_decoding(backward)
 
 
 def make_bundle(model_config: dict[str, Any], tokenizer: Tokenizer | None, data: dict[str, Any],

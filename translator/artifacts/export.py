@@ -169,6 +169,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, quantization: 
         tok_files = _write_tokenizer(bundle.tokenizer, tmp)
         meta = {"format": 1, "engine": "ctranslate2", "ctranslate2_version": ct2.__version__,
                 "quantization": quantization, "model": bundle.model.config(), "data": bundle.data,
+                "decoding": bundle.hparams.get("decoding"),
                 "tokenizer": tok_files, "checkpoint": {"path": str(checkpoint.resolve()),
                                                        "sha256": file_sha256(checkpoint)}}
         (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

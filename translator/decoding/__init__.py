@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from translator.decoding.config import (CHAT_BIDI_DECODING, CHAT_DECODING, DEFAULT_MAX_LEN, LEGACY_OPTION_NAMES,
-                                        METHODS, DecodeConfig, DecodeOptions, decode_config)
+                                        METHODS, DecodeConfig, DecodeOptions, decode_config, with_recipe)
 from translator.decoding.rerank import apply_rerank, rank, rerank_score
 from translator.decoding.scoring import backward_log_probs, sequence_log_probs, teacher_forced_steps
 from translator.decoding.search import (Hypothesis, filter_logits, length_limit, length_penalty_of,
@@ -70,7 +70,7 @@ __all__ = [
     "CHAT_BIDI_DECODING", "CHAT_DECODING", "DEFAULT_MAX_LEN", "LEGACY_OPTION_NAMES", "METHODS", "DecodeConfig",
     "DecodeOptions", "Hypothesis", "apply_rerank", "backward_log_probs", "beam_search", "decode", "decode_config",
     "filter_logits", "greedy_decode", "length_limit", "length_penalty_of", "rank", "rerank_score", "sample",
-    "sampling_distribution", "search", "sequence_log_probs", "teacher_forced_steps",
+    "sampling_distribution", "search", "sequence_log_probs", "teacher_forced_steps", "with_recipe",
 ]
 
 

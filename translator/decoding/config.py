@@ -8,6 +8,7 @@ import inspect
 import math
 import textwrap
 import typing
+from collections.abc import Mapping
 from typing import Any, Literal
 
 METHODS = ("greedy", "beam", "sample")
@@ -215,6 +216,21 @@ CHAT_DECODING = DecodeConfig(method="sample", temperature=0.8, top_p=0.9, candid
 #: validation sweep on DailyDialog (`benchmarks/chat.py --betas 0.5 1 2`: chrF 10.90 vs 10.88 / 10.50;
 #: benchmarks/RESULTS.md, "Chat that answers the message").
 CHAT_BIDI_DECODING = CHAT_DECODING.replace(backward_weight=1.0)
+
+
+def with_recipe(config: DecodeConfig, recipe: Mapping[str, Any] | None) -> DecodeConfig:
+    """`config` with a recipe's decoding fields over it (`Seq2SeqSystem(decoding=...)`, recorded in the
+    checkpoint); one ValueError naming an unknown field or a bad value."""
+    if not recipe:
+        return config
+    if not isinstance(recipe, Mapping):
+        raise ValueError(f"a recipe's decoding must be a mapping of DecodeConfig fields, got {recipe!r}")
+    known = {f.name for f in dataclasses.fields(DecodeConfig)}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise ValueError(f"unknown decoding option(s) {', '.join(map(repr, unknown))} in the recipe's decoding; "
+                         f"known: {', '.join(sorted(known))}")
+    return config.replace(**recipe)
 
 
 #: Older keyword names of decoding options (before DecodeConfig), still accepted.

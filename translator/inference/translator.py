@@ -127,9 +127,9 @@ class Translator:
 
     @property
     def default_decoding(self) -> DecodeConfig:
-        """What `translate` uses when given no config: the checkpoint's task decides (translator.tasks),
-        with MMI-bidi re-ranking when a backward model is loaded."""
-        return self.bundle.task.default_decoding(self.bundle.data, backward=self.backward is not None)
+        """What `translate` uses when given no config: the checkpoint's task decides (translator.tasks) and its
+        recipe's recorded decoding refines, with MMI-bidi re-ranking when a backward model is loaded."""
+        return self.bundle.default_decoding(backward=self.backward is not None)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32",

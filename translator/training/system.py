@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from translator.artifacts.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bundle, tokenizer_id
+from translator.decoding import DecodeConfig, with_recipe
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
 from translator.training.callbacks import DataReport, RandomStates, note
@@ -64,6 +65,7 @@ class Seq2SeqSystem(L.LightningModule):
         teacher_forcing_decay_steps: int = 0,
         rdrop_alpha: float = 0.0,
         contrastive_weight: float = 0.0,
+        decoding: dict[str, Any] | None = None,
         init_from: str | None = None,
     ):
         """
@@ -97,6 +99,10 @@ class Seq2SeqSystem(L.LightningModule):
                 1.8x the compute per step) and the loss adds weight * mean softplus(-gap), gap = per-token
                 log p(r|c) - log p(r|c'). It teaches the model which reply belongs to which message (hits@1 by
                 likelihood and by anti-LM; benchmarks/RESULTS.md, "Chat"). 0 = off (the plain loss).
+            decoding: the recipe's decoding, recorded in the checkpoint: `DecodeConfig` fields that replace the
+                task's default decoding whenever the model decodes without options of its own (`translate`,
+                `evaluate`, the app), e.g. {candidates: 8} in `chat_dailydialog.yaml`, chosen on its validation
+                split. Options given on the command line still win. None = the task's default.
             init_from: fine-tune: start from the weights of this checkpoint, with its model configuration and
                 its tokenizer, a new optimizer and schedule (translator/training/finetune.py); None = random weights.
         """
@@ -111,6 +117,8 @@ class Seq2SeqSystem(L.LightningModule):
             raise ValueError(f"rdrop_alpha must be a finite number >= 0 (0 = off), got {rdrop_alpha!r}")
         if not (isinstance(contrastive_weight, (int, float)) and 0.0 <= contrastive_weight < math.inf):
             raise ValueError(f"contrastive_weight must be a finite number >= 0 (0 = off), got {contrastive_weight!r}")
+        if decoding is not None:
+            with_recipe(DecodeConfig(), decoding)  # unknown fields or bad values: one message now, not at the first decode
         if rdrop_alpha and contrastive_weight:
             raise ValueError("rdrop_alpha and contrastive_weight both double the batch; use one of them")
         self.save_hyperparameters(ignore=["model"])
