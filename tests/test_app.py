@@ -455,7 +455,7 @@ def test_gradio_keeps_a_bounded_number_of_sessions(ckpts, monkeypatch):
         launched["demo"] = self
         return original(self, **kwargs, prevent_thread_lock=True, quiet=True)
 
-    monkeypatch.setattr(translator.app, "SESSION_CAPACITY", 3)
+    monkeypatch.setattr(translator.serve.app, "SESSION_CAPACITY", 3)
     monkeypatch.setattr(gr.Blocks, "launch", launch_in_background)
     port = free_port()
     launch([str(ckpts["lstm"])], checkpoints_dir=None, port=port)
