@@ -742,7 +742,10 @@ def test_interrupted_translate_leaves_no_partial_output(env, tmp_path, signame):
     proc = subprocess.Popen([sys.executable, "-m", "translator", "translate", "--checkpoint", str(env["ckpt"]),
                              "--input", str(src), "--output", str(out), "--decode.method", "greedy",
                              "--batch_size", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            # as from a terminal: a suite started in the background (`cmd &`) ignores SIGINT, and
+                            # a process that starts with SIGINT ignored keeps ignoring it (POSIX; Python too)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 900
         while not any(p.stat().st_size > 0 for p in tmp_path.iterdir() if p.name != "in.txt"):
