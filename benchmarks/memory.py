@@ -10,7 +10,9 @@ reads its malloc thresholds once per process) with the run's extra `fit` argumen
 POLICY` inside a run's spec sets `translator.cpu_fastpaths.tune_malloc`'s thresholds for that
 process instead of the shipped ones (benchmarks/malloc.py's POLICIES; "glibc": not called), and
 `--code DIR` runs another checkout's `translator` (e.g. the commit before a change), `--trim_slack X`
-sets `translator.cpu_fastpaths.TRIM_SLACK` (inf: the training never trims its heap). After
+sets `translator.cpu_fastpaths.TRIM_SLACK` (inf: the training never trims its heap), and
+`--emulated_bf16` trains in bf16 autocast even where the CPU only emulates it (its memory is bf16's;
+its speed means nothing). After
 every training step the child records VmRSS and VmHWM (/proc/self/status), the largest VmRSS a
 thread sampling every 50 ms saw during the step, glibc's heap split (`mallinfo2`: bytes in use,
 free but kept in the heap, mmap'd blocks) and the step's tokens, seconds and CPU seconds
@@ -50,6 +52,8 @@ policy, out, code, trim_slack = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3
 sys.path.insert(0, code)  # this checkout's translator (the working directory, first on sys.path, may be another)
 import translator.runtime as runtime
 from translator import cpu_fastpaths
+if os.environ.get("MEMORY_BENCHMARK_BF16") == "1":  # bf16 autocast even where the CPU emulates it (memory only)
+    runtime.cpu_bf16_is_fast = lambda: True
 if policy != "shipped":  # every call (the entry point's, and a float32 training's) sets this policy instead
     runtime.tune_malloc = (lambda *_: False) if policy is None else (lambda *_: cpu_fastpaths.tune_malloc(*policy))
 if trim_slack is not None:
@@ -135,15 +139,18 @@ main(sys.argv[5:])
 """
 
 
-def parse_run(spec: str) -> tuple[str, object, Path, float | None, list[str]]:
-    """'LABEL: [--malloc POLICY] [--code DIR] [--trim_slack X] [fit args]' -> (label, policy or "shipped", code
-    root, HeapTrim's slack or None for the shipped one, fit args)."""
+def parse_run(spec: str) -> tuple[str, object, Path, float | None, bool, list[str]]:
+    """'LABEL: [--malloc POLICY] [--code DIR] [--trim_slack X] [--emulated_bf16] [fit args]' -> (label, policy or
+    "shipped", code root, HeapTrim's slack or None for the shipped one, bf16 on any CPU, fit args)."""
     label, sep, rest = spec.partition(":")
     label = label.strip()
     if not sep or not label:
         raise BenchmarkError(f"--run {spec!r}: write 'LABEL: [--malloc POLICY] [--code DIR] [fit arguments]', "
                              f"e.g. 'after:'")
     words, policy, code = shlex.split(rest), "shipped", ROOT
+    bf16 = "--emulated_bf16" in words
+    if bf16:
+        words.remove("--emulated_bf16")
     if "--malloc" in words:
         k = words.index("--malloc")
         if k + 1 >= len(words) or words[k + 1] not in POLICIES:
@@ -164,7 +171,7 @@ def parse_run(spec: str) -> tuple[str, object, Path, float | None, list[str]]:
         except (IndexError, ValueError):
             raise BenchmarkError(f"--run {spec!r}: --trim_slack takes a number (inf: never trim)") from None
         del words[k:k + 2]
-    return label, policy, code, trim_slack, words
+    return label, policy, code, trim_slack, bf16, words
 
 
 def max_time(minutes: float) -> str:
@@ -173,7 +180,7 @@ def max_time(minutes: float) -> str:
     return f"{seconds // 86400:02d}:{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def start_run(label: str, policy: object, code: Path, trim_slack: float | None, fit_args: list[str],
+def start_run(label: str, policy: object, code: Path, trim_slack: float | None, bf16: bool, fit_args: list[str],
               args: argparse.Namespace, work: Path):
     rows_path = Path(args.out) / f"{label}.jsonl"  # kept: a run stopped midway can still be summarized
     cmd = [sys.executable, "-c", CHILD, json.dumps(policy), str(rows_path), str(code), json.dumps(trim_slack),
@@ -186,7 +193,8 @@ def start_run(label: str, policy: object, code: Path, trim_slack: float | None, 
     log = open(work / f"{label}.log", "w", encoding="utf-8")
     return {"label": label, "policy": policy, "code": str(code), "trim_slack": trim_slack, "fit_args": fit_args,
             "rows_path": rows_path, "log": log, "command": shell(cmd[7:]), "start": time.perf_counter(),
-            "proc": subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)}
+            "proc": subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "MEMORY_BENCHMARK_BF16": "1" if bf16 else "0"})}
 
 
 def finish_run(run: dict) -> dict:
@@ -281,7 +289,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="memory-") as tmp:
         work = Path(tmp)
         if args.rows_only:
-            for label, policy, code, _, fit_args in runs:
+            for label, policy, code, _, _, fit_args in runs:
                 rows = read_rows(Path(args.out) / f"{label}.jsonl")
                 if not rows:
                     raise BenchmarkError(f"--rows_only: no rows in {Path(args.out) / f'{label}.jsonl'}")

@@ -173,7 +173,6 @@ def test_float32_training_on_the_cpu_sets_the_float32_malloc_thresholds(monkeypa
     cli._cpu_precision(config)
     assert config["trainer"]["precision"] == "32-true" and "no native bf16" in capsys.readouterr().err
     assert calls == [(cpu_fastpaths.FP32_MMAP_THRESHOLD, cpu_fastpaths.FP32_TRIM_THRESHOLD)]
-    assert cpu_fastpaths.FP32_MMAP_THRESHOLD > 8000 * 4096 * 4  # a step's float32 logits stay on the heap
     monkeypatch.setattr(runtime, "cpu_bf16_is_fast", lambda: True)  # native bf16: the entry point's thresholds stay
     calls.clear()
     config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}

@@ -7,12 +7,12 @@ Models and the loss are written with the textbook names and get the fast path fr
     scaled_dot_product_attention    F.scaled_dot_product_attention      explicit matmul + softmax in training
     CompiledOnCPU(fn)               fn                                  torch.compile'd
     tune_malloc()                   (process level, by the entry point) glibc reuses large freed blocks
-    HeapTrim().after_step()         (by a callback, every CPU training)  free heap pages back when holes grow
+    HeapTrim().after_step()         (a callback, every CPU training)    the heap's holes go back when they grow
     cpu_bf16_is_fast()              (a probe, by the entry point)       bf16 only where the CPU has it
 
 On other devices each is the library call unchanged. `ENABLED` is the one switch, on unless the
 environment sets TRANSLATOR_CPU_FASTPATHS=0: off, the first three are the plain library call and
-tune_malloc does nothing, to measure what they gain or to rule them out. Each gain below was
+tune_malloc and HeapTrim do nothing, to measure what they gain or to rule them out. Each gain below was
 measured on the 2-core AVX2 AMD EPYC dev box with `benchmarks/speed.py` (shares of a step with
 its torch.profiler run, `--profile`).
 """
@@ -151,11 +151,16 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: less peak memory; with 1 GiB, long bf16 runs grew to 5.5-9.5 GB of mostly free heap (that 32 MiB keeps
 #: a whole 20-epoch run flat is not yet measured).
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 64 << 20
-#: The thresholds for float32 training on the CPU (as `fit` does without native bf16): the blocks are twice
-#: as large, a step's (tokens, vocab) logits (131 MB) and their gradients go over 32 MiB and are mmap'd
-#: and zero-filled again each step; on a Zen 1 EPYC (AVX2) 1 GiB / never trim trained 4% and 17% faster
-#: (two runs of 30 steps) at 0.1 GB more peak memory, and fp32 trainings stayed flat at 2.2 GB for 96 min.
-FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD = 1 << 30, 2**31 - 1
+#: The thresholds for float32 training on the CPU (as `fit` does without native bf16). Until issue 37 they were
+#: 1 GiB / never trim, so that a step's (tokens, vocab) logits (131 MB) and their gradient were reused rather
+#: than mmap'd and zero-filled each step (4% and 17% faster on a Zen 1 EPYC). The loss no longer makes them
+#: (translator/loss.py); of the blocks left, those over 4 MiB (feed-forward activations, q/k/v, the loss's
+#: chunks) are now mmap'd and the heap keeps the smaller ones. Shipped Transformer, Multi30k, 300 steps with
+#: 5 validations, three float32 runs side by side on the Ice Lake Xeon (benchmarks/RESULTS.md, "Memory of a
+#: training run"): peak 1,624 MiB at 2.241 CPU s per step (4 MiB), 1,663 at 2.241 (8 MiB), 1,709 at 2.210
+#: (1 GiB): 85 MiB less for 1.4% more CPU. The heap's top is never trimmed here; HeapTrim below gives its
+#: holes back.
+FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD = 4 << 20, 2**31 - 1
 
 
 def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:

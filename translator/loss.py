@@ -128,14 +128,16 @@ class _ProjectedLoss(torch.autograd.Function):
 
 
 def projected_smoothed_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, eps: float,
-                                     ignore_index: int, fused: bool = True, chunk_rows: int = CHUNK_ROWS
+                                     ignore_index: int, fused: bool = True, chunk_rows: int | None = None
                                      ) -> tuple[Tensor, Tensor]:
     """`label_smoothed_loss(F.linear(hidden, weight, bias), ...)` without the whole (N, V) logits.
 
     hidden (N, D) the decoder's features, weight (V, D) and bias (V,) or None its output layer, target (N,)
     -> (label-smoothed loss, plain NLL), means over target != ignore_index; the NLL carries no gradient.
-    The same values and gradients, up to float rounding; `fused`: each chunk's loss compiled on CPU.
+    The same values and gradients, up to float rounding; `fused`: each chunk's loss compiled on CPU;
+    `chunk_rows`: rows of logits at once (None: CHUNK_ROWS).
     """
+    chunk_rows = chunk_rows or CHUNK_ROWS
     rows = (target != ignore_index).nonzero().squeeze(1)  # (N',) only real targets reach the output layer
     hidden, target = hidden.index_select(0, rows), target.index_select(0, rows)  # (N', D), (N',)
     need_grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (hidden, weight, bias))
