@@ -36,6 +36,9 @@ POLICIES: dict[str, tuple[int, int] | None] = {
     "32MiB-64MiB": (32 * MIB, 64 * MIB),
     "256MiB-512MiB": (256 * MIB, 512 * MIB),
     "64MiB-never": (64 * MIB, 2**31 - 1),  # float32: only the (tokens, vocab) logits blocks are mmap'd
+    "4MiB-never": (4 * MIB, 2**31 - 1),
+    "8MiB-never": (8 * MIB, 2**31 - 1),  # float32, chunked loss: the feed-forward and q/k/v blocks mmap'd too
+    "16MiB-never": (16 * MIB, 2**31 - 1),
 }
 
 #: the child: set the policy, run the translator CLI, print its peak resident memory last

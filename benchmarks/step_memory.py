@@ -5,6 +5,7 @@
     python benchmarks/step_memory.py graphs                      # graphs torch.compile builds for the loss
     python benchmarks/step_memory.py faults --mmap_mib 64        # what fresh (mmap'd) logits blocks cost
     python benchmarks/step_memory.py dropout                     # float32 vs boolean dropout masks, CPU ms
+    python benchmarks/step_memory.py loss --steps 20 --config transformer   # chunked vs whole logits: CPU s, memory
 
 `saved` runs one forward + loss of the shipped Transformer's sizes (`--d_model` etc. as in
 translator/configs/transformer.yaml) on a (B, S, T) = (128, 32, 32) batch (4,096 target tokens) and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import functools
 import json
 import random
 import sys
@@ -31,7 +33,7 @@ import time
 
 import torch
 
-from _common import BenchmarkError, run_main
+from _common import BenchmarkError, load_config, run_main
 
 PROG = "step_memory.py"
 
@@ -49,12 +51,33 @@ def model(args: argparse.Namespace):
                        dropout=0.3, positions="sinusoidal", tie_embeddings="all").train()
 
 
-def step(m, B: int, S: int, T: int, vocab: int):
+def batch(B: int, S: int, T: int, vocab: int) -> dict[str, torch.Tensor]:
+    """Random tokens, no padding: src (B, S), tgt_in / tgt_out (B, T)."""
+    src, tgt = torch.randint(4, vocab, (B, S)), torch.randint(4, vocab, (B, T + 1))  # (B, S), (B, T + 1)
+    return {"src": src, "src_mask": torch.ones(B, S, dtype=torch.bool), "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
+
+
+@functools.lru_cache(maxsize=None)
+def system(m, compile_loss: bool = True):
+    """The trainer around `m` (one per model), without a Trainer: its `_shared_step` is the training step measured."""
+    from translator.training.system import Seq2SeqSystem
+
+    s = Seq2SeqSystem(m, label_smoothing=0.1, val_bleu=False, compile_loss=compile_loss)
+    s.log = lambda *args, **kwargs: None
+    return s.train()
+
+
+def whole_logits_loss(m, b: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss as the trainer computed it before issue 37: the whole (B*T, V) logits, then the compiled loss."""
     from translator.training.loss import label_smoothed_loss
 
-    src, tgt = torch.randint(4, vocab, (B, S)), torch.randint(4, vocab, (B, T + 1))  # (B, S), (B, T + 1)
-    logits = m(src, torch.ones(B, S, dtype=torch.bool), tgt[:, :-1])  # (B, T, V)
-    return label_smoothed_loss(logits.flatten(0, 1), tgt[:, 1:].flatten(), 0.1, 0)[0]
+    logits = m(b["src"], b["src_mask"], b["tgt_in"])  # (B, T, V)
+    return label_smoothed_loss(logits.flatten(0, 1), b["tgt_out"].flatten(), 0.1, 0)[0]
+
+
+def step(m, B: int, S: int, T: int, vocab: int, whole_logits: bool = False):
+    b = batch(B, S, T, vocab)
+    return whole_logits_loss(m, b) if whole_logits else system(m)._shared_step(b, "train")
 
 
 def saved(args: argparse.Namespace) -> None:
@@ -67,9 +90,9 @@ def saved(args: argparse.Namespace) -> None:
             count[(str(t.dtype), tuple(t.shape))] += 1
         return t
 
-    step(m, 128, 32, 32, args.vocab).backward()  # compile the loss first
+    step(m, 128, 32, 32, args.vocab, args.whole_logits).backward()  # compile the loss first
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = step(m, 128, 32, 32, args.vocab)
+        loss = step(m, 128, 32, 32, args.vocab, args.whole_logits)
     loss.backward()
     print(f"saved for backward: {sum(bytes_of.values()) / 2**20:.1f} MB")
     for key, size in bytes_of.most_common(args.top):
@@ -99,7 +122,7 @@ def heap(args: argparse.Namespace) -> None:
     for i in range(args.steps):
         B, S, T = shapes[i % len(shapes)]
         peak[0] = 0
-        step(m, B, S, T, args.vocab).backward()
+        step(m, B, S, T, args.vocab, args.whole_logits).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         info = mallinfo2()
@@ -157,19 +180,89 @@ def dropout_masks(args: argparse.Namespace) -> None:
         print(f"{name}: {(time.process_time() - start) / 50 * 1000:.2f} ms CPU per forward + backward", flush=True)
 
 
+def _status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key + ":"))
+
+
+def loss_paths(args: argparse.Namespace) -> None:
+    """The trainer's step (chunked output layer + loss) against the whole-logits loss, interleaved in one
+    process on the same real batches (`--config`'s first training batches): CPU seconds per forward +
+    backward under the float32 malloc thresholds, then the memory a step touches over what is live between
+    steps: before each step `malloc_trim(0)` gives every free heap page back and the RSS peak is reset
+    (/proc/self/clear_refs), so the step's VmHWM - VmRSS counts the pages it allocates (its live peak, plus
+    any holes it leaves within itself)."""
+    import os
+
+    from speed import Family
+    from translator.runtime import FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD, tune_malloc
+
+    tune_malloc(FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD)
+    data = load_config(args.config)["data"]
+    family = Family(args.config, argparse.Namespace(src_lang=data.get("src_lang"), tgt_lang=data.get("tgt_lang"),
+                                                    data_dir=os.environ.get("TRANSLATOR_DATA_DIR")))
+    trainer = family.system()
+    trainer.log = lambda *a, **k: None  # no Trainer attached
+    trainer.train()
+    m, eps = trainer.model, trainer.hparams.label_smoothing
+
+    def whole(b: dict[str, torch.Tensor]) -> torch.Tensor:
+        from translator.training.loss import label_smoothed_loss
+
+        logits = m(b["src"], b["src_mask"], b["tgt_in"])  # (B, T, V)
+        return label_smoothed_loss(logits.flatten(0, 1), b["tgt_out"].flatten(), eps, m.pad_id)[0]
+
+    paths = {"whole logits": whole, "chunked": lambda b: trainer._shared_step(b, "train")}
+    batches = family.batches(args.steps + 2)
+    cpu = collections.defaultdict(list)
+    for i, b in enumerate(batches):  # the first two: compiling, first allocations
+        for name, fn in (list(paths.items()) if i % 2 else list(paths.items())[::-1]):
+            start = time.process_time()
+            fn(b).backward()
+            if i >= 2:
+                cpu[name].append(time.process_time() - start)
+            m.zero_grad(set_to_none=True)
+    for name, seconds in cpu.items():
+        print(f"{name}: {sum(seconds) / len(seconds) * 1000:.0f} ms CPU per forward + backward "
+              f"(mean of {len(seconds)}, median {sorted(seconds)[len(seconds) // 2] * 1000:.0f})", flush=True)
+    ratio = sorted(c / w for c, w in zip(cpu["chunked"], cpu["whole logits"]))
+    print(f"chunked / whole logits, per batch: median {ratio[len(ratio) // 2]:.3f}, "
+          f"mean of CPU times {sum(cpu['chunked']) / sum(cpu['whole logits']):.3f}", flush=True)
+    libc = ctypes.CDLL("libc.so.6")
+    for name, fn in paths.items():
+        peaks = []
+        for b in batches[:6]:
+            libc.malloc_trim(0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # VmHWM := VmRSS
+            base = _status_mb("VmRSS")
+            fn(b).backward()
+            peaks.append(_status_mb("VmHWM") - base)
+            m.zero_grad(set_to_none=True)
+        print(f"{name}: a step touches {max(peaks):.0f} MB over what is live between steps "
+              f"({', '.join(f'{p:.0f}' for p in peaks)})", flush=True)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=["saved", "heap", "graphs", "faults", "dropout"])
+    p.add_argument("mode", choices=["saved", "heap", "graphs", "faults", "dropout", "loss"])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--shapes", help="JSON list of [B, S, T] batch shapes (heap)")
-    p.add_argument("--mmap_mib", type=int, default=1024, help="glibc mmap threshold in MiB (heap, faults; default 1024)")
+    p.add_argument("--mmap_mib", type=int, default=1024,
+                   help="glibc mmap threshold in MiB (heap, faults; default 1024)")
+    p.add_argument("--config", default="transformer", help="loss: the shipped config whose data and model are "
+                   "measured (transformer, chat_dailydialog...; data from $TRANSLATOR_DATA_DIR)")
     p.add_argument("--d_model", type=int, default=256)
     p.add_argument("--vocab", type=int, default=8000)
     p.add_argument("--top", type=int, default=12, help="rows of the saved-tensor table")
+    p.add_argument("--whole_logits", action="store_true",
+                   help="saved, heap: the loss of the whole (B*T, V) logits (before issue 37's chunked loss) "
+                   "instead of the trainer's")
     args = p.parse_args(argv)
     if not sys.platform.startswith("linux"):
         raise BenchmarkError("mallinfo2 is glibc's: this benchmark runs on Linux only")
-    {"saved": saved, "heap": heap, "graphs": graphs, "faults": faults, "dropout": dropout_masks}[args.mode](args)
+    {"saved": saved, "heap": heap, "graphs": graphs, "faults": faults, "dropout": dropout_masks,
+     "loss": loss_paths}[args.mode](args)
     return 0
 
 

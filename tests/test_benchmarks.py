@@ -159,12 +159,23 @@ def test_memory_records_rss_every_step_of_runs_side_by_side(corpus, tmp_path):
         steps = [int(row["step"]) for row in rows if row["run"] == name and row["phase"] == "train"]
         assert steps == list(range(1, 13))  # one row after every training step
     assert all(float(row["hwm_mb"]) >= float(row["rss_mb"]) > 0 for row in rows)
+    assert all(float(row["cpu_s"]) > 0 for row in rows if row["phase"] == "train")
     assert (out / "memory.png").stat().st_size > 1000 and "| glibc |" in r.stdout
+    shipped = result["runs"][0]
+    assert shipped["tokens_per_cpu_s"] > 0 and shipped["trims"] >= 1  # the training's HeapTrim, after its first step
+    # the rows stay in OUT; --rows_only summarizes them again without training
+    (out / "memory.json").unlink()
+    r = run("memory.py", "--config", ROOT / "translator/configs/lstm.yaml", "--rows_only", "--run", "shipped:",
+            "--out", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads((out / "memory.json").read_text())["runs"]
+    assert [x["run"] for x in again] == ["shipped"] and again[0]["peak_rss_gb"] == shipped["peak_rss_gb"]
 
 
 def test_memory_rejects_bad_run_specs(tmp_path):
     for spec, message in (("no-colon", "write 'LABEL:"), ("a: --malloc jemalloc", "--malloc takes one of"),
-                          (f"a: --code {tmp_path}", "--code takes a checkout")):
+                          (f"a: --code {tmp_path}", "--code takes a checkout"),
+                          ("a: --trim_slack lots", "--trim_slack takes a number")):
         r = run("memory.py", "--run", spec, cwd=tmp_path)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     r = run("memory.py", "--run", "a:", "--run", "a:", cwd=tmp_path)

@@ -63,7 +63,7 @@ def test_weight_zero_is_exactly_the_plain_loss_and_the_weight_adds_the_rolled_co
     plain.train()
     logits = plain.model(batch["src"], batch["src_mask"], batch["tgt_in"])
     expected, _ = label_smoothed_loss(logits.flatten(0, 1), batch["tgt_out"].flatten(), 0.1, 0, fused=False)
-    assert torch.equal(plain._shared_step(batch, "train"), expected)
+    torch.testing.assert_close(plain._shared_step(batch, "train"), expected)  # the plain loss runs a chunk at a time
 
     mixed = _system("transformer", 0.5)  # same seed: same weights; dropout 0: same logits
     mixed.train()

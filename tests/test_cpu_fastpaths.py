@@ -1,6 +1,9 @@
 """CPU fast paths (translator.cpu_fastpaths): each keeps the behaviour of the library call it replaces."""
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -89,6 +92,77 @@ def test_tune_malloc_sets_both_glibc_thresholds(monkeypatch):
     assert cpu_fastpaths.tune_malloc(1 << 30, 2**31 - 1) and calls == [(-3, 1 << 30), (-1, 2**31 - 1)]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc")
+def test_tune_malloc_on_glibc_can_be_called_again():
+    """The entry point calls it, and a float32 training again with its own thresholds: each call applies."""
+    assert cpu_fastpaths.tune_malloc() and cpu_fastpaths.tune_malloc()
+    assert cpu_fastpaths.tune_malloc(cpu_fastpaths.FP32_MMAP_THRESHOLD, cpu_fastpaths.FP32_TRIM_THRESHOLD)
+    assert cpu_fastpaths.tune_malloc()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc")
+def test_malloc_trim_gives_the_pages_of_heap_holes_back():
+    """Blocks freed between live ones are holes glibc keeps resident (no top to trim); malloc_trim releases them."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    block, count = 64 << 10, 1600  # 100 MB in blocks under glibc's mmap threshold: on the heap
+    blocks = [libc.malloc(block) for _ in range(count)]
+    for address in blocks:
+        ctypes.memset(address, 1, block)  # resident
+    for address in blocks[::2]:
+        libc.free(address)  # 50 MB of holes between live blocks
+    before = cpu_fastpaths.resident_anonymous_bytes()
+    assert cpu_fastpaths.malloc_trim()
+    after = cpu_fastpaths.resident_anonymous_bytes()
+    for address in blocks[1::2]:
+        libc.free(address)
+    assert before - after > 30 << 20
+
+
+def test_heap_trim_trims_when_the_holes_outgrow_what_a_step_needs(monkeypatch):
+    resident, trims = [], []
+    monkeypatch.setattr(cpu_fastpaths, "resident_anonymous_bytes", lambda: resident.pop(0))
+    monkeypatch.setattr(cpu_fastpaths, "malloc_trim", lambda: trims.append(len(trims)) or True)
+    policy = cpu_fastpaths.HeapTrim(slack=0.25)
+    trimmed = []
+    for rss in (1000, 800, 990, 1001, 900, 1100, 1125, 1126, 700):
+        resident.append(rss)
+        trimmed.append(policy.after_step())
+    # 1000: nothing measured yet, trim; 800: the step after a trim needs 800 (limit 1000); 1001 > 1000: trim;
+    # 900: the need grows to 900 (limit 1125); 1126 > 1125: trim; 700: measured, the need stays 900
+    assert trimmed == [True, False, False, True, False, False, False, True, False]
+    assert policy.need == 900 and policy.trims == len(trims) == 3
+
+
+def test_heap_trim_does_nothing_without_proc_or_glibc(monkeypatch):
+    monkeypatch.setattr(cpu_fastpaths, "resident_anonymous_bytes", lambda: None)
+    assert not cpu_fastpaths.HeapTrim().after_step()
+    monkeypatch.setattr(cpu_fastpaths, "ENABLED", False)  # also what the switch turns off
+    assert not cpu_fastpaths.malloc_trim()
+
+
+def test_trim_heap_callback_watches_cpu_trainings_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from translator.callbacks import TrimHeap
+    from translator.system import Seq2SeqSystem
+
+    assert any(isinstance(c, TrimHeap) for c in Seq2SeqSystem.configure_callbacks(None))  # every fit has it
+    steps = []
+    monkeypatch.setattr(cpu_fastpaths.HeapTrim, "after_step", lambda self: steps.append("step"))
+    monkeypatch.setattr(cpu_fastpaths.HeapTrim, "trim", lambda self: steps.append("trim"))
+    callback = TrimHeap()
+    callback.on_fit_start(None, SimpleNamespace(device=torch.device("cpu")))
+    callback.on_train_batch_end(None, None, None, None, 0)
+    callback.on_validation_end(None, None)
+    assert steps == ["step", "trim"]
+    callback.on_fit_start(None, SimpleNamespace(device=torch.device("meta")))  # not a CPU training
+    callback.on_train_batch_end(None, None, None, None, 1)
+    callback.on_validation_end(None, None)
+    assert steps == ["step", "trim"]
+
+
 def test_float32_training_on_the_cpu_sets_the_float32_malloc_thresholds(monkeypatch, capsys):
     from translator import cli, runtime
 
@@ -99,7 +173,6 @@ def test_float32_training_on_the_cpu_sets_the_float32_malloc_thresholds(monkeypa
     cli._cpu_precision(config)
     assert config["trainer"]["precision"] == "32-true" and "no native bf16" in capsys.readouterr().err
     assert calls == [(cpu_fastpaths.FP32_MMAP_THRESHOLD, cpu_fastpaths.FP32_TRIM_THRESHOLD)]
-    assert cpu_fastpaths.FP32_MMAP_THRESHOLD > 8000 * 4096 * 4  # a step's float32 logits stay on the heap
     monkeypatch.setattr(runtime, "cpu_bf16_is_fast", lambda: True)  # native bf16: the entry point's thresholds stay
     calls.clear()
     config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}

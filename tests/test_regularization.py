@@ -182,7 +182,7 @@ def test_rdrop_with_alpha_zero_is_exactly_the_plain_loss():
     torch.manual_seed(5)
     logits = system.model(batch["src"], batch["src_mask"], batch["tgt_in"])  # one plain pass
     expected, _ = label_smoothed_loss(logits.flatten(0, 1), batch["tgt_out"].flatten(), 0.1, 0, fused=False)
-    assert torch.equal(loss, expected)
+    torch.testing.assert_close(loss, expected)  # the plain loss, from the features a chunk at a time (float rounding)
 
 
 def test_rdrop_without_dropout_adds_nothing_and_with_dropout_adds_the_kl():

@@ -44,8 +44,10 @@ def test_ratio_one_is_plain_teacher_forcing_exactly(kind):
     system = Seq2SeqSystem(model, label_smoothing=0.1, compile_loss=False, teacher_forcing_ratio=1.0)
     rng = torch.get_rng_state()
     loss, grads = loss_and_grads(system, b)
-    assert torch.equal(loss, plain.detach())
-    assert all(torch.equal(a, c) for a, c in zip(grads, plain_grads))
+    torch.testing.assert_close(loss, plain.detach())  # the trainer's loss runs a chunk at a time: float rounding
+    assert len(grads) == len(plain_grads)
+    for a, c in zip(grads, plain_grads):
+        torch.testing.assert_close(a, c)
     assert torch.equal(torch.get_rng_state(), rng)  # ratio 1.0 draws nothing: runs stay reproducible
 
 

@@ -315,8 +315,8 @@ def _init_from(config: Any, given: set[str]) -> None:
 def _cpu_precision(config: Any) -> None:
     """bf16 on a CPU that only emulates it (AVX2) runs ~40x slower than float32: train in float32 there.
 
-    A float32 run on the CPU (so fallen back, or asked for) gets the malloc thresholds of its larger
-    blocks (cpu_fastpaths.FP32_MMAP_THRESHOLD)."""
+    A float32 run on the CPU (so fallen back, or asked for) gets its own malloc thresholds
+    (cpu_fastpaths.FP32_MMAP_THRESHOLD)."""
     import torch
 
     from translator.runtime import FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD, cpu_bf16_is_fast, tune_malloc

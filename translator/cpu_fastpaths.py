@@ -7,11 +7,12 @@ Models and the loss are written with the textbook names and get the fast path fr
     scaled_dot_product_attention    F.scaled_dot_product_attention      explicit matmul + softmax in training
     CompiledOnCPU(fn)               fn                                  torch.compile'd
     tune_malloc()                   (process level, by the entry point) glibc reuses large freed blocks
+    HeapTrim().after_step()         (a callback, every CPU training)    the heap's holes go back when they grow
     cpu_bf16_is_fast()              (a probe, by the entry point)       bf16 only where the CPU has it
 
 On other devices each is the library call unchanged. `ENABLED` is the one switch, on unless the
 environment sets TRANSLATOR_CPU_FASTPATHS=0: off, the first three are the plain library call and
-tune_malloc does nothing, to measure what they gain or to rule them out. Each gain below was
+tune_malloc and HeapTrim do nothing, to measure what they gain or to rule them out. Each gain below was
 measured on the 2-core AVX2 AMD EPYC dev box with `benchmarks/speed.py` (shares of a step with
 its torch.profiler run, `--profile`).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import os
 import sys
 import time
@@ -149,11 +151,16 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 #: less peak memory; with 1 GiB, long bf16 runs grew to 5.5-9.5 GB of mostly free heap (that 32 MiB keeps
 #: a whole 20-epoch run flat is not yet measured).
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 64 << 20
-#: The thresholds for float32 training on the CPU (as `fit` does without native bf16): the blocks are twice
-#: as large, a step's (tokens, vocab) logits (131 MB) and their gradients go over 32 MiB and are mmap'd
-#: and zero-filled again each step; on a Zen 1 EPYC (AVX2) 1 GiB / never trim trained 4% and 17% faster
-#: (two runs of 30 steps) at 0.1 GB more peak memory, and fp32 trainings stayed flat at 2.2 GB for 96 min.
-FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD = 1 << 30, 2**31 - 1
+#: The thresholds for float32 training on the CPU (as `fit` does without native bf16). Until issue 37 they were
+#: 1 GiB / never trim, so that a step's (tokens, vocab) logits (131 MB) and their gradient were reused rather
+#: than mmap'd and zero-filled each step (4% and 17% faster on a Zen 1 EPYC). The loss no longer makes them
+#: (translator/loss.py); of the blocks left, those over 4 MiB (feed-forward activations, q/k/v, the loss's
+#: chunks) are now mmap'd and the heap keeps the smaller ones. Shipped Transformer, Multi30k, 300 steps with
+#: 5 validations, three float32 runs side by side on the Ice Lake Xeon (benchmarks/RESULTS.md, "Memory of a
+#: training run"): peak 1,624 MiB at 2.241 CPU s per step (4 MiB), 1,663 at 2.241 (8 MiB), 1,709 at 2.210
+#: (1 GiB): 85 MiB less for 1.4% more CPU. The heap's top is never trimmed here; HeapTrim below gives its
+#: holes back.
+FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD = 4 << 20, 2**31 - 1
 
 
 def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
@@ -167,14 +174,80 @@ def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM
     FP32_* when a training runs in float32 on the CPU (translator.cli). No-op off glibc (and with the fast paths
     off).
     """
-    if not ENABLED or not sys.platform.startswith("linux"):
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
+    mallopt = libc.mallopt
     return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+def _libc() -> Any:
+    """glibc, or None elsewhere (and with the fast paths off)."""
+    if not ENABLED or not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def malloc_trim() -> bool:
+    """glibc's `malloc_trim(0)`: every whole free page inside the heap, not only its top, goes back to the OS
+    (RSS falls to what is allocated); the next allocations there page-fault them in again. False where
+    there is no glibc (and with the fast paths off)."""
+    libc = _libc()
+    return bool(libc is not None and hasattr(libc, "malloc_trim") and libc.malloc_trim(0) >= 0)
+
+
+def resident_anonymous_bytes() -> int | None:
+    """Resident memory of this process not backed by files (the heap, mmap'd blocks), from /proc; None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            _, resident, shared = (int(x) for x in f.read().split()[:3])
+    except (OSError, ValueError):
+        return None
+    return (resident - shared) * os.sysconf("SC_PAGE_SIZE")
+
+
+#: How much more than one training step has ever needed the heap may hold before `HeapTrim` gives its free
+#: pages back. With the thresholds above glibc keeps every freed block for reuse (fast), but batches of many
+#: shapes leave holes that the next shapes do not fit, so the heap only grows: float32 Transformer training on
+#: Multi30k stood at 2.05 GB resident for 0.29 GB in use between steps (benchmarks/RESULTS.md, "Memory of a
+#: training run"). Trimming costs the page faults that bring the pages back (~0.3 s of CPU per GB on the
+#: Ice Lake Xeon VM), so it is done only when the holes reach this share of a step's need, not every step.
+TRIM_SLACK = 0.25
+
+
+class HeapTrim:
+    """After every training step (`after_step`): `malloc_trim` when the resident memory exceeds (1 + slack) times
+    the most that one step has needed, so the holes that batches of many shapes leave in glibc's heap stay bounded.
+
+    A step's need is measured on the step after a trim, when the heap holds no free resident pages: the
+    resident memory at its end is what the step touched (its live peak and the holes it made itself).
+    """
+
+    def __init__(self, slack: float | None = None) -> None:
+        self.slack = TRIM_SLACK if slack is None else slack
+        self.need = 0  # the most one step after a trim has needed, bytes (0: trim after the first step)
+        self.measuring = False  # the step now ending began right after a trim
+        self.trims = 0
+
+    def after_step(self) -> bool:
+        """Called between training steps (in use: weights, optimizer state); True when it trimmed."""
+        resident = resident_anonymous_bytes()
+        if resident is None:
+            return False
+        if self.measuring:
+            self.need, self.measuring = max(self.need, resident), False
+        if self.need and resident <= (1.0 + self.slack) * self.need:
+            return False
+        return self.trim()
+
+    def trim(self) -> bool:
+        """Give the heap's free pages back now (also after validation); the next step measures its need."""
+        self.measuring = malloc_trim()
+        self.trims += self.measuring
+        return self.measuring
 
 
 _BF16_FAST: bool | None = None
@@ -191,13 +264,17 @@ def cpu_bf16_is_fast() -> bool:
     global _BF16_FAST
     if _BF16_FAST is None:
         a, b = torch.randn(512, 256), torch.randn(256, 512)
-        timings = {}
-        for dtype in (torch.float32, torch.bfloat16):
-            x, y = a.to(dtype), b.to(dtype)
+        pairs = {dtype: (a.to(dtype), b.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
+        fastest = dict.fromkeys(pairs, math.inf)
+        for x, y in pairs.values():
             x @ y  # warm-up
-            start = time.perf_counter()
-            for _ in range(3):
+        # The fastest of 5 interleaved products per dtype: a process descheduled on a busy machine slows single
+        # products, not the fastest. A sum of 3 was misled there: on the Ice Lake Xeon at load 10-15 it once
+        # judged bf16 (9-19x slower) fast, and that DailyDialog training ran bf16 at 3-4x the CPU time per step.
+        for _ in range(5):
+            for dtype, (x, y) in pairs.items():
+                start = time.perf_counter()
                 x @ y
-            timings[dtype] = time.perf_counter() - start
-        _BF16_FAST = timings[torch.bfloat16] < timings[torch.float32]
+                fastest[dtype] = min(fastest[dtype], time.perf_counter() - start)
+        _BF16_FAST = fastest[torch.bfloat16] < fastest[torch.float32]
     return _BF16_FAST

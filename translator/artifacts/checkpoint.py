@@ -369,7 +369,7 @@ def model_class(config: dict[str, Any], source: str = "checkpoint") -> type[Seq2
 
 
 #: The methods every model implements (models/base.py); a class that inherits one of them unchanged is no model.
-INTERFACE = ("encode", "init_state", "decode_step", "forward")
+INTERFACE = ("encode", "init_state", "decode_step", "features")
 
 
 def build_model(config: dict[str, Any], source: str = "checkpoint",

@@ -176,8 +176,9 @@ class AttentionSeq2Seq(Seq2Seq):
             state, h=torch.stack(h, 1), c=None if c is None else torch.stack(c, 1), feed=feed,  # (B, L, Hd)
             attention=weights if state.need_attention else None)
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing; loops over time because each step feeds the previous attentional vector."""
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing -> features (B, T, Hd); loops over time because each step feeds the previous
+        attentional vector."""
         state = self.init_state(self.encode(src, src_mask), src_mask)
         emb = self.dropout(self.tgt_emb(tgt_in))  # (B, T, E)
         h = list(state.h.unbind(1))
@@ -186,4 +187,4 @@ class AttentionSeq2Seq(Seq2Seq):
         for t in range(tgt_in.size(1)):
             feed, h, c, _ = self._step(emb[:, t], feed, h, c, state.keys, state.memory, src_mask)
             feeds.append(feed)
-        return self.out(self.dropout(torch.stack(feeds, 1)))  # (B, T, V) one projection for all steps
+        return self.dropout(torch.stack(feeds, 1))  # (B, T, Hd): one projection for all steps

@@ -5,6 +5,12 @@
     decode_step(tokens, state)         -> (logits, state)  # tokens (B,), logits (B, V)
     forward(src, src_mask, tgt_in)     -> logits           # (B, T, V), teacher forcing
 
+Training takes `forward` in two parts, so that the loss can run the output layer a chunk of rows at a
+time (translator/loss.py) and the (B, T, V) logits never exist whole:
+
+    features(src, src_mask, tgt_in)    -> features         # (B, T, D), forward = out(features)
+    out                                                    # nn.Linear D -> V, the output layer
+
 `src_mask` is True for real tokens and False for padding. Decoders (greedy, beam, sampling)
 use only these four methods plus `DecoderState.expand` and `.select`, never the concrete model type.
 
@@ -179,9 +185,14 @@ class Seq2Seq(nn.Module):
         """tokens (B,) the previous output -> logits (B, V) for the next one, and the new state."""
         raise NotImplementedError
 
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing up to the output layer `self.out`: src (B, S), src_mask (B, S), tgt_in (B, T) = bos + y
+        -> features (B, T, D)."""
+        raise NotImplementedError
+
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing: src (B, S), src_mask (B, S), tgt_in (B, T) = bos + y -> logits (B, T, V)."""
-        raise NotImplementedError
+        return self.out(self.features(src, src_mask, tgt_in))
 
     @property
     def has_attention(self) -> bool:

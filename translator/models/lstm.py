@@ -120,7 +120,7 @@ class LSTMSeq2Seq(Seq2Seq):
 
     def _decode(self, tokens: Tensor, context: Tensor, h: Tensor, c: Tensor | None
                 ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """tokens (B, T), context (B, H), h/c (B, L, H) -> logits (B, T, V), new h/c (B, L, H)."""
+        """tokens (B, T), context (B, H), h/c (B, L, H) -> features (B, T, E), new h/c (B, L, H)."""
         emb = self.dropout(self.tgt_emb(tokens))  # (B, T, E)
         ctx = context.unsqueeze(1).expand(-1, emb.size(1), -1)  # (B, T, H)
         hx = h.transpose(0, 1).contiguous()  # (L, B, H) as nn.LSTM wants
@@ -129,16 +129,14 @@ class LSTMSeq2Seq(Seq2Seq):
         out, final = self.decoder(torch.cat([emb, ctx], -1), hx)  # out (B, T, H)
         h, c = final if isinstance(final, tuple) else (final, None)
         pre = torch.tanh(self.readout(torch.cat([self.dropout(out), ctx, emb], -1)))  # (B, T, E)
-        logits = self.out(self.dropout(pre))  # (B, T, V)
-        return logits, h.transpose(0, 1), None if c is None else c.transpose(0, 1)  # (B, L, H)
+        return self.dropout(pre), h.transpose(0, 1), None if c is None else c.transpose(0, 1)  # (B, L, H)
 
     def decode_step(self, tokens: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """tokens (B,) -> logits (B, V) and the next state."""
-        logits, h, c = self._decode(tokens.unsqueeze(1), state.per_row(state.memory), state.h, state.c)
-        return logits.squeeze(1), dataclasses.replace(state, h=h, c=c)  # (B, V)
+        features, h, c = self._decode(tokens.unsqueeze(1), state.per_row(state.memory), state.h, state.c)
+        return self.out(features.squeeze(1)), dataclasses.replace(state, h=h, c=c)  # (B, V)
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing in one RNN call (no input feeding): -> logits (B, T, V)."""
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing in one RNN call (no input feeding): -> features (B, T, E); logits = self.out(features)."""
         h, c = self.encode(src, src_mask)
-        logits, _, _ = self._decode(tgt_in, h[:, -1], h, c)
-        return logits
+        return self._decode(tgt_in, h[:, -1], h, c)[0]

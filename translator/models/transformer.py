@@ -287,7 +287,7 @@ class Transformer(Seq2Seq):
 
     def _decode(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, need_attention: bool = False
                 ) -> tuple[Tensor, Tensor | None]:
-        """Whole prefix at once: tgt_in (B, T) -> logits (B, T, V), last layer's cross weights (B, T, S)."""
+        """Whole prefix at once: tgt_in (B, T) -> features (B, T, D), last layer's cross weights (B, T, S)."""
         x = self._embed(self.tgt_emb, tgt_in)  # (B, T, D)
         mask = attend_mask(src_mask)  # (B, 1, 1, S)
         weights = None
@@ -296,7 +296,7 @@ class Transformer(Seq2Seq):
             cross_kv = layer.cross_attn.project_memory(memory)
             x, _, w = layer(x, cross_kv, mask, need_weights=need_attention and last)
             weights = w if w is not None else weights
-        return self.out(self.decoder_norm(x)), weights  # (B, T, V)
+        return self.decoder_norm(x), weights  # (B, T, D)
 
     def init_state(self, memory: Tensor, src_mask: Tensor, need_attention: bool = False) -> TransformerState:
         """Project the memory to every layer's cross-attention keys/values once; empty self caches."""
@@ -316,9 +316,9 @@ class Transformer(Seq2Seq):
             prefix = torch.cat([state.prefix, tokens.unsqueeze(1)], 1)  # (B, t+1)
             # The uncached path (for speed comparisons) simply repeats the source: (B, S, D), (B, S).
             memory, src_mask = state.per_row(state.memory), state.per_row(state.src_mask)
-            logits, weights = self._decode(prefix, memory, src_mask, state.need_attention)
+            features, weights = self._decode(prefix, memory, src_mask, state.need_attention)
             attention = None if weights is None else weights[:, -1]  # (B, S)
-            return logits[:, -1], dataclasses.replace(state, prefix=prefix, attention=attention, step=state.step + 1)
+            return self.out(features[:, -1]), dataclasses.replace(state, prefix=prefix, attention=attention, step=state.step + 1)
         x = self._embed(self.tgt_emb, tokens.unsqueeze(1), state.step)  # (B, 1, D)
         mask = attend_mask(state.src_mask)  # (B, 1, 1, S)
         self_kv, weights = [], None
@@ -332,6 +332,6 @@ class Transformer(Seq2Seq):
         attention = None if weights is None else weights[:, -1]  # (B, S)
         return logits, dataclasses.replace(state, self_kv=self_kv, attention=attention, step=state.step + 1)
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing: src, src_mask (B, S), tgt_in (B, T) -> logits (B, T, V)."""
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing: src, src_mask (B, S), tgt_in (B, T) -> features (B, T, D); logits = self.out(features)."""
         return self._decode(tgt_in, self.encode(src, src_mask), src_mask)[0]

@@ -9,6 +9,8 @@ loud data problems.
   never a half-written one.
 - `DataReport`: one line per split with the pair and drop counts when fit starts, and an error (not
   Lightning's "No training batches" warning and exit 0) when nothing is left to train on.
+- `TrimHeap`: on the CPU, glibc's heap gives its free pages back when the holes that batches of many
+  shapes leave in it grow (the policy and its measurements: `translator.cpu_fastpaths.HeapTrim`).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from translator.artifacts.checkpoint import atomic_torch_save
+from translator.cpu_fastpaths import HeapTrim
 
 log = logging.getLogger("translator.callbacks")
 
@@ -168,3 +171,24 @@ def no_batches_message(datamodule: Any, s: dict[str, Any]) -> str:
     if s.get("over_max_len") and s.get("over_max_len_dropped"):
         hint = f"; raise --data.max_len (now {getattr(datamodule, 'max_len', '?')})"
     return f"no training batches left: {name}{pair} train: {describe_split(datamodule, 'train', s)}{hint}"
+
+
+# ---- heap trimming -----------------------------------------------------------------------------
+class TrimHeap(L.Callback):
+    """A CPU training's `HeapTrim`: checked after every training step, and a trim after each validation
+    (greedy decoding leaves holes of its own)."""
+
+    def __init__(self) -> None:
+        self.policy: HeapTrim | None = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.policy = HeapTrim() if pl_module.device.type == "cpu" else None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.policy is not None:
+            self.policy.after_step()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.policy is not None:
+            self.policy.trim()

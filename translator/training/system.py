@@ -19,9 +19,10 @@ from translator.artifacts.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bun
 from translator.decoding import DecodeConfig, with_recipe
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
-from translator.training.callbacks import DataReport, RandomStates, note
+from translator.training.callbacks import DataReport, RandomStates, TrimHeap, note
 from translator.training.finetune import lineage, read_parent, report_coverage
-from translator.training.loss import contrastive_loss, label_smoothed_loss, symmetric_kl
+from translator.training.loss import (contrastive_loss, label_smoothed_loss, projected_smoothed_cross_entropy,
+                                      symmetric_kl)
 from translator.training.resume import Difference, applied_message, check_resume, resumed_lr_factor, schedule_anchor
 
 #: Checkpoint key of the run facts a resume needs: run length and the schedule's anchor (translator.training.resume).
@@ -133,8 +134,9 @@ class Seq2SeqSystem(L.LightningModule):
         self.parent: dict[str, Any] | None = None  # lineage of the checkpoint this run was fine-tuned from
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Exact resume (every random state in the checkpoint, atomic writes) and the data report."""
-        return [RandomStates(), DataReport()]
+        """Exact resume (every random state in the checkpoint, atomic writes), the data report, and on the CPU a
+        heap that gives its holes back."""
+        return [RandomStates(), DataReport(), TrimHeap()]
 
     # ---- wiring ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -278,14 +280,21 @@ class Seq2SeqSystem(L.LightningModule):
             valid = ((src != other_src) | (mask != other_mask)).any(1)  # (B,) the other context differs
             batch = {**batch, "src": torch.cat([src, other_src]), "src_mask": torch.cat([mask, other_mask])}
             tgt_in = torch.cat([tgt_in, tgt_in])
-        logits = self.model(batch["src"], batch["src_mask"], tgt_in)  # (B, T, V); R-Drop, contrast: (2B, T, V)
-        if contrast:
-            logits, other_logits = logits.chunk(2)  # (B, T, V) each
         tgt_out = batch["tgt_out"]  # (B, T)
-        flat_logits, flat_target = logits.flatten(0, 1), tgt_out.flatten()  # (B*T, V), (B*T,)
-        # R-Drop: both copies have the same targets, so this mean is the mean of the two passes' losses
-        loss, nll = label_smoothed_loss(flat_logits, flat_target, self.hparams.label_smoothing, self.model.pad_id,
-                                        fused=self.hparams.compile_loss)
+        if not (rdrop or contrast):  # the plain loss: the (B*T, V) logits are never whole (translator/loss.py)
+            features = self.model.features(batch["src"], batch["src_mask"], tgt_in)  # (B, T, D)
+            out = self.model.out
+            loss, nll = projected_smoothed_cross_entropy(features.flatten(0, 1), out.weight, out.bias,
+                                                         tgt_out.flatten(), self.hparams.label_smoothing,
+                                                         self.model.pad_id, fused=self.hparams.compile_loss)
+        else:
+            logits = self.model(batch["src"], batch["src_mask"], tgt_in)  # (B, T, V); R-Drop, contrast: (2B, T, V)
+            if contrast:
+                logits, other_logits = logits.chunk(2)  # (B, T, V) each
+            flat_logits, flat_target = logits.flatten(0, 1), tgt_out.flatten()  # (B*T, V), (B*T,)
+            # R-Drop: both copies have the same targets, so this mean is the mean of the two passes' losses
+            loss, nll = label_smoothed_loss(flat_logits, flat_target, self.hparams.label_smoothing,
+                                            self.model.pad_id, fused=self.hparams.compile_loss)
         if rdrop:
             first, second = flat_logits.chunk(2)  # (B*T, V) each
             kl = symmetric_kl(first, second, flat_target[:first.size(0)] != self.model.pad_id)
