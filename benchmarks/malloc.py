@@ -39,6 +39,8 @@ POLICIES: dict[str, tuple[int, int] | None] = {
     "4MiB-never": (4 * MIB, 2**31 - 1),
     "8MiB-never": (8 * MIB, 2**31 - 1),  # float32, chunked loss: the feed-forward and q/k/v blocks mmap'd too
     "16MiB-never": (16 * MIB, 2**31 - 1),
+    "1MiB-never": (1 * MIB, 2**31 - 1),  # float32: every activation block of a batch over 1,024 tokens mmap'd
+    "256KiB-never": (MIB // 4, 2**31 - 1),
 }
 
 #: the child: set the policy, run the translator CLI, print its peak resident memory last
