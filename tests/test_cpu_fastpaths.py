@@ -145,8 +145,8 @@ def test_heap_trim_does_nothing_without_proc_or_glibc(monkeypatch):
 def test_trim_heap_callback_watches_cpu_trainings_only(monkeypatch):
     from types import SimpleNamespace
 
-    from translator.callbacks import TrimHeap
-    from translator.system import Seq2SeqSystem
+    from translator.training.callbacks import TrimHeap
+    from translator.training.system import Seq2SeqSystem
 
     assert any(isinstance(c, TrimHeap) for c in Seq2SeqSystem.configure_callbacks(None))  # every fit has it
     steps = []

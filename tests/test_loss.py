@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import TINY_MODELS
-from translator.loss import label_smoothed_loss, projected_smoothed_cross_entropy
-from translator.system import Seq2SeqSystem
+from translator.training.loss import label_smoothed_loss, projected_smoothed_cross_entropy
+from translator.training.system import Seq2SeqSystem
 
 PAD, EPS = 1, 0.1
 
