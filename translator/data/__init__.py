@@ -4,6 +4,7 @@
     registry.py    dataset names -> where they live, where they come from, their splits
     sampler.py     token-budget batches with length bucketing, DDP shards, resume
     token_store.py encoded splits on disk (flat ids + offsets), memory-mapped; parallel encoding
+    tokenizer_cache.py trained tokenizers cached on disk, keyed by the corpus files and the tokenizer settings
     subword.py     subword regularization: a sampled segmentation per epoch
 
 The Lightning DataModule that assembles them for training is translator/training/datamodule.py.

@@ -23,11 +23,8 @@ gathering.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import time
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -39,14 +36,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 import translator.data.token_store as token_store
+from translator.data import tokenizer_cache
 from translator.artifacts.checkpoint import checkpoint_tokenizer
 from translator.data.readers import Pair
 from translator.data.registry import (SPLIT_SEED, find_dataset, get_spec, iter_pairs, load_pairs, resolve_languages,
                                       split_files)
 from translator.data.sampler import TokenBudgetBatchSampler
 from translator.data.subword import SubwordSampling, SubwordSamplingBatches
+from translator.data.tokenizer_cache import TokenizerSettings
 from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
-from translator.tokenizer import SEP_TOKEN, Tokenizer
+from translator.tokenizer import Tokenizer
 
 log = logging.getLogger("translator.data")
 
@@ -245,7 +244,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             raise ValueError(f"context_dropout must be in [0, 1), got {context_dropout}")
         if context_dropout and not get_task(self.spec.task).conversational:
             raise ValueError(f"context_dropout applies to chat datasets; {dataset!r} is a {self.spec.task} dataset")
-        if tokenizer_type not in ("unigram", "bpe"):
+        if tokenizer_type not in tokenizer_cache.TOKENIZER_TYPES:
             raise ValueError(f"tokenizer_type must be 'unigram' or 'bpe', got {tokenizer_type!r}")
         if not (0.0 <= subword_alpha < (1.0 if tokenizer_type == "bpe" else math.inf)):
             kind = "a BPE-dropout rate in [0, 1)" if tokenizer_type == "bpe" else "a finite number >= 0"
@@ -327,51 +326,31 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return ((t, s) for s, t in pairs) if self.reverse else pairs
 
     # ---- tokenizer -----------------------------------------------------------------------
-    def _cache_file(self) -> Path:
-        options = {"dataset": self.dataset, "src": self.src_lang, "tgt": self.tgt_lang, "vocab": self.vocab_size,
-                   "type": self.tokenizer_type, "joint": self.joint_vocab, "coverage": self.character_coverage,
-                   "sample": self.tokenizer_sample, "train": self._read_key("train")}  # edited files: a new model
-        digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-        name = f"{self.dataset}-{self.src_lang}-{self.tgt_lang}-{self.tokenizer_type}{self.vocab_size}"
-        return Path(self.cache_dir) / f"{name}-{digest.hexdigest()[:12]}.model"
+    @property
+    def tokenizer_settings(self) -> TokenizerSettings:
+        return TokenizerSettings(self.vocab_size, self.tokenizer_type, self.joint_vocab, self.character_coverage,
+                                 self.tokenizer_sample)
 
     def _build_tokenizer(self) -> Tokenizer:
+        """The tokenizer `tokenizer_path` names (a SentencePiece model, or a checkpoint's, taken as it is),
+        else the one trained for this corpus and settings (tokenizer_cache.py)."""
         if self.tokenizer_path is not None:
             self.tokenizer_file = Path(self.tokenizer_path)
             if self.tokenizer_file.suffix == ".ckpt" or self.tokenizer_file.is_dir():
                 return checkpoint_tokenizer(self.tokenizer_file)
             return Tokenizer.load(self.tokenizer_path)
-        path = self._cache_file()
-        self.tokenizer_file = path
-        # a separate target model is written last, so its presence means the cache entry is complete
-        if path.is_file() and (self.joint_vocab or Path(f"{path}.tgt").is_file()):
-            return Tokenizer.load(path)
-        start = time.perf_counter()
-        # a seeded sample of the pairs (all of them when fewer), read as a stream
-        # a fixed seed: the tokenizer (and its cache entry) must not depend on the training seed
-        train = token_store.seeded_sample(self._stream("train"), self.tokenizer_sample, SPLIT_SEED)
-        # every dialogue turn once (contexts repeat turns), so the vocabulary follows the text, not the windowing
-        src = list(dict.fromkeys(x for s, _ in train for x in s.split(f" {SEP_TOKEN} ")))
-        tgt = list(dict.fromkeys(x for _, t in train for x in t.split(f" {SEP_TOKEN} ")))
-        del train
-        tokenizer = Tokenizer.train(src, tgt, self.vocab_size, self.tokenizer_type, self.character_coverage,
-                                    joint=self.joint_vocab)
-        tokenizer.save(path)  # atomic: concurrent processes at worst train the same model twice
-        log.info("trained a %s tokenizer (%d/%d pieces) in %.1fs -> %s", self.tokenizer_type,
-                 tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, time.perf_counter() - start, path)
-        return tokenizer
+        self.tokenizer_file = tokenizer_cache.cache_file(self.cache_dir, self.dataset, self.src_lang, self.tgt_lang,
+                                                         self.tokenizer_settings, self._read_key("train"))
+        return tokenizer_cache.load_or_train(self.tokenizer_file, self.tokenizer_settings,
+                                             lambda: self._stream("train"))
 
     @property
     def tokenizer(self) -> Tokenizer:
         """The tokenizer, loaded or trained on first use (also outside a Trainer)."""
         if self._tokenizer is None:
             self._tokenizer = self._build_tokenizer()
-            built = max(self._tokenizer.src_vocab_size, self._tokenizer.tgt_vocab_size)
-            if self.tokenizer_path is None and built < self.vocab_size:  # SentencePiece's hard_vocab_limit=False
-                log.warning("--data.vocab_size %d is more than this corpus gives: SentencePiece made %s pieces "
-                            "(%d/%d), which the model is built with; --data.vocab_size %d gives the same tokenizer "
-                            "under its own name", self.vocab_size, f"{built:,}", self._tokenizer.src_vocab_size,
-                            self._tokenizer.tgt_vocab_size, built)
+            if self.tokenizer_path is None:
+                tokenizer_cache.warn_if_smaller(self._tokenizer, self.vocab_size)
         return self._tokenizer
 
     @property
