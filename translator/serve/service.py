@@ -1,8 +1,9 @@
-"""What the app offers, without Gradio: which checkpoints, the models loaded once, and the two
-requests (translate text, reply to a chat message) with a `UserError` for anything a user can fix.
+"""What the app offers, without Gradio: the two requests (translate text, reply to a chat message) over
+the offered checkpoints' models, run fairly on shared workers, with a `UserError` for anything a user can fix.
 
 The Gradio layer (`translator.app`) only lays out components and maps `UserError` to the UI; an
-embedder or a test can use `TranslatorService` directly.
+embedder or a test can use `TranslatorService` directly. Which checkpoints and models: checkpoints.py;
+the request limits and field checks: validation.py (both re-exported here).
 """
 from __future__ import annotations
 
@@ -14,39 +15,28 @@ import queue
 import threading
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from translator.artifacts.checkpoint import EXPORT_FILE, CheckpointMeta
 from translator.decoding import DecodeConfig, decode_config, length_limit
-from translator.engines.ct2 import CT2Model
-from translator.engines.ensemble import ensemble_of
 from translator.evaluation.plots import attention_figure
 from translator.inference.chatbot import Chatbot, ReplyCandidate, flatten_history
 from translator.inference.translator import Translation, Translator
+from translator.serve.checkpoints import (CHAT_TRAIN_HINT, MAX_FOUND, TRAIN_HINT, CheckpointInfo, ModelCache,
+                                          ModelRegistry, discover_checkpoints, ensembles_of, member_names, read_info)
 from translator.serve.scheduling import FairScheduler, RequestCancelled, RequestTimeout, pieces_by_cost
-from translator.tasks import TRANSLATION, Task
+from translator.serve.validation import (HISTORY_CHARS_PER_INPUT, MAX_BACKWARD_WEIGHT, MAX_BEAM, MAX_CANDIDATES,
+                                         MAX_FIELD_CHARS, MAX_HISTORY_TURNS, MAX_REQUEST_COST, PIECE_COST,
+                                         REQUEST_TIME_LIMIT, UserError, check_field, float_in, int_in, served, shown)
+
+__all__ = ["CANCELLED", "CHAT_EXAMPLES", "CHAT_PLACEHOLDERS", "CHAT_TRAIN_HINT", "HISTORY_CHARS_PER_INPUT",
+           "LANGUAGE_NAMES", "MAX_BACKWARD_WEIGHT", "MAX_BEAM", "MAX_CANDIDATES", "MAX_FIELD_CHARS", "MAX_FOUND",
+           "MAX_HISTORY_TURNS", "MAX_REQUEST_COST", "PIECE_COST", "REQUEST_TIME_LIMIT", "REVIEW_BELOW", "TRAIN_HINT",
+           "ChatSettings", "ChatTurn", "CheckpointInfo", "ModelCache", "ModelRegistry", "TranslateResult",
+           "TranslatorService", "UserError", "check_field", "discover_checkpoints", "ensembles_of", "float_in",
+           "int_in", "member_names", "printable", "read_info", "served", "shown"]
 
 log = logging.getLogger("translator.service")
 
-TRAIN_HINT = "translator fit --config translator/configs/transformer.yaml"
-CHAT_TRAIN_HINT = "translator fit --config translator/configs/chat_dailydialog.yaml"
-MAX_FOUND = 50  # checkpoints listed from checkpoints_dir; a training run can leave many
-MAX_BEAM = DecodeConfig.served("beam_size")[1]  # the bounds live on the DecodeConfig fields
-MAX_CANDIDATES = DecodeConfig.served("candidates")[1]
-#: Limits of every request field, checked before a request is queued (a longer field gets a message naming it).
-MAX_HISTORY_TURNS = 100  # turns of chat history a request may carry (the Chat tab keeps its conversation within)
-HISTORY_CHARS_PER_INPUT = 10  # characters of chat history a request may carry, in units of max_input_chars
-MAX_FIELD_CHARS = 1000  # a checkpoint label or path, a decoder name
-MAX_BACKWARD_WEIGHT = DecodeConfig.served("backward_weight")[1]
-#: Largest request, in decoded hypothesis-tokens (sum over lines of beam x output length limit): 1,000
-#: one-word lines at the largest beam fit; more lines (a raised --max_input_chars) get a message.
-MAX_REQUEST_COST = 256_000
-#: Cost of one piece of work (a few sentences) that a decoding worker runs before it picks the next
-#: piece, from the least-served request (translator.serve.scheduling): about 0.2 s for the 7.6M Transformer on
-#: one core, so a one-sentence request waits at most that long behind long ones.
-PIECE_COST = 1024
-REQUEST_TIME_LIMIT = 300.0  # seconds a request may decode before it is stopped with a message
 #: Example messages for the Chat tab, by the language the chat model speaks.
 CHAT_EXAMPLES = {
     "en": ["Hi, how are you doing today?", "Thank you so much for your help!", "What do you do for a living?",
@@ -56,11 +46,6 @@ CHAT_EXAMPLES = {
 CHAT_PLACEHOLDERS = {"en": "Say something…", "ko": "메시지를 입력하세요…"}
 LANGUAGE_NAMES = {"en": "English", "ko": "Korean", "de": "German", "fr": "French"}
 
-
-class UserError(ValueError):
-    """A problem with the request that the user can fix; its message is shown as is."""
-
-
 #: The app marks lines whose confidence is below this for review.
 REVIEW_BELOW = 0.5
 
@@ -69,268 +54,6 @@ REVIEW_BELOW = 0.5
 #: duration of one event; a context variable, so it follows the request onto its thread). The scheduler asks
 #: it before each piece of the request's work.
 CANCELLED: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("cancelled", default=None)
-
-
-def shown(value: Any, limit: int = 60) -> str:
-    """`value` for a message: its repr, cut to `limit` characters (a request field may be huge)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def check_field(value: Any, name: str, limit: int = MAX_FIELD_CHARS) -> str:
-    """A short text field (checkpoint, decoder) as a string, or UserError when it is longer than `limit`."""
-    text = "" if value is None else str(value)
-    if len(text) > limit:
-        raise UserError(f"The {name} field has {len(text):,} characters; this app takes at most {limit:,}.")
-    return text
-
-
-# ---- checkpoints --------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointInfo:
-    """One checkpoint the app offers: its label and metadata, or why it cannot be used."""
-
-    path: Path
-    label: str = ""
-    architecture: str | None = None
-    dataset: str | None = None
-    src_lang: str | None = None
-    tgt_lang: str | None = None
-    error: str | None = None
-    task: Task = TRANSLATION
-    note: str = ""  # what the model's attention (or its absence) means, from the model class
-    tokenizer_id: str | None = None  # sha256 of the tokenizer a PyTorch checkpoint carries (ensembles need one)
-    members: tuple[Path, ...] = ()  # an ensemble entry: the checkpoints decoding together (translator/engines/ensemble.py)
-    reverse: bool = False  # trained on its pairs reversed: a chat model's backward model, not one to chat with
-    lineage: str = ""  # "fine-tuned from PATH (sha256 …, data)" for a fine-tuned checkpoint
-
-    @property
-    def is_chat(self) -> bool:
-        return self.task.conversational
-
-    def describe(self, chat: bool = False) -> str:
-        """Markdown that says what this model is and (for translation) what its heatmap means."""
-        if self.error:
-            return f"⚠️ {self.error}"
-        data = self.dataset or "unknown data"
-        lineage = f" {self.lineage[0].upper()}{self.lineage[1:]}." if self.lineage else ""
-        if chat:
-            return f"Chatting with **{self.path.name}**: {self.architecture} trained on {data}.{lineage}"
-        pair = f"{self.src_lang}→{self.tgt_lang}" if self.src_lang else "unknown languages"
-        if self.members:
-            names = ", ".join(member_names(self.members))
-            return (f"**{self.architecture}** ({names}), {data} {pair}: every next token is scored by the mean of "
-                    f"the members' log-probabilities. {self.note}").strip()
-        return f"**{self.path.name}**: {self.architecture}, {data} {pair}.{lineage} {self.note}".strip()
-
-
-def read_info(path: str | Path, root: Path | None = None) -> CheckpointInfo:
-    """Metadata of one checkpoint without building its model (`CheckpointMeta.from_path`)."""
-    path = Path(path)
-    shown = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
-    try:
-        meta = CheckpointMeta.from_path(path)
-        if meta.export is not None:  # a CTranslate2 directory written by `translator export`
-            architecture = f"Transformer (CTranslate2 {meta.export.get('quantization', '?')})"
-            note = CT2Model.attention_note(meta.init_args)
-        else:
-            cls = meta.model_class
-            architecture, note = cls.__name__, cls.attention_note(meta.init_args)
-    except (OSError, ValueError) as err:
-        return CheckpointInfo(path, f"{shown} · unreadable", error=str(err))
-    pair = f"{meta.src_lang}→{meta.tgt_lang}" if meta.src_lang else "?"
-    return CheckpointInfo(path, f"{shown} · {architecture} · {pair}", architecture, meta.dataset, meta.src_lang,
-                          meta.tgt_lang, task=meta.task, note=note, tokenizer_id=meta.tokenizer_id,
-                          reverse=meta.reverse, lineage=meta.lineage)
-
-
-def member_names(paths: Sequence[Path]) -> list[str]:
-    """File names of an ensemble's members, or their paths when two share a name (run1/best.ckpt, run2/best.ckpt)."""
-    names = [p.name for p in paths]
-    return names if len(set(names)) == len(names) else [str(p) for p in paths]
-
-
-def ensembles_of(infos: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
-    """One ensemble entry per group of two or more usable translation checkpoints that can decode together:
-    PyTorch checkpoints (an exported engine has no decoder steps to average) with one tokenizer and language
-    pair (what `translator.engines.ensemble.check_compatible` asks)."""
-    groups: dict[tuple[Any, ...], list[CheckpointInfo]] = {}
-    for info in infos:
-        if info.error or info.is_chat or info.tokenizer_id is None or info.members:
-            continue
-        groups.setdefault((info.tokenizer_id, info.src_lang, info.tgt_lang), []).append(info)
-    entries = []
-    for group in groups.values():
-        group = list({i.path.resolve(): i for i in group}.values())  # the same file twice is one member
-        if len(group) < 2:
-            continue
-        first = group[0]
-        architecture = f"ensemble of {len(group)}: " + " + ".join(i.architecture or "?" for i in group)
-        pair = f"{first.src_lang}→{first.tgt_lang}" if first.src_lang else "?"
-        notes = {i.note for i in group}
-        entries.append(CheckpointInfo(first.path, f"{architecture} · {pair}", architecture, first.dataset,
-                                      first.src_lang, first.tgt_lang, note=notes.pop() if len(notes) == 1 else "",
-                                      tokenizer_id=first.tokenizer_id, members=tuple(i.path for i in group)))
-    labels = [e.label for e in entries]  # two groups of one shape (other tokenizers): name their files
-    return [dataclasses.replace(e, label=f"{e.architecture} ({', '.join(member_names(e.members))}) · "
-                                         f"{e.label.rsplit(' · ', 1)[-1]}") if labels.count(e.label) > 1 else e
-            for e in entries]
-
-
-def discover_checkpoints(root: str | Path | None) -> list[Path]:
-    """Every `*.ckpt` and exported directory under `root` (recursive): names with 'best' first, then 'last',
-    newest first."""
-    if root is None or not Path(root).is_dir():
-        return []
-    files = [p for p in Path(root).rglob("*.ckpt") if p.is_file()]
-    files += [p.parent for p in Path(root).rglob(EXPORT_FILE) if p.is_file()]
-
-    def rank(p: Path) -> tuple[int, float]:
-        name = p.stem.lower()
-        return (0 if "best" in name else 1 if "last" in name else 2, -p.stat().st_mtime)
-
-    return sorted(files, key=rank)[:MAX_FOUND]
-
-
-class ModelCache:
-    """Models by (checkpoint, kind), each loaded once, on first use, and shared (thread-safe).
-
-    A failed load is remembered, so a broken file costs one attempt, not one per request.
-    """
-
-    def __init__(self, device: str = "cpu"):
-        self.device = device
-        self._lock = threading.Lock()
-        self._loading: dict[tuple[Path, type], threading.Lock] = {}
-        self._models: dict[tuple[Path, type], Translator] = {}
-        self._failed: dict[tuple[Path, type], str] = {}
-
-    def get(self, path: Path | tuple[Path, ...], cls: type[Translator], backward: Path | None = None) -> Translator:
-        """The model of one checkpoint, or of an ensemble when `path` is a tuple of checkpoints; a chat model
-        with its `backward` model (MMI-bidi re-ranking) is a model of its own."""
-        key = (tuple(Path(p).resolve() for p in path) if isinstance(path, tuple) else Path(path).resolve(), cls)
-        if backward is not None:
-            key = (*key, Path(backward).resolve())
-        with self._lock:
-            if key in self._models:
-                return self._models[key]
-            lock = self._loading.setdefault(key, threading.Lock())
-        with lock:  # one load per model even when many requests arrive at once
-            if key in self._models:
-                return self._models[key]
-            if key in self._failed:
-                raise UserError(self._failed[key])
-            try:
-                if isinstance(path, tuple):  # the members' models from this cache: each loaded once
-                    bundles = [self.get(member, cls).bundle for member in path]
-                    model = cls(ensemble_of(bundles, self.device), device=self.device)
-                elif backward is not None:
-                    model = cls.from_checkpoint(path, device=self.device, backward=backward)
-                else:
-                    model = cls.from_checkpoint(path, device=self.device)
-            except Exception as err:  # noqa: BLE001 - any failure is remembered: one attempt per file, one message
-                what = "the ensemble of " + ", ".join(map(str, path)) if isinstance(path, tuple) else path
-                if not isinstance(err, (OSError, ValueError)):  # not a checkpoint reader's message: keep the trace
-                    log.exception("loading %s failed", what)
-                    err = f"{type(err).__name__}: {err}"
-                what = f"{what} with --backward {backward}" if backward is not None else what
-                self._failed[key] = f"Cannot load {what}: {err}"
-                raise UserError(self._failed[key]) from None
-            with self._lock:
-                self._models[key] = model
-            return model
-
-
-class ModelRegistry:
-    """The checkpoints the app offers (translation ones and one chat one), over a ModelCache.
-
-    With two or more compatible translation checkpoints given (`--checkpoint A --checkpoint B`), their
-    ensemble is offered too (`ensembles`, after them in `choices`); found checkpoints (a run's many epoch
-    files) never form one. `chat_backward` is the chat model's backward model (MMI-bidi re-ranking); found
-    backward models (trained with --data.reverse true) are never offered to chat with.
-    """
-
-    def __init__(self, checkpoints: Sequence[str | Path] | str | None = None, chat_checkpoint: str | Path | None = None,
-                 checkpoints_dir: str | Path | None = None, device: str = "cpu", cache: ModelCache | None = None,
-                 chat_backward: str | Path | None = None):
-        self.device = device
-        self.cache = cache or ModelCache(device)
-        if isinstance(checkpoints, (str, Path)):
-            checkpoints = [checkpoints]
-        given = [Path(p) for p in checkpoints or []]
-        root = Path(checkpoints_dir) if checkpoints_dir else None
-        found = [p for p in discover_checkpoints(root) if p.resolve() not in {g.resolve() for g in given}]
-        given_infos = [read_info(p, root) for p in dict.fromkeys(given)]
-        found_infos = [read_info(p, root) for p in found]
-        # Found chat checkpoints belong to the Chat tab; given ones are offered wherever asked.
-        self.translation = _unique_labels(given_infos + [i for i in found_infos if not i.is_chat])
-        self.ensembles = ensembles_of(given_infos)
-        self.chat: CheckpointInfo | None = (read_info(chat_checkpoint, root) if chat_checkpoint else
-                                            next((i for i in found_infos if i.is_chat and not i.error
-                                                  and not i.reverse), None))
-        # The chat model's backward model (MMI-bidi re-ranking), checked against it when they load.
-        self.chat_backward: Path | None = Path(chat_backward) if chat_backward else None
-
-    @property
-    def labels(self) -> list[str]:
-        """The single checkpoints' labels."""
-        return [info.label for info in self.translation]
-
-    @property
-    def choices(self) -> list[str]:
-        """What the Translate tab offers: the single checkpoints, then their ensembles."""
-        return self.labels + [info.label for info in self.ensembles]
-
-    @property
-    def default(self) -> CheckpointInfo | None:
-        """The first usable translation checkpoint (or the first listed one, to explain why none works)."""
-        return next((i for i in self.translation if not i.error), self.translation[0] if self.translation else None)
-
-    def resolve(self, choice: str | None, ensembles: bool = True) -> CheckpointInfo:
-        """A listed checkpoint (or, when `ensembles`, an offered ensemble) by label or path; '' or None = the
-        default. Never loads unlisted files."""
-        if not self.translation:
-            raise UserError(f"No translation checkpoint is loaded. Train one with `{TRAIN_HINT}`.")
-        if not choice or not str(choice).strip():
-            return self.default
-        choice = str(choice).strip()
-        for info in self.translation:
-            if choice in (info.label, str(info.path)) or _same_file(choice, info.path):
-                return info
-        if ensembles:
-            for info in self.ensembles:
-                if choice == info.label:
-                    return info
-        known = self.choices if ensembles else self.labels
-        raise UserError(f"Unknown checkpoint {choice[:200]!r}; choose one of: {', '.join(known)}")
-
-    def translator(self, info: CheckpointInfo) -> Translator:
-        if info.error:
-            raise UserError(info.error)
-        return self.cache.get(info.members or info.path, Translator)
-
-    def chatbot(self) -> Chatbot:
-        if self.chat is None:
-            raise UserError(f"No chat checkpoint is loaded. Train one with `{CHAT_TRAIN_HINT}` "
-                            "and start the app with `--chat_checkpoint PATH`.")
-        if self.chat.error:
-            raise UserError(self.chat.error)
-        return self.cache.get(self.chat.path, Chatbot, self.chat_backward)  # type: ignore[return-value]
-
-
-def _unique_labels(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
-    """Labels must identify a checkpoint: clashing ones get their full path."""
-    seen = [i.label for i in infos]
-    return [dataclasses.replace(i, label=f"{i.path} · {i.label.split(' · ', 1)[-1]}") if seen.count(i.label) > 1
-            else i for i in infos]
-
-
-def _same_file(choice: str, path: Path) -> bool:
-    try:
-        return Path(choice).resolve() == path.resolve()
-    except (OSError, ValueError):
-        return False
 
 
 # ---- requests -----------------------------------------------------------------------------------
@@ -646,30 +369,3 @@ def printable(text: str) -> str:
     last guard for models that still spell a character the tokenizer cannot decode)."""
     return "".join(c for c in text if c != "\ufffd" and unicodedata.category(c) not in ("Cc", "Cs", "Co", "Cn")
                    ).strip()
-
-
-def served(name: str, value: Any) -> Any:
-    """A request's value of decoding option `name`, within the bounds on its DecodeConfig field, or UserError."""
-    low, high, label = DecodeConfig.served(name)
-    check = int_in if isinstance(low, int) and isinstance(high, int) else float_in
-    return check(value, label, low, high)
-
-
-def int_in(value: Any, name: str, low: int, high: int) -> int:
-    try:
-        number = int(float(value))
-    except (TypeError, ValueError, OverflowError):
-        raise UserError(f"The {name} must be a number, got {shown(value)}.") from None
-    if not low <= number <= high:
-        raise UserError(f"The {name} must be between {low} and {high}, got {number}.")
-    return number
-
-
-def float_in(value: Any, name: str, low: float, high: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise UserError(f"The {name} must be a number, got {shown(value)}.") from None
-    if not low <= number <= high:  # also rejects NaN
-        raise UserError(f"The {name} must be between {low} and {high}, got {number}.")
-    return number
