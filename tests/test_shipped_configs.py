@@ -45,6 +45,7 @@ def test_every_shipped_config_trains_and_its_checkpoints_answer(config: Path, tm
           "--trainer.enable_progress_bar", "false", "--trainer.precision", "32-true", *shrink])
     checkpoints = {path.name: path for path in (tmp_path / "runs").rglob("*.ckpt")}
     assert {"last.ckpt", "best.ckpt"} <= set(checkpoints), sorted(checkpoints)
+    assert ("loss-min.ckpt" in checkpoints) == ("chat" in config.stem)  # the task's checkpoints (Task.checkpoints)
     recipe = settings["model"].get("decoding")  # a recipe's decoding is recorded and becomes the default
     for name in ("last.ckpt", "best.ckpt"):
         meta = CheckpointMeta.from_path(checkpoints[name])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from helpers import write_multi30k_like
 from translator.artifacts.checkpoint import load_bundle, read_checkpoint
@@ -71,6 +72,39 @@ def test_every_yaml_parses(config: Path, capsys):
     # The shared trainer defaults (translator.cli.TRAINER_DEFAULTS) reach every config; this one is a correctness rule.
     assert "  use_distributed_sampler: false\n" in printed and "  gradient_clip_val: 1.0\n" in printed
     assert "loggers.CSVLogger" in printed and "filename: epoch{epoch:02d}" in printed
+
+
+def _printed_callbacks(capsys, *args: str) -> list[dict]:
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
+
+
+def _monitors(callbacks: list[dict]) -> list:
+    return [(c["class_path"].rsplit(".", 1)[1], (c.get("init_args") or {}).get("monitor")) for c in callbacks]
+
+
+def test_the_checkpoints_kept_are_the_tasks(capsys, tmp_path):
+    """No shipped YAML lists callbacks: the dataset's task chooses them (translator.tasks.Task.checkpoints), a
+    config or --trainer.callbacks replaces them, --trainer.callbacks+ adds to them."""
+    chat = [("ModelCheckpoint", None), ("ModelCheckpoint", "val/loss"), ("ModelCheckpoint", "epoch")]
+    translation = [("ModelCheckpoint", "val/bleu"), ("ModelCheckpoint", "epoch")]
+    by_name = {c.stem: c for c in CONFIGS}
+    assert not any("callbacks" in (yaml.safe_load(c.read_text())["trainer"]) for c in CONFIGS)
+    assert _monitors(_printed_callbacks(capsys, "--config", str(by_name["chat_dailydialog"]))) == chat
+    assert _monitors(_printed_callbacks(capsys, "--config", str(by_name["chat_chatbot_ko"]))) == chat
+    assert _monitors(_printed_callbacks(capsys, "--config", str(by_name["transformer"]))) == translation
+    switched = ["--config", str(by_name["transformer"]), "--data.dataset", "dailydialog", "--data.src_lang", "null",
+                "--data.tgt_lang", "null"]
+    assert _monitors(_printed_callbacks(capsys, *switched)) == chat  # the task follows the dataset
+    added = _printed_callbacks(capsys, "--config", str(by_name["chat_dailydialog"]), "--trainer.callbacks+",
+                               "lightning.pytorch.callbacks.LearningRateMonitor")
+    assert _monitors(added) == [*chat, ("LearningRateMonitor", None)]
+    own = tmp_path / "own.yaml"
+    own.write_text("trainer:\n  callbacks:\n  - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+                   "    init_args: {monitor: val/loss, filename: mine}\n")
+    replaced = _printed_callbacks(capsys, "--config", str(by_name["chat_dailydialog"]), "--config", str(own))
+    assert _monitors(replaced) == [("ModelCheckpoint", "val/loss")] and replaced[0]["init_args"]["filename"] == "mine"
 
 
 @pytest.mark.parametrize("config", TRANSLATION_CONFIGS, ids=lambda c: c.stem)

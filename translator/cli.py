@@ -27,6 +27,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from translator.decoding import DecodeConfig, DecodeOptions
+from translator.tasks import TRANSLATION, Task
 
 #: Command name -> "module:function" (imported when its command runs); a dict is a group of subcommands,
 #: its "_help" the group's summary.
@@ -66,6 +67,12 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: required parameter is positional (`translator data download NAME`, `translator average A B --output C`).
 OPTIONS_ONLY = ("translate", "evaluate", "lab bottleneck")
 
+def checkpoint_callbacks(task: Task) -> list[dict[str, Any]]:
+    """The `trainer.callbacks` default of a run of `task`: one ModelCheckpoint per entry of `task.checkpoints()`."""
+    return [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": init_args}
+            for init_args in task.checkpoints()]
+
+
 #: Trainer settings every shipped config shares, set once here; a config file or --trainer.* overrides
 #: them, and `translator fit --config C --print_config` shows the result.
 TRAINER_DEFAULTS: dict[str, Any] = {
@@ -73,14 +80,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "num_sanity_val_steps": 0,
     "gradient_clip_val": 1.0,
     "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "checkpoints"}},
-    "callbacks": [  # a config that sets callbacks replaces this list (the chat configs monitor val/loss)
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",  # best.ckpt and last.ckpt
-         "init_args": {"monitor": "val/bleu", "mode": "max", "save_top_k": 1, "save_last": True, "filename": "best",
-                       "auto_insert_metric_name": False}},
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",  # the last 5 epochs, for `translator average`
-         "init_args": {"monitor": "epoch", "mode": "max", "save_top_k": 5, "save_weights_only": True,
-                       "filename": "epoch{epoch:02d}", "auto_insert_metric_name": False}},
-    ],
+    # the checkpoints kept: the dataset's task's (a chat run's best.ckpt is its last epoch; _task_callbacks);
+    # a config or --trainer.callbacks that sets callbacks replaces this list
+    "callbacks": checkpoint_callbacks(TRANSLATION),
 }
 
 
@@ -209,12 +211,19 @@ def _lightning_cli(args: list[str]) -> None:
     from translator.training.datamodule import Seq2SeqDataModule
     from translator.training.system import Seq2SeqSystem
 
+    subcommand_parsers: list[Any] = []
+
     class TranslatorCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.set_defaults({f"trainer.{key}": value for key, value in TRAINER_DEFAULTS.items()})
+            subcommand_parsers.append(parser)
             # Values that come from the data are linked, never typed twice.
             for name in ("src_vocab_size", "tgt_vocab_size", "pad_id"):
                 parser.link_arguments(f"data.{name}", f"model.model.init_args.{name}", apply_on="instantiate")
+
+        def parse_arguments(self, parser, args) -> None:
+            _task_callbacks(parser, subcommand_parsers, sys.argv[1:] if args is None else args)
+            super().parse_arguments(parser, args)
 
         def _parse_ckpt_path(self) -> None:
             # LightningCLI would replace the model options given with the checkpoint's, silently; instead a
@@ -247,8 +256,31 @@ def _lightning_cli(args: list[str]) -> None:
         sys.argv = saved_argv
 
 
+def _task_callbacks(parser: Any, subcommand_parsers: Sequence[Any], args: Sequence[str]) -> None:
+    """Make the default `trainer.callbacks` the checkpoints of the run's task (`Task.checkpoints`): a config or
+    --trainer.callbacks replaces them, --trainer.callbacks+ adds to them. The task is the dataset's, known only once
+    the arguments are parsed, and --print_config prints during the parse: so a first parse, printing nothing,
+    finds the dataset."""
+    if "-h" in args or "--help" in args:
+        return  # the help shows TRAINER_DEFAULTS
+    from jsonargparse._actions import _ActionPrintConfig
+
+    from translator.data.registry import get_spec
+    from translator.tasks import get_task
+
+    with _ActionPrintConfig.skip_print_config():
+        probe = parser.parse_args(list(args))
+    config = probe.get(probe.get("subcommand")) or probe
+    try:
+        task = get_task(get_spec(str(config.get("data.dataset"))).task)
+    except ValueError:  # an unknown dataset: the DataModule says so where it always did
+        return
+    for subparser in subcommand_parsers:
+        subparser.set_defaults({"trainer.callbacks": checkpoint_callbacks(task)})
+
+
 def _checkpointing_off(config: Any) -> None:
-    """--trainer.enable_checkpointing false: drop the ModelCheckpoints (TRAINER_DEFAULTS adds two), which
+    """--trainer.enable_checkpointing false: drop the ModelCheckpoints (the task's checkpoints add two or three), which
     Lightning would otherwise refuse together with the flag."""
     trainer = config.get("trainer")
     if trainer is None or trainer.get("enable_checkpointing") is not False:

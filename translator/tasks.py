@@ -10,7 +10,9 @@ A task is an object, recorded by name in the checkpoint (`data["task"]`) and loo
 - `empty_source(data, tokenizer)`: the source for p(reply) (anti-LM re-ranking), or None;
 - `default_decoding(data)`: the decoding used when none is given;
 - `whole_corpus_metrics`: whether `evaluate` reports the metrics that need every output at once
-  (chat: distinct-n, generic share, reference perplexity) instead of streaming BLEU / chrF.
+  (chat: distinct-n, generic share, reference perplexity) instead of streaming BLEU / chrF;
+- `checkpoints()`: the checkpoints a training run keeps and how `best.ckpt` is chosen (the default
+  callbacks of `translator fit`, translator/cli.py).
 
 A new chat rule goes into `Chat`; a new task is a `Task` subclass added to `TASKS`.
 """
@@ -21,6 +23,11 @@ from typing import Any, ClassVar
 
 from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING, DecodeConfig, with_recipe
 from translator.tokenizer import SEP_TOKEN
+
+#: The epoch checkpoints every run keeps beside best.ckpt and last.ckpt: the last 5 epochs (weights only),
+#: for `translator average` (and, for chat, because distinct-n keeps improving).
+LAST_EPOCHS = {"monitor": "epoch", "mode": "max", "save_top_k": 5, "save_weights_only": True,
+               "filename": "epoch{epoch:02d}", "auto_insert_metric_name": False}
 
 #: Turns in a multi-turn chat source (the message and the turns before it) unless a run sets
 #: `--data.context_turns`; also what checkpoints written before the length was recorded used.
@@ -63,6 +70,12 @@ class Task:
         with the fields the checkpoint's recipe recorded (`recipe`, Seq2SeqSystem's `decoding`) over it."""
         return with_recipe(DecodeConfig(), recipe)
 
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """The checkpoints a training run keeps, as ModelCheckpoint arguments (one dict per callback):
+        best.ckpt (the best validation BLEU) and last.ckpt, then the last epochs."""
+        return [{"monitor": "val/bleu", "mode": "max", "save_top_k": 1, "save_last": True, "filename": "best",
+                 "auto_insert_metric_name": False}, dict(LAST_EPOCHS)]
+
 
 class TranslationTask(Task):
     """Source sentence -> target sentence."""
@@ -99,6 +112,13 @@ class ChatTask(Task):
         if not float(data.get("context_dropout") or 0.0) > 0.0:
             chat = chat.replace(lm_weight=0.0)
         return with_recipe(chat, recipe)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """best.ckpt = the last epoch: past the validation-loss minimum the replies keep getting more specific
+        and diverse (benchmarks/RESULTS.md, "Chat"); loss-min.ckpt keeps the loss minimum; the last epochs."""
+        return [{"monitor": None, "save_top_k": 1, "save_last": True, "filename": "best"},  # no monitor: the latest
+                {"monitor": "val/loss", "mode": "min", "save_top_k": 1, "filename": "loss-min",
+                 "auto_insert_metric_name": False}, dict(LAST_EPOCHS)]
 
 
 TRANSLATION, CHAT = TranslationTask(), ChatTask()
