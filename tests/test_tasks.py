@@ -160,3 +160,27 @@ def test_a_recipe_records_its_decoding_and_the_checkpoint_decodes_with_it(checkp
         Seq2SeqSystem(TINY_MODELS["lstm"](30, 0), decoding={"beams": 3})
     with pytest.raises(ValueError, match="temperature"):
         Seq2SeqSystem(TINY_MODELS["lstm"](30, 0), decoding={"temperature": -1.0})
+
+
+def test_every_decode_option_has_its_field_docstring_as_cli_help(capsys):
+    """The help of each --decode.FIELD is the docstring under the DecodeConfig field (read here with ast, apart
+    from the library parser the CLI uses), whitespace collapsed, with the field's lower bound when it has one."""
+    import ast
+    import inspect
+    import textwrap
+
+    from translator.cli import main
+    from translator.decoding import config as config_module
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(DecodeConfig))).body[0].body
+    docs = {node.target.id: " ".join(after.value.value.split()) for node, after in zip(body, body[1:])
+            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)}
+    assert set(docs) == {f.name for f in dataclasses.fields(DecodeConfig)}  # every option documented
+    with pytest.raises(SystemExit):
+        main(["translate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(DecodeConfig):
+        bound = f" (>= {field.metadata['low']})" if "low" in field.metadata else ""
+        assert f"--decode.{field.name} " in help_text
+        assert f"{docs[field.name]}{bound} (type: Optional[" in help_text, field.name
+    assert config_module._field_docs(DecodeConfig) == docs

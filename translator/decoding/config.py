@@ -2,14 +2,13 @@
 CLI's `DecodeOptions` generated from it, the chat defaults and `decode_config`, the one merge of options."""
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import math
-import textwrap
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal
+
+from docstring_parser import parse_from_object
 
 METHODS = ("greedy", "beam", "sample")
 #: Longest output, and longest source fed to a model without a position limit of its own (the RNNs), in tokens.
@@ -158,18 +157,9 @@ class DecodeConfig:
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass (the string literal under each field), by field name."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):  # no source (a frozen or zipped install): options keep their names only
-        return {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
+    """The attribute docstrings of a dataclass (the string literal under each field), by field name, read by
+    docstring_parser, the parser jsonargparse reads attribute docstrings with; {} without source (a zipped install)."""
+    return {p.arg_name: " ".join((p.description or "").split()) for p in parse_from_object(cls).params}
 
 
 def _options_class() -> type:
