@@ -43,6 +43,17 @@ def test_byte_dropout_is_identity_in_eval_reproducible_and_keeps_dtype():
     assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
 
 
+def test_byte_dropout_keeps_one_byte_per_element_for_backward():
+    """What autograd holds for the backward of dropout is a boolean mask, not a float copy of the input's size."""
+    saved = []
+    x = torch.randn(64, 256, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = dropout(x, 0.3, training=True)
+    assert [(t.dtype, tuple(t.shape)) for t in saved] == [(torch.bool, (64, 256))]
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, saved[0].float() / (1 - round(0.3 * LEVELS) / LEVELS))
+
+
 # ---- attention, and the one switch ---------------------------------------------------------------
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -51,17 +51,20 @@ LEVELS = 256  # one random byte per element
 
 
 class _ByteMaskDropout(torch.autograd.Function):
+    # The boolean mask is what backward keeps (1 byte per element, not a float mask's 4): in the shipped
+    # Transformer's float32 step that is ~50 MB less held for backward (17 masks of (tokens, 256)), at the
+    # same number of passes over memory (forward one fewer, backward one more).
     @staticmethod
     def forward(ctx, x: Tensor, threshold: int) -> Tensor:  # type: ignore[override]
         keep = torch.empty(x.shape, dtype=torch.uint8, device=x.device).random_() >= threshold  # (x.shape) bool
-        mask = keep.to(x.dtype).mul_(LEVELS / (LEVELS - threshold))  # 0 or 1 / (1 - p)
-        ctx.save_for_backward(mask)
-        return x * mask
+        ctx.scale = LEVELS / (LEVELS - threshold)  # kept values become x / (1 - p)
+        ctx.save_for_backward(keep)
+        return x.mul(keep).mul_(ctx.scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        (mask,) = ctx.saved_tensors
-        return grad * mask, None
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep).mul_(ctx.scale), None
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
