@@ -95,7 +95,8 @@ def state_gradients(model: LSTMSeq2Seq, batch: dict[str, Tensor]) -> list[float]
     h_final = hx[0] if isinstance(hx, tuple) else hx
     c_final = hx[1].transpose(0, 1) if isinstance(hx, tuple) else None
     h_final = h_final.transpose(0, 1)  # (B, L, H)
-    logits, _, _ = model._decode(batch["tgt_in"], h_final[:, -1], h_final, c_final)  # (B, T, V)
+    features, _, _ = model._decode(batch["tgt_in"], h_final[:, -1], h_final, c_final)  # (B, T, E)
+    logits = model.out(features)  # (B, T, V)
     loss, _ = label_smoothed_loss(logits.flatten(0, 1), batch["tgt_out"].flatten(), 0.0, model.pad_id, fused=False)
     model.zero_grad()
     loss.backward()
