@@ -194,6 +194,21 @@ def test_two_process_ddp_on_cpu(data_dir: Path, tmp_path: Path):
     assert stores == ["train", "val"]
 
 
+def test_without_val_bleu_the_best_checkpoint_is_the_lowest_val_loss(data_dir: Path, tmp_path: Path):
+    """--model.val_bleu false logs no BLEU: best.ckpt follows val/loss instead of stopping the run at validation."""
+    config = next(c for c in CONFIGS if c.stem == "transformer")
+    args = _fit_args(config, data_dir, tmp_path, "--trainer.max_epochs", "2", "--model.val_bleu", "false",
+                     "--trainer.limit_val_batches", "2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "translator", *args], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = list(tmp_path.rglob("best.ckpt"))
+    assert len(best) == 1
+    callbacks = torch.load(best[0], map_location="cpu", weights_only=False)["callbacks"]
+    assert any("val/loss" in key and "best" in str(state.get("best_model_path")) for key, state in callbacks.items())
+
+
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_loss_matches_torch_cross_entropy(fused: bool, dtype: torch.dtype):

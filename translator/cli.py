@@ -240,6 +240,7 @@ def _lightning_cli(args: list[str]) -> None:
             config = self.config.get(self.config.get("subcommand")) or self.config
             _cpu_precision(config)
             _checkpointing_off(config)
+            _bleu_monitor_off(config)
 
     # Each subcommand's help is its function's docstring (subcommand parsers take the main one's formatter).
     help_of: dict[str, Any] = {name: {"description": _description(inspect.getdoc(_load(COMMANDS[name])) or "")}
@@ -263,13 +264,11 @@ def _task_callbacks(parser: Any, subcommand_parsers: Sequence[Any], args: Sequen
     finds the dataset."""
     if "-h" in args or "--help" in args:
         return  # the help shows TRAINER_DEFAULTS
-    from jsonargparse._actions import _ActionPrintConfig
-
     from translator.data.registry import get_spec
     from translator.tasks import get_task
 
-    with _ActionPrintConfig.skip_print_config():
-        probe = parser.parse_args(list(args))
+    # --print_config[=flags] prints and exits during a parse: the probe leaves it out (the real parse keeps it)
+    probe = parser.parse_args([a for a in args if a != "--print_config" and not a.startswith("--print_config=")])
     config = probe.get(probe.get("subcommand")) or probe
     try:
         task = get_task(get_spec(str(config.get("data.dataset"))).task)
@@ -289,6 +288,18 @@ def _checkpointing_off(config: Any) -> None:
     trainer.callbacks = [c for c in callbacks
                          if not str(c.get("class_path", "") if hasattr(c, "get") else type(c).__name__)
                          .endswith("ModelCheckpoint")]
+
+
+def _bleu_monitor_off(config: Any) -> None:
+    """--model.val_bleu false: a checkpoint that keeps the best val/bleu keeps the lowest val/loss instead (no BLEU is
+    logged, and Lightning stops at the first validation when a monitored key is missing)."""
+    model, trainer = config.get("model"), config.get("trainer")
+    if model is None or trainer is None or model.get("val_bleu") is not False:
+        return
+    for callback in trainer.get("callbacks") or []:
+        init_args = callback.get("init_args") if hasattr(callback, "get") else None
+        if init_args is not None and init_args.get("monitor") == "val/bleu":
+            init_args["monitor"], init_args["mode"] = "val/loss", "min"
 
 
 def _check_resume(config: Any, subcommand: str) -> None:
