@@ -297,6 +297,21 @@ def test_speed_says_when_decoding_is_untrained(corpus, tmp_path):
     assert "UNTRAINED" in r.stdout and not json.loads(out.read_text())["decode"]["trained"]
 
 
+def test_decode_profile_counts_operators_and_the_weights_a_step_reads(corpus, ckpt, tmp_path):
+    r = run("decode_profile.py", "--checkpoint", ckpt, "--warmup", 1, "--sentences", 2, "--rows", 3, "--data_dir", corpus,
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "operator calls per sentence" in r.stdout and "aten::" in r.stdout
+    from translator.artifacts.checkpoint import load_bundle
+
+    model = load_bundle(ckpt).model
+    out_bytes = model.out.weight.numel() * 4  # the output layer is read at every step, tied or not
+    printed = float(r.stdout.split("weights read per decoder step: ")[1].split(" MB")[0])
+    assert out_bytes / 1e6 <= printed + 0.05
+    r = run("decode_profile.py", "--checkpoint", tmp_path / "missing.ckpt", "--data_dir", corpus, cwd=tmp_path)
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_speed_engines_side_by_side(corpus, ckpt, tmp_path):
     pytest.importorskip("ctranslate2")
     out = tmp_path / "speed.json"
