@@ -23,7 +23,8 @@ PROG = "decode_profile.py"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a translation checkpoint (e.g. .../best.ckpt)")
-    p.add_argument("--data_dir", default=None, help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
+    p.add_argument("--data_dir", default=None,
+                   help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
     p.add_argument("--sentences", type=int, default=30, help="test sentences profiled (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed sentences first (default 5)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")

@@ -67,6 +67,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 #: required parameter is positional (`translator data download NAME`, `translator average A B --output C`).
 OPTIONS_ONLY = ("translate", "evaluate", "lab bottleneck")
 
+
 def checkpoint_callbacks(task: Task) -> list[dict[str, Any]]:
     """The `trainer.callbacks` default of a run of `task`: one ModelCheckpoint per entry of `task.checkpoints()`."""
     return [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": init_args}

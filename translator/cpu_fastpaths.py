@@ -157,7 +157,7 @@ MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 64 << 20
 #: The thresholds for float32 training on the CPU (as `fit` does without native bf16). Until issue 37 they were
 #: 1 GiB / never trim, so that a step's (tokens, vocab) logits (131 MB) and their gradient were reused rather
 #: than mmap'd and zero-filled each step (4% and 17% faster on a Zen 1 EPYC). The loss no longer makes them
-#: (translator/loss.py); of the blocks left, those over 4 MiB (feed-forward activations, q/k/v, the loss's
+#: (translator/training/loss.py); of the blocks left, those over 4 MiB (feed-forward activations, q/k/v, the loss's
 #: chunks) are now mmap'd and the heap keeps the smaller ones. Shipped Transformer, Multi30k, 300 steps with
 #: 5 validations, three float32 runs side by side on the Ice Lake Xeon (benchmarks/RESULTS.md, "Memory of a
 #: training run"): peak 1,624 MiB at 2.241 CPU s per step (4 MiB), 1,663 at 2.241 (8 MiB), 1,709 at 2.210

@@ -6,7 +6,7 @@
     forward(src, src_mask, tgt_in)     -> logits           # (B, T, V), teacher forcing
 
 Training takes `forward` in two parts, so that the loss can run the output layer a chunk of rows at a
-time (translator/loss.py) and the (B, T, V) logits never exist whole:
+time (translator/training/loss.py) and the (B, T, V) logits never exist whole:
 
     features(src, src_mask, tgt_in)    -> features         # (B, T, D), forward = out(features)
     out                                                    # nn.Linear D -> V, the output layer

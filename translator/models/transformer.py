@@ -318,7 +318,8 @@ class Transformer(Seq2Seq):
             memory, src_mask = state.per_row(state.memory), state.per_row(state.src_mask)
             features, weights = self._decode(prefix, memory, src_mask, state.need_attention)
             attention = None if weights is None else weights[:, -1]  # (B, S)
-            return self.out(features[:, -1]), dataclasses.replace(state, prefix=prefix, attention=attention, step=state.step + 1)
+            logits = self.out(features[:, -1])  # (B, V)
+            return logits, dataclasses.replace(state, prefix=prefix, attention=attention, step=state.step + 1)
         x = self._embed(self.tgt_emb, tokens.unsqueeze(1), state.step)  # (B, 1, D)
         mask = attend_mask(state.src_mask)  # (B, 1, 1, S)
         self_kv, weights = [], None

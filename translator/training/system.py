@@ -281,7 +281,7 @@ class Seq2SeqSystem(L.LightningModule):
             batch = {**batch, "src": torch.cat([src, other_src]), "src_mask": torch.cat([mask, other_mask])}
             tgt_in = torch.cat([tgt_in, tgt_in])
         tgt_out = batch["tgt_out"]  # (B, T)
-        if not (rdrop or contrast):  # the plain loss: the (B*T, V) logits are never whole (translator/loss.py)
+        if not (rdrop or contrast):  # the plain loss: the (B*T, V) logits are never whole (translator/training/loss.py)
             features = self.model.features(batch["src"], batch["src_mask"], tgt_in)  # (B, T, D)
             out = self.model.out
             loss, nll = projected_smoothed_cross_entropy(features.flatten(0, 1), out.weight, out.bias,
