@@ -4,10 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import make_tiny_checkpoint, run_cli
 
+from translator.artifacts.checkpoint import BUNDLE_KEY, load_bundle
+from translator.atomic import file_sha256
 from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING
 from translator.inference.chatbot import Chatbot
+from translator.inference.translator import attach_backward
 
 CHAT = dict(kind="transformer", dataset="dailydialog", src_lang="en", tgt_lang="en", task="chat",
             chat_context_turns=1, context_dropout=0.1)
@@ -86,3 +90,58 @@ def test_translate_replies_with_the_backward_model(ckpts, capsys, tmp_path):
     lines = out.split("\n")[:-1]
     assert len(lines) == len(MESSAGES) + 1 and lines[-1] == ""
     assert all(len(line.split("\t")) == 4 for line in lines[:-1])  # text, score, text, score
+
+
+# ---- one checkpoint that carries both models (`translator attach`) --------------------------------------------
+@pytest.fixture(scope="module")
+def attached(ckpts, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("attached") / "chat-mmi.ckpt"
+    attach_backward(ckpts["forward"], ckpts["backward"], out)
+    return out
+
+
+def test_an_attached_backward_model_decodes_as_the_one_given_beside(ckpts, attached):
+    beside = Chatbot.from_checkpoint(ckpts["forward"], backward=ckpts["backward"])
+    carried = Chatbot.from_checkpoint(attached)
+    assert carried.backward is not None and carried.default_decoding == CHAT_BIDI_DECODING
+    for config in (CHAT_BIDI_DECODING, CHAT_BIDI_DECODING.replace(backward_weight=2.0, candidates=6)):
+        assert replies(carried, config) == replies(beside, config)
+    # its chat weights are the chat model's, under the names every loader reads ("model."), the tokenizer stored once
+    combined, forward = torch.load(attached, weights_only=True), torch.load(ckpts["forward"], weights_only=True)
+    chat_weights = {k: v for k, v in combined["state_dict"].items() if k.startswith("model.")}
+    assert chat_weights.keys() == {k for k in forward["state_dict"] if k.startswith("model.")}
+    assert all(torch.equal(v, forward["state_dict"][k]) for k, v in chat_weights.items())
+    assert "tokenizer" not in combined[BUNDLE_KEY]["backward"]
+    assert combined[BUNDLE_KEY]["backward"]["source"]["sha256"] == file_sha256(ckpts["backward"])
+
+
+def test_attach_on_the_command_line_and_what_it_refuses(ckpts, attached, capsys, tmp_path):
+    out = tmp_path / "both.ckpt"
+    code, printed, err = run_cli(capsys, "attach", ckpts["forward"], ckpts["backward"], "--output", out)
+    assert code == 0 and out.is_file() and str(out) in printed, err
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(MESSAGES) + "\n", encoding="utf-8")
+    code, carried, err = run_cli(capsys, "translate", "--checkpoint", out, "--input", source)
+    assert code == 0, err
+    code, beside, err = run_cli(capsys, "translate", "--checkpoint", ckpts["forward"], "--backward", ckpts["backward"],
+                                "--input", source)
+    assert code == 0 and carried == beside, err
+    before = ckpts["forward"].read_bytes()
+    for args, message in [((ckpts["forward"], ckpts["translation"], "--output", tmp_path / "x.ckpt"),
+                           "a translation checkpoint"),
+                          ((ckpts["forward"], ckpts["other_tokenizer"], "--output", tmp_path / "x.ckpt"),
+                           "another tokenizer"),
+                          ((ckpts["forward"], ckpts["backward"], "--output", ckpts["forward"]), "is the checkpoint")]:
+        code, printed, err = run_cli(capsys, "attach", *args)
+        assert code == 1 and message in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.ckpt").exists() and ckpts["forward"].read_bytes() == before
+
+
+def test_a_crafted_attached_backward_model_is_refused_before_it_is_built(attached, tmp_path):
+    checkpoint = torch.load(attached, weights_only=True)
+    checkpoint[BUNDLE_KEY]["backward"]["model"]["init_args"]["d_model"] = 16384
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(checkpoint, crafted)
+    with pytest.raises(ValueError, match="its backward model.*does not match its stored weights"):
+        load_bundle(crafted)

@@ -151,7 +151,7 @@ def test_example_parses(where, command, capsys, monkeypatch):
 
 
 # ---- running the cheap ones on tiny checkpoints -----------------------------------------------------
-RUNS = ("translate", "evaluate", "export", "average")
+RUNS = ("translate", "evaluate", "export", "average", "attach")
 
 
 def runnable(args: list[str]) -> bool:

@@ -12,6 +12,7 @@ Imports nothing of ours.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
@@ -204,3 +205,12 @@ def signals_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (the one file digest: lineage, exports, attached models)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

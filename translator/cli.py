@@ -38,6 +38,7 @@ COMMANDS: dict[str, Any] = {
     "translate": "translator.cli:translate",
     "evaluate": "translator.evaluation.command:evaluate",
     "average": "translator.cli:average",
+    "attach": "translator.cli:attach",
     "calibrate": "translator.evaluation.calibrate:calibrate",
     "export": "translator.artifacts.export:export_command",
     "app": "translator.serve.app:launch",
@@ -201,6 +202,28 @@ def average(checkpoints: list[str], *, output: str) -> Path:
 
     path = average_checkpoints(checkpoints, output)
     print(f"averaged {len(checkpoints)} checkpoints -> {path}")
+    return path
+
+
+def attach(checkpoint: str, backward: str, *, output: str) -> Path:
+    """Write one chat checkpoint that carries its backward model (MMI-bidi re-ranking without --backward).
+
+    translate, evaluate and the app then re-rank replies with it as they do with `--backward BACKWARD_CKPT`
+    (an explicit --backward still wins). The tokenizer is stored once; the file keeps loading as the chat
+    model alone in versions that predate it (`translator.artifacts.checkpoint.with_backward`).
+
+    Examples:
+        translator attach chat.ckpt chat-backward.ckpt --output chat-mmi.ckpt
+
+    Args:
+        checkpoint: the chat model's .ckpt (message -> reply).
+        backward: its backward model's .ckpt (reply -> message; trained with --data.reverse true on its tokenizer).
+        output: where to write the combined checkpoint (neither input).
+    """
+    from translator.inference.translator import attach_backward
+
+    path = attach_backward(checkpoint, backward, output)
+    print(f"{checkpoint} + backward model {backward} -> {path}")
     return path
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from translator.atomic import atomic_open, check_input_file, check_output
+from translator.atomic import atomic_open, check_input_file, check_output, file_sha256
 from translator.data.registry import get_spec, resolve_languages
 from translator.decoding import DecodeConfig
 from translator.models.base import Seq2Seq
@@ -29,6 +29,10 @@ from translator.tasks import DEFAULT_CONTEXT_TURNS, TRANSLATION, Task, get_task
 from translator.tokenizer import Tokenizer
 
 BUNDLE_KEY = "translator"  # checkpoint["translator"] = {"model": config, "tokenizer": bytes, "data": {...}}
+#: A chat checkpoint that carries its backward model (`translator attach`): the backward model's record under
+#: checkpoint["translator"]["backward"] and its weights in the state dict under this prefix (loaders that predate
+#: it read the "model." weights only, so the file still loads there as the chat model alone).
+BACKWARD_PREFIX = "backward."
 EXPORT_FILE = "translator_export.json"  # in an exported directory: model config, data, tokenizer files, source
 
 
@@ -180,6 +184,7 @@ class Bundle:
     model: Seq2Seq
     tokenizer: Tokenizer
     meta: CheckpointMeta
+    backward: "Bundle | None" = None  # the backward model a chat checkpoint carries (`with_backward`), if any
 
     @property
     def path(self) -> Path:
@@ -436,7 +441,47 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     model = build_model(bundle["model"], source=str(path), weights=state)
     model.load_state_dict(state)
     model.to(device).eval()
-    return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_checkpoint(path, checkpoint))
+    return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_checkpoint(path, checkpoint),
+                  backward=_carried_backward(path, checkpoint, device))
+
+
+def _carried_backward(path: Path, checkpoint: dict[str, Any], device: str | torch.device) -> Bundle | None:
+    """The backward model a chat checkpoint carries (`with_backward`), built as `load_bundle` builds the chat
+    model (shapes checked first); it reads the chat model's tokenizer. None when it carries none."""
+    record = checkpoint[BUNDLE_KEY].get("backward")
+    if record is None:
+        return None
+    source = f"{path} (its backward model)"
+    if not isinstance(record, dict) or not isinstance(record.get("model"), dict):
+        raise ValueError(f"{source}: damaged checkpoint: the backward model has no model config")
+    prefix = BACKWARD_PREFIX + "model."
+    state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    model = build_model(record["model"], source=source, weights=state)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    own = {BUNDLE_KEY: {**record, "tokenizer": checkpoint[BUNDLE_KEY]["tokenizer"]},
+           "hyper_parameters": record.get("hyper_parameters") or {}}
+    return Bundle(model=model, tokenizer=read_tokenizer(checkpoint[BUNDLE_KEY], path),
+                  meta=CheckpointMeta.from_checkpoint(path, own))
+
+
+def with_backward(chat: dict[str, Any], backward: dict[str, Any], backward_path: str | Path) -> dict[str, Any]:
+    """One inference checkpoint (no optimizer state) of a chat model that carries its backward model: the
+    chat model's checkpoint as it is, plus the backward model's record (model config, data options,
+    hyper-parameters, where it came from) under the bundle's "backward" and its weights under
+    BACKWARD_PREFIX. The tokenizer is stored once: a backward model reads the chat model's
+    (translator.inference.translator.check_backward, run by the caller before this)."""
+    record = {key: backward[BUNDLE_KEY][key] for key in ("format", "model", "data") if key in backward[BUNDLE_KEY]}
+    record["hyper_parameters"] = backward.get("hyper_parameters", {})
+    record["source"] = {"path": str(backward_path), "sha256": file_sha256(backward_path)}
+    state = {k: v for k, v in chat["state_dict"].items() if not k.startswith(BACKWARD_PREFIX)}
+    state.update({BACKWARD_PREFIX + k: v for k, v in backward["state_dict"].items() if k.startswith("model.")})
+    result = {"state_dict": state, "hyper_parameters": chat.get("hyper_parameters", {}),
+              BUNDLE_KEY: {**chat[BUNDLE_KEY], "backward": record}}
+    for key in ("epoch", "global_step", "pytorch-lightning_version"):
+        if key in chat:
+            result[key] = chat[key]
+    return result
 
 
 def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:

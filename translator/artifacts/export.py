@@ -16,7 +16,6 @@ tokens. CTranslate2 has no RNN decoder, so only Transformer checkpoints export.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 
 from translator.artifacts.checkpoint import EXPORT_FILE, is_exported, load_bundle
-from translator.atomic import check_output_dir
+from translator.atomic import check_output_dir, file_sha256
 from translator.models.transformer import Transformer, sinusoids
 from translator.tokenizer import Tokenizer
 
@@ -48,14 +47,6 @@ def require_ctranslate2() -> Any:
     except ImportError:
         raise MissingDependencyError(INSTALL_HINT) from None
     return ctranslate2
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _np(t: torch.Tensor) -> Any:

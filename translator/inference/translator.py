@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from translator.artifacts.checkpoint import Bundle, is_exported, load_bundle
+from translator.artifacts.checkpoint import (Bundle, atomic_torch_save, is_exported, load_bundle, read_checkpoint,
+                                             with_backward)
+from translator.atomic import check_output
 from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, decode_config, rank
 from translator.engines.base import check_precision
 from translator.engines.ct2 import load_exported
@@ -98,6 +100,21 @@ def check_backward(forward: Bundle, backward: Bundle) -> None:
                          f"with --data.context_turns as the chat model's ({forward.data.get('context_turns')})")
 
 
+def attach_backward(checkpoint: str | Path, backward: str | Path, output: str | Path) -> Path:
+    """Write `output`: the chat model `checkpoint` carrying its `backward` model, one file that decodes with
+    MMI-bidi re-ranking without --backward (`with_backward` has the layout). Both are loaded and checked
+    (`check_backward`) first; `output` is written atomically and may be neither input."""
+    output = Path(output)
+    check_output(output, {"checkpoint": [checkpoint, backward]})
+    for path, what in ((checkpoint, "the chat model"), (backward, "the backward model")):
+        if is_exported(path):
+            raise ValueError(f"{path} is an exported (CTranslate2) directory; attach takes the .ckpt of {what} "
+                             "written by `translator fit` (export the combined checkpoint afterwards)")
+    check_backward(load_bundle(checkpoint), load_bundle(backward))
+    atomic_torch_save(with_backward(read_checkpoint(checkpoint), read_checkpoint(backward), backward), output)
+    return output
+
+
 class Translator:
     """A loaded checkpoint that turns source sentences into target sentences.
 
@@ -108,7 +125,8 @@ class Translator:
 
     `backward` (chat only) is a model of p(message | reply) trained on the same pairs reversed with the
     same tokenizer (`check_backward`), run by an engine of its own: `rank` scores MMI-bidi with it, and
-    the default decoding becomes the task's MMI-bidi one.
+    the default decoding becomes the task's MMI-bidi one. Without it, the one the checkpoint carries
+    (`attach_backward`), if any.
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: str = "fp32",
@@ -120,6 +138,8 @@ class Translator:
         self.model = self.engine.model
         self.tokenizer = bundle.tokenizer
         self.max_src_tokens = self.engine.max_src_len
+        if backward is None:  # a chat checkpoint may carry its backward model (`translator attach`)
+            backward = bundle.backward
         self.backward, self.backward_engine = backward, None
         if backward is not None:
             check_backward(bundle, backward)

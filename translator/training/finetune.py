@@ -19,13 +19,13 @@ The rules, each decided here:
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from translator.artifacts.checkpoint import CheckpointMeta, is_exported, read_checkpoint
+from translator.atomic import file_sha256
 from translator.data.registry import SPLIT_SEED, get_spec, iter_pairs
 from translator.data.token_store import seeded_sample
 from translator.tasks import DEFAULT_CONTEXT_TURNS, get_task
@@ -79,18 +79,10 @@ def finetune_defaults(parent_hparams: dict[str, Any], given: Iterable[str]) -> d
     return {key: value for key, value in values.items() if key not in given}
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def lineage(path: str | Path, meta: CheckpointMeta) -> dict[str, Any]:
     """What a fine-tuned checkpoint records about its parent (plain data): where it was, its sha256, what it
     was trained on, and its own parent (None when it was trained from scratch)."""
-    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path), "dataset": meta.dataset,
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path), "dataset": meta.dataset,
             "src_lang": meta.src_lang, "tgt_lang": meta.tgt_lang, "parent": meta.parent}
 
 
