@@ -14,7 +14,8 @@ by the MMI-bidi score (translator/evaluation/relevance.py, on --max_pairs seeded
 and wall time per choice, plus the replies to fixed prompts per model (seeded; 12 English, the 8
 Korean of the chat issue). `--sweep` adds the anti-LM grid (lambda x gamma) used to pick the
 defaults in translator.decoding.CHAT_DECODING. `--backward DATASET=CKPT` adds the MMI-bidi
-choices (CHAT_BIDI_DECODING with each of `--betas`) and decodes the prompts with the backward
+choices (the checkpoint's MMI-bidi default with each of `--betas`, and of `--bidi_candidates`) and
+decodes the prompts with the backward
 model. hits@1 depends on the model and on the ranking weights only (lambda and beta of a choice,
 1 where it has none), so it is computed once per distinct pair of weights and shown in every row
 that ranks with them.
@@ -37,7 +38,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, BenchmarkError, hardware, hardware_line, run_main, table  # noqa: E402
 
-from translator.decoding import CHAT_BIDI_DECODING, CHAT_DECODING, DecodeConfig  # noqa: E402
+from translator.artifacts.checkpoint import CheckpointMeta  # noqa: E402
+from translator.decoding import CHAT_DECODING, DecodeConfig  # noqa: E402
 from translator.evaluation.relevance import DEFAULT_K, DEFAULT_MAX_PAIRS  # noqa: E402
 
 CONFIGS = {"dailydialog": "chat_dailydialog.yaml", "chatbot-ko": "chat_chatbot_ko.yaml"}
@@ -51,7 +53,7 @@ PROMPTS = {
     "chatbot-ko": ["안녕하세요", "여자친구랑 헤어졌어", "가상화폐 쫄딱 망함", "오늘 너무 피곤해", "주말에 뭐 하지?",
                    "배고파", "시험 망쳤어", "내일 면접이야"],
 }
-#: The decoding choices compared; "default" is CHAT_DECODING itself.
+#: The decoding choices compared; "default" is CHAT_DECODING itself, "recipe" what the checkpoint decodes with.
 CHOICES: dict[str, DecodeConfig] = {
     "greedy": DecodeConfig(method="greedy", no_repeat_ngram_size=3, forbid_unk=True, min_len=1, max_len_a=1.0,
                            max_len_b=40),
@@ -62,6 +64,7 @@ CHOICES: dict[str, DecodeConfig] = {
     "sample8+rank": CHAT_DECODING.replace(candidates=8, lm_weight=0.0, length_bonus=0.0),
     "sample8 lambda=0.3 gamma=0.3": CHAT_DECODING.replace(candidates=8, lm_weight=0.3, length_bonus=0.3),
     "default (sample4 lambda=1 gamma=1)": CHAT_DECODING,
+    "recipe": None,  # the checkpoint's own default: CHAT_DECODING with the decoding its recipe recorded (`label`)
 }
 SWEEP_LAMBDAS = (0.0, 0.15, 0.3, 0.5)
 SWEEP_GAMMAS = (0.0, 0.3, 0.6)
@@ -106,6 +109,11 @@ def replies(checkpoint: Path, dataset: str, backward: Path | None) -> tuple[dict
     return bot.default_decoding.summary(), [(m, bot.reply([], m)) for m in PROMPTS[dataset]]
 
 
+def label(config: DecodeConfig) -> str:
+    """`recipe (sampleN lambda=L gamma=G)`: a checkpoint's default decoding by what tells it from CHAT_DECODING."""
+    return f"recipe (sample{config.num_candidates} lambda={config.lm_weight:g} gamma={config.length_bonus:g})"
+
+
 def run_choice(checkpoint: Path, dataset: str, name: str, config: DecodeConfig, args: argparse.Namespace,
                out: Path, backward: Path | None, relevance: dict[tuple[Any, ...], dict[str, Any]]
                ) -> dict[str, Any]:
@@ -113,7 +121,7 @@ def run_choice(checkpoint: Path, dataset: str, name: str, config: DecodeConfig, 
     from translator.evaluation.command import evaluate
 
     start = time.perf_counter()
-    limit = None if name.startswith("default") and not args.subset_default else args.max_sentences
+    limit = None if name.startswith(("default", "recipe")) and not args.subset_default else args.max_sentences
     weights = (config.lm_weight or 1.0, config.backward_weight or 1.0, limit)  # what evaluate ranks with, and on
     known = relevance.get(weights)
     report = evaluate([str(checkpoint)], dataset=dataset, split="val", decode=config, data_dir=args.data_dir,
@@ -205,7 +213,9 @@ def main(argv: list[str]) -> int:
                         help="a backward model p(message | reply) of that dataset's chat model: adds the MMI-bidi "
                              "choices, hits1_mmi and decodes the prompts with it (repeatable)")
     parser.add_argument("--betas", type=float, nargs="+", default=list(BETAS),
-                        help="MMI-bidi weights beta tried over CHAT_BIDI_DECODING (with --backward)")
+                        help="MMI-bidi weights beta tried over the checkpoint's MMI-bidi default (with --backward)")
+    parser.add_argument("--bidi_candidates", type=int, nargs="+", default=None,
+                        help="candidates of the MMI-bidi choices (default: the checkpoint's recipe's)")
     parser.add_argument("--hits_k", type=int, default=DEFAULT_K, help="hits@1 of k (0 = no relevance)")
     parser.add_argument("--max_pairs", type=int, default=DEFAULT_MAX_PAIRS,
                         help="validation pairs ranked for hits@1 (seeded sample; 0 = all)")
@@ -225,10 +235,15 @@ def main(argv: list[str]) -> int:
             continue
         checkpoint = given.get(dataset) or train(dataset, args.out, args.train_args.split())
         backward = backwards.get(dataset)
-        choices = {name: CHOICES[name] for name in args.choices}
-        if backward is not None:
-            for beta in args.betas:
-                choices[f"bidi sample4 lambda=1 gamma=1 beta={beta}"] = CHAT_BIDI_DECODING.replace(backward_weight=beta)
+        meta = CheckpointMeta.from_path(checkpoint)
+        choices = {(label(meta.default_decoding()) if name == "recipe" else name):
+                   (meta.default_decoding() if name == "recipe" else CHOICES[name]) for name in args.choices}
+        if backward is not None:  # the checkpoint's own MMI-bidi default (its recipe's candidates), each beta
+            bidi = meta.default_decoding(backward=True)
+            for n in args.bidi_candidates or [bidi.num_candidates]:
+                for beta in args.betas:
+                    config = bidi.replace(candidates=n, backward_weight=beta)
+                    choices[f"bidi {label(config)[len('recipe ('):-1]} beta={beta}"] = config
         if args.sweep:
             for n in args.candidates:
                 for lam in args.lambdas:
