@@ -14,7 +14,7 @@ by the MMI-bidi score (translator/evaluation/relevance.py, on --max_pairs seeded
 and wall time per choice, plus the replies to fixed prompts per model (seeded; 12 English, the 8
 Korean of the chat issue). `--sweep` adds the anti-LM grid (lambda x gamma) used to pick the
 defaults in translator.decoding.CHAT_DECODING. `--backward DATASET=CKPT` adds the MMI-bidi
-choices (the checkpoint's MMI-bidi default with each of `--betas`, and of `--bidi_candidates`) and
+choices (the checkpoint's MMI-bidi default with each of `--betas`, `--bidi_candidates`, `--bidi_gammas`) and
 decodes the prompts with the backward
 model. hits@1 depends on the model and on the ranking weights only (lambda and beta of a choice,
 1 where it has none), so it is computed once per distinct pair of weights and shown in every row
@@ -216,6 +216,8 @@ def main(argv: list[str]) -> int:
                         help="MMI-bidi weights beta tried over the checkpoint's MMI-bidi default (with --backward)")
     parser.add_argument("--bidi_candidates", type=int, nargs="+", default=None,
                         help="candidates of the MMI-bidi choices (default: the checkpoint's recipe's)")
+    parser.add_argument("--bidi_gammas", type=float, nargs="+", default=None,
+                        help="length bonus gamma of the MMI-bidi choices (default: the checkpoint's recipe's)")
     parser.add_argument("--hits_k", type=int, default=DEFAULT_K, help="hits@1 of k (0 = no relevance)")
     parser.add_argument("--max_pairs", type=int, default=DEFAULT_MAX_PAIRS,
                         help="validation pairs ranked for hits@1 (seeded sample; 0 = all)")
@@ -241,9 +243,10 @@ def main(argv: list[str]) -> int:
         if backward is not None:  # the checkpoint's own MMI-bidi default (its recipe's candidates), each beta
             bidi = meta.default_decoding(backward=True)
             for n in args.bidi_candidates or [bidi.num_candidates]:
-                for beta in args.betas:
-                    config = bidi.replace(candidates=n, backward_weight=beta)
-                    choices[f"bidi {label(config)[len('recipe ('):-1]} beta={beta}"] = config
+                for gamma in args.bidi_gammas or [bidi.length_bonus]:
+                    for beta in args.betas:
+                        config = bidi.replace(candidates=n, length_bonus=gamma, backward_weight=beta)
+                        choices[f"bidi {label(config)[len('recipe ('):-1]} beta={beta}"] = config
         if args.sweep:
             for n in args.candidates:
                 for lam in args.lambdas:
