@@ -116,9 +116,9 @@ def replies(checkpoint: Path, dataset: str, backward: Path | None) -> tuple[dict
     return bot.default_decoding.summary(), [(m, bot.reply([], m)) for m in PROMPTS[dataset]]
 
 
-def label(config: DecodeConfig) -> str:
-    """`recipe (sampleN lambda=L gamma=G)`: a checkpoint's default decoding by what tells it from CHAT_DECODING."""
-    return f"recipe (sample{config.num_candidates} lambda={config.lm_weight:g} gamma={config.length_bonus:g})"
+def knobs(config: DecodeConfig) -> str:
+    """`sampleN lambda=L gamma=G`: what tells a chat decoding from CHAT_DECODING, for the choice names."""
+    return f"sample{config.num_candidates} lambda={config.lm_weight:g} gamma={config.length_bonus:g}"
 
 
 def run_choice(checkpoint: Path, dataset: str, name: str, config: DecodeConfig, args: argparse.Namespace,
@@ -245,15 +245,16 @@ def main(argv: list[str]) -> int:
         checkpoint = given.get(dataset) or train(dataset, args.out, args.train_args.split())
         backward = backwards.get(dataset)
         meta = CheckpointMeta.from_path(checkpoint)
-        choices = {(label(meta.default_decoding()) if name == "recipe" else name):
-                   (meta.default_decoding() if name == "recipe" else CHOICES[name]) for name in args.choices}
+        recipe = meta.default_decoding()
+        choices = {(f"recipe ({knobs(recipe)})" if name == "recipe" else name):
+                   (recipe if name == "recipe" else CHOICES[name]) for name in args.choices}
         if backward is not None:  # the checkpoint's own MMI-bidi default (its recipe's candidates), each beta
             bidi = meta.default_decoding(backward=True)
             for n in args.bidi_candidates or [bidi.num_candidates]:
                 for gamma in args.bidi_gammas or [bidi.length_bonus]:
                     for beta in args.betas:
                         config = bidi.replace(candidates=n, length_bonus=gamma, backward_weight=beta)
-                        choices[f"bidi {label(config)[len('recipe ('):-1]} beta={beta}"] = config
+                        choices[f"bidi {knobs(config)} beta={beta}"] = config
         if args.sweep:
             for n in args.candidates:
                 for lam in args.lambdas:

@@ -427,8 +427,11 @@ def read_tokenizer(bundle: dict[str, Any], path: str | Path) -> Tokenizer:
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     """Rebuild model + tokenizer from one checkpoint file; the model is in eval mode on `device`."""
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
+    return bundle_of(Path(path), read_checkpoint(path), device)
+
+
+def bundle_of(path: Path, checkpoint: dict[str, Any], device: str | torch.device = "cpu") -> Bundle:
+    """`load_bundle` of a checkpoint dict already read from `path` (`read_checkpoint`)."""
     bundle = checkpoint[BUNDLE_KEY]
     if not isinstance(bundle, dict) or not isinstance(bundle.get("model"), dict):
         raise ValueError(f"{path}: damaged checkpoint: its '{BUNDLE_KEY}' bundle has no model config")
@@ -442,12 +445,13 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     model.load_state_dict(state)
     model.to(device).eval()
     return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_checkpoint(path, checkpoint),
-                  backward=_carried_backward(path, checkpoint, device))
+                  backward=_carried_backward(path, checkpoint, tokenizer, device))
 
 
-def _carried_backward(path: Path, checkpoint: dict[str, Any], device: str | torch.device) -> Bundle | None:
+def _carried_backward(path: Path, checkpoint: dict[str, Any], tokenizer: Tokenizer,
+                      device: str | torch.device) -> Bundle | None:
     """The backward model a chat checkpoint carries (`with_backward`), built as `load_bundle` builds the chat
-    model (shapes checked first); it reads the chat model's tokenizer. None when it carries none."""
+    model (shapes checked first); it reads the chat model's `tokenizer`. None when it carries none."""
     record = checkpoint[BUNDLE_KEY].get("backward")
     if record is None:
         return None
@@ -461,8 +465,7 @@ def _carried_backward(path: Path, checkpoint: dict[str, Any], device: str | torc
     model.to(device).eval()
     own = {BUNDLE_KEY: {**record, "tokenizer": checkpoint[BUNDLE_KEY]["tokenizer"]},
            "hyper_parameters": record.get("hyper_parameters") or {}}
-    return Bundle(model=model, tokenizer=read_tokenizer(checkpoint[BUNDLE_KEY], path),
-                  meta=CheckpointMeta.from_checkpoint(path, own))
+    return Bundle(model=model, tokenizer=tokenizer, meta=CheckpointMeta.from_checkpoint(path, own))
 
 
 def with_backward(chat: dict[str, Any], backward: dict[str, Any], backward_path: str | Path) -> dict[str, Any]:
@@ -476,11 +479,16 @@ def with_backward(chat: dict[str, Any], backward: dict[str, Any], backward_path:
     record["source"] = {"path": str(backward_path), "sha256": file_sha256(backward_path)}
     state = {k: v for k, v in chat["state_dict"].items() if not k.startswith(BACKWARD_PREFIX)}
     state.update({BACKWARD_PREFIX + k: v for k, v in backward["state_dict"].items() if k.startswith("model.")})
-    result = {"state_dict": state, "hyper_parameters": chat.get("hyper_parameters", {}),
-              BUNDLE_KEY: {**chat[BUNDLE_KEY], "backward": record}}
+    return inference_checkpoint(state, chat, {**chat[BUNDLE_KEY], "backward": record})
+
+
+def inference_checkpoint(state: dict[str, torch.Tensor], run: dict[str, Any], bundle: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint to decode with, no optimizer state: `state`, `bundle`, and the hyper-parameters and run facts
+    (epoch, step, Lightning version) of the training checkpoint `run` it was made from."""
+    result = {"state_dict": state, "hyper_parameters": run.get("hyper_parameters", {}), BUNDLE_KEY: bundle}
     for key in ("epoch", "global_step", "pytorch-lightning_version"):
-        if key in chat:
-            result[key] = chat[key]
+        if key in run:
+            result[key] = run[key]
     return result
 
 
@@ -510,12 +518,8 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
                 total[key] += value.double()
     averaged = {k: (v / len(paths)).to(first["state_dict"][k].dtype) if v.is_floating_point() else v
                 for k, v in total.items()}
-    result = {"state_dict": averaged, "hyper_parameters": last.get("hyper_parameters", {}),
-              BUNDLE_KEY: {**last[BUNDLE_KEY], "averaged_from": [str(p) for p in paths]}}
-    for key in ("epoch", "global_step", "pytorch-lightning_version"):
-        if key in last:
-            result[key] = last[key]
-    atomic_torch_save(result, output)
+    bundle = {**last[BUNDLE_KEY], "averaged_from": [str(p) for p in paths]}
+    atomic_torch_save(inference_checkpoint(averaged, last, bundle), output)
     return output
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from translator.artifacts.checkpoint import (Bundle, atomic_torch_save, is_exported, load_bundle, read_checkpoint,
-                                             with_backward)
+from translator.artifacts.checkpoint import (Bundle, atomic_torch_save, bundle_of, is_exported, load_bundle,
+                                             read_checkpoint, with_backward)
 from translator.atomic import check_output
 from translator.decoding import DEFAULT_MAX_LEN, DecodeConfig, Hypothesis, decode_config, rank
 from translator.engines.base import check_precision
@@ -110,8 +110,9 @@ def attach_backward(checkpoint: str | Path, backward: str | Path, output: str | 
         if is_exported(path):
             raise ValueError(f"{path} is an exported (CTranslate2) directory; attach takes the .ckpt of {what} "
                              "written by `translator fit` (export the combined checkpoint afterwards)")
-    check_backward(load_bundle(checkpoint), load_bundle(backward))
-    atomic_torch_save(with_backward(read_checkpoint(checkpoint), read_checkpoint(backward), backward), output)
+    chat, reverse = read_checkpoint(checkpoint), read_checkpoint(backward)  # each file read once
+    check_backward(bundle_of(Path(checkpoint), chat), bundle_of(Path(backward), reverse))
+    atomic_torch_save(with_backward(chat, reverse, backward), output)
     return output
 
 
