@@ -1,13 +1,19 @@
-"""Where batch-1 decoding time goes: torch.profiler over single-sentence `Translator.translate` calls.
+"""Where decoding time goes: torch.profiler over `Translator.translate` calls, one sentence or one batch at a time.
 
     python benchmarks/decode_profile.py --checkpoint CKPT                  # 30 test sentences, greedy, 1 thread
     python benchmarks/decode_profile.py --checkpoint CKPT --decode.method beam --sentences 50 --threads 2
+    python benchmarks/decode_profile.py --checkpoint CKPT --batch_size 64 --sentences 256 --decode.method beam
 
-Translates the first `--sentences` of test_2016_flickr one at a time with the checkpoint's PyTorch engine
-(after `--warmup` untimed ones, default 5), prints the CPU milliseconds per sentence without and with the
-profiler, the operator calls per sentence and the operators by self CPU time, and the weight bytes one
-decoder step reads (decoder and output layer; the source's keys and values are cached): the memory-bandwidth
-floor of batch-1 decoding. Run from the repository root.
+Translates the first `--sentences` of test_2016_flickr in batches of `--batch_size` (default 1) with the
+checkpoint's PyTorch engine (after `--warmup` untimed batches, default 5), prints the CPU milliseconds per
+sentence without and with the profiler, the operator calls per sentence and the operators by self CPU time,
+and the weight bytes one decoder step reads (decoder and output layer; the source's keys and values are
+cached): the memory-bandwidth floor of batch-1 decoding. It also counts the decoder rows the search ran (one
+row = one hypothesis advanced one token) and the linear-layer FLOPs they cost (2 x the weights of one decoder
+step per row), so the achieved GFLOP/s shows how close a larger batch or a beam comes to the arithmetic
+limit: a beam of K advances about K times the rows of greedy search, so at a batch where greedy is already
+bound by arithmetic rather than by per-step overhead, beam / greedy time cannot fall much below the ratio of
+their rows. Run from the repository root.
 """
 from __future__ import annotations
 
@@ -26,13 +32,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data_dir", default=None,
                    help="folder holding multi30k/ (default $TRANSLATOR_DATA_DIR, then data/)")
     p.add_argument("--sentences", type=int, default=30, help="test sentences profiled (default 30)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed sentences first (default 5)")
+    p.add_argument("--batch_size", type=int, default=1, help="sentences per translate call (default 1)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed batches first (default 5)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--decode.method", dest="method", choices=["greedy", "beam"], default="greedy")
     p.add_argument("--decode.beam_size", dest="beam_size", type=int, default=5)
     p.add_argument("--rows", type=int, default=15, help="operators shown (default 15)")
     args = p.parse_args(argv)
-    for name in ("sentences", "threads", "beam_size", "rows"):
+    for name in ("sentences", "batch_size", "threads", "beam_size", "rows"):
         positive(f"--{name}", getattr(args, name))
     positive("--warmup", args.warmup, allow_zero=True)
     return args
@@ -48,6 +55,18 @@ def decoder_step_bytes(model) -> int:
             seen.add(p.data_ptr())
             total += p.numel() * p.element_size()
     return total
+
+
+def count_decoder_rows(model) -> list[int]:
+    """Make `model.decode_step` count the rows (hypotheses) it advances; returns the one-element counter."""
+    counter, step = [0], model.decode_step
+
+    def counted(tokens, state):
+        counter[0] += int(tokens.size(0))
+        return step(tokens, state)
+
+    model.decode_step = counted  # an instance attribute: this process only
+    return counter
 
 
 def main(argv: list[str]) -> int:
@@ -71,29 +90,39 @@ def main(argv: list[str]) -> int:
     data_dir = check_data(src_lang, tgt_lang, args.data_dir, ["test"])
     source = data_dir / f"{TEST_SPLIT_NAME}.{src_lang}"
     lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(lines) < args.warmup + args.sentences:
-        raise BenchmarkError(f"{source}: {len(lines)} sentences, fewer than --warmup {args.warmup} + --sentences "
-                             f"{args.sentences}")
+    warmup = args.warmup * args.batch_size
+    if len(lines) < warmup + args.sentences:
+        raise BenchmarkError(f"{source}: {len(lines)} sentences, fewer than --warmup {args.warmup} batches of "
+                             f"{args.batch_size} + --sentences {args.sentences}")
     translator = Translator(bundle, precision="fp32")
     config = DecodeConfig(method=args.method, beam_size=args.beam_size)
-    for sentence in lines[:args.warmup]:  # untimed
-        translator.translate([sentence], config)
-    timed = lines[args.warmup:args.warmup + args.sentences]
+    rows = count_decoder_rows(bundle.model)
+    batches = [lines[i:i + args.batch_size] for i in range(0, warmup, args.batch_size)]
+    for batch in batches:  # untimed
+        translator.translate(batch, config, batch_size=args.batch_size)
+    timed = lines[warmup:warmup + args.sentences]
+    batches = [timed[i:i + args.batch_size] for i in range(0, len(timed), args.batch_size)]
+    rows[0] = 0
     start = time.process_time()
-    for sentence in timed:
-        translator.translate([sentence], config)
-    plain_ms = (time.process_time() - start) / len(timed) * 1000
+    for batch in batches:
+        translator.translate(batch, config, batch_size=args.batch_size)
+    plain_s = time.process_time() - start
+    plain_ms, rows_per_sentence = plain_s / len(timed) * 1000, rows[0] / len(timed)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for sentence in timed:
-            translator.translate([sentence], config)
+        for batch in batches:
+            translator.translate(batch, config, batch_size=args.batch_size)
     ops = prof.key_averages()
     calls = sum(e.count for e in ops) / len(timed)
     profiled_ms = sum(e.self_cpu_time_total for e in ops) / len(timed) / 1000
-    step_mb = decoder_step_bytes(bundle.model) / 1e6
+    step_bytes = decoder_step_bytes(bundle.model)
+    step_mb = step_bytes / 1e6
+    gflop = rows_per_sentence * 2 * step_bytes / 4 / 1e9  # float32 weights: 4 bytes each, 2 FLOPs per weight a row
     print(hardware_line(hardware()))
-    print(f"{path}: {args.method} batch 1, {len(timed)} sentences, {args.threads} thread(s)")
+    print(f"{path}: {args.method} batch {args.batch_size}, {len(timed)} sentences, {args.threads} thread(s)")
     print(f"CPU per sentence: {plain_ms:.1f} ms ({profiled_ms:.1f} ms under the profiler); "
           f"{calls:,.0f} operator calls per sentence")
+    print(f"decoder rows per sentence: {rows_per_sentence:.1f}; their linear layers: {gflop * 1000:.1f} MFLOP a "
+          f"sentence, {gflop / (plain_ms / 1000):.1f} GFLOP/s of CPU time")
     print(f"weights read per decoder step: {step_mb:.1f} MB in float32 ({step_mb / 4:.1f} MB in int8)")
     print(ops.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     return 0

@@ -308,6 +308,14 @@ def test_decode_profile_counts_operators_and_the_weights_a_step_reads(corpus, ck
     out_bytes = model.out.weight.numel() * 4  # the output layer is read at every step, tied or not
     printed = float(r.stdout.split("weights read per decoder step: ")[1].split(" MB")[0])
     assert out_bytes / 1e6 <= printed + 0.05
+    greedy_rows = float(r.stdout.split("decoder rows per sentence: ")[1].split(";")[0])
+    assert greedy_rows >= 1  # at least the step that emits eos (or the length limit)
+    r = run("decode_profile.py", "--checkpoint", ckpt, "--warmup", 1, "--sentences", 2, "--batch_size", 2, "--rows", 3,
+            "--decode.method", "beam", "--decode.beam_size", 3, "--data_dir", corpus, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "beam batch 2, 2 sentences" in r.stdout
+    beam_total = round(2 * float(r.stdout.split("decoder rows per sentence: ")[1].split(";")[0]))
+    assert beam_total > 2 and (beam_total - 2) % 3 == 0  # step 0 runs once per sentence, then K rows a live sentence
     r = run("decode_profile.py", "--checkpoint", tmp_path / "missing.ckpt", "--data_dir", corpus, cwd=tmp_path)
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
 
