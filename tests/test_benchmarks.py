@@ -441,3 +441,39 @@ def test_bad_input_from_the_command_line_is_one_line(tmp_path):
     r = run("speed.py", "--steps", 0, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == "speed.py: error: --steps must be greater than 0, got 0"
+
+
+def test_random_heldout_withholds_seeded_rows_and_keeps_every_other(tmp_path):
+    from collections import Counter
+
+    from helpers import write_chatbot_ko_like
+    from translator.data.readers import read_csv_columns
+    data = write_chatbot_ko_like(tmp_path / "data", n=60)
+    whole = Counter(read_csv_columns(data / "chatbot-ko" / "ChatbotData.csv", "Q", "A"))
+    outs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        done = run("random_heldout.py", "chatbot-ko", "--out", tmp_path / name, "--rows", 10, "--seed", seed,
+                   "--data_dir", data, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        out = tmp_path / name
+        held = list(zip((out / "heldout.source").read_text(encoding="utf-8").splitlines(),
+                        (out / "heldout.reference").read_text(encoding="utf-8").splitlines()))
+        kept = Counter(read_csv_columns(out / "data" / "chatbot-ko" / "ChatbotData.csv", "Q", "A"))
+        assert len(held) == 10 and kept + Counter(held) == whole  # a partition of the rows
+        outs[name] = held
+    assert outs["a"] == outs["b"] and outs["a"] != outs["c"]  # seeded
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["multi30k"], "has official splits"),
+    (["nope"], "unknown dataset 'nope'"),
+    (["chatbot-ko", "--rows", "40"], "--rows 40: give 1 to 29"),
+    (["chatbot-ko", "--out", "."], "exists; give a new folder"),
+])
+def test_random_heldout_rejects_bad_options(tmp_path, argv, message):
+    from helpers import write_chatbot_ko_like
+    data = write_chatbot_ko_like(tmp_path / "data", n=60)
+    done = run("random_heldout.py", *argv, *([] if "--out" in argv else ["--out", tmp_path / "new"]),
+               "--data_dir", data, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "new").exists()

@@ -31,8 +31,9 @@ def _config(tmp: Path, parent: Path, dataset: str, data: Path, **data_options) -
                     "enable_model_summary": False, "limit_val_batches": 0,
                     "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                                    "init_args": {"dirpath": str(tmp / "run"), "save_last": True}}]},
+        # a config file's lr and warm-up are the from-scratch recipe's: fine-tuning must not take them
         "model": {"model": {"class_path": model["class_path"], "init_args": init}, "val_bleu": False,
-                  "compile_loss": False},
+                  "compile_loss": False, "lr": 0.05, "warmup_steps": 7},
         "data": {"dataset": dataset, "data_dir": str(data), "cache_dir": str(tmp / "cache"), "max_tokens": 200,
                  "vocab_size": 300, **data_options},
     }
@@ -66,7 +67,7 @@ def test_finetune_starts_from_the_parent_keeps_its_tokenizer_and_records_it(tmp_
     assert digest(child[BUNDLE_KEY]["tokenizer"]) == digest(saved[BUNDLE_KEY]["tokenizer"])
     assert child[BUNDLE_KEY]["parent"]["sha256"] == hashlib.sha256(parent.read_bytes()).hexdigest()
     assert child[BUNDLE_KEY]["parent"]["path"] == str(parent.resolve())
-    # the fine-tuning defaults: a fraction of the parent's peak, its own warm-up
+    # the fine-tuning defaults: FINETUNE_LR_SCALE times the parent's peak (not the config file's), its own warm-up
     hp = child["hyper_parameters"]
     assert hp["lr"] == pytest.approx(saved["hyper_parameters"]["lr"] * FINETUNE_LR_SCALE)
     assert hp["warmup_steps"] == FINETUNE_WARMUP_STEPS and hp["lr_schedule"] == "cosine"

@@ -285,8 +285,9 @@ def heldout_split(pairs: list[Pair], n_val: int, n_test: int, seed: int = SPLIT_
     return {split: [pairs[i] for i in sorted(idx)] for split, idx in chosen.items()}
 
 
-def _read(spec: DatasetSpec, files: list[Path], context_turns: int, stats: dict | None) -> list[Pair]:
-    """The pairs of `files` with the spec's reader, in the file's own column order."""
+def read_spec_files(spec: DatasetSpec, files: list[Path], context_turns: int = DEFAULT_CONTEXT_TURNS,
+                    stats: dict | None = None) -> list[Pair]:
+    """The pairs of `files` (laid out as the spec's files) with the spec's reader, in the file's own column order."""
     if spec.reader == "parallel":
         return read_parallel(*files, stats=stats)
     if spec.reader == "tsv":
@@ -304,7 +305,7 @@ def _cached_heldout(name: str, files: tuple[str, ...], stamp: tuple[tuple[int, i
     Returns the splits and the number of empty pairs dropped from the whole file.
     """
     spec, stats = get_spec(name), {}
-    pairs = _read(spec, [Path(f) for f in files], context_turns, stats)
+    pairs = read_spec_files(spec, [Path(f) for f in files], context_turns, stats)
     return heldout_split(pairs, *spec.holdout, seed=seed), stats.get("empty", 0)
 
 
@@ -324,7 +325,7 @@ def load_pairs(dataset: str, split: str, src_lang: str | None = None, tgt_lang: 
     root = find_dataset(dataset, split, src, tgt, data_dir)
     files = [root / f for f in _split_files(spec, split, *read_as)]
     if spec.holdout is None:
-        pairs = _read(spec, files, context_turns, stats)
+        pairs = read_spec_files(spec, files, context_turns, stats)
     else:
         stamps = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
         splits, empty = _cached_heldout(spec.name, tuple(str(f.resolve()) for f in files), stamps, seed,
