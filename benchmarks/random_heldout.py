@@ -12,7 +12,8 @@ at random (the shared chatbot-ko withholds 500 so) gets a test whose replies oft
 (benchmarks/RESULTS.md, "chatbot-ko on a random held-out set"). This script builds that case to select on:
 `OUT/data/<dataset>/` is the dataset folder without the withheld rows (train on it with
 `--data.data_dir OUT/data`), and `OUT/heldout.source` / `OUT/heldout.reference` are the withheld pairs,
-line-aligned, in the dataset's default direction. Seeded: the same --seed withholds the same rows.
+line-aligned, in the dataset's default direction (`OUT/withheld-rows/` keeps the withheld rows in the
+dataset's own file format). Seeded: the same --seed withholds the same rows.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import csv
 import io
 import random
 import shutil
-import sys
 from pathlib import Path
 
 from _common import BenchmarkError, run_main
