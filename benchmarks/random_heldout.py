@@ -53,8 +53,8 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     try:
         spec = get_spec(args.dataset)
-    except (KeyError, ValueError) as err:
-        raise BenchmarkError(str(err).strip("'\"")) from None
+    except ValueError as err:
+        raise BenchmarkError(str(err)) from None
     files = sorted({f for names in spec.files.values() for f in names})
     if spec.holdout is None or len(files) != 1 or spec.reader not in ("csv", "tsv"):
         raise BenchmarkError(f"{args.dataset} has official splits; a random held-out set is only built for "
