@@ -174,10 +174,42 @@ def test_trim_heap_callback_watches_cpu_trainings_only(monkeypatch):
     assert steps == ["step", "trim"]
 
 
+def test_limit_primitive_cache_sets_the_capacity_unless_the_environment_has_one(monkeypatch):
+    for name in cpu_fastpaths._PRIMITIVE_CACHE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cpu_fastpaths, "ENABLED", True)
+    assert cpu_fastpaths.limit_primitive_cache(16)
+    assert cpu_fastpaths.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    assert not cpu_fastpaths.limit_primitive_cache()  # set once: the first value stays
+    assert cpu_fastpaths.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+    monkeypatch.setenv("DNNL_PRIMITIVE_CACHE_CAPACITY", "512")  # the user's, under oneDNN's older name
+    assert not cpu_fastpaths.limit_primitive_cache() and "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in cpu_fastpaths.os.environ
+    monkeypatch.delenv("DNNL_PRIMITIVE_CACHE_CAPACITY")
+    monkeypatch.setattr(cpu_fastpaths, "ENABLED", False)  # fast paths off: oneDNN's own default
+    assert not cpu_fastpaths.limit_primitive_cache() and "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in cpu_fastpaths.os.environ
+
+
+def test_bf16_training_on_the_cpu_caps_the_primitive_cache_before_the_bf16_probe(monkeypatch):
+    from translator import cli, runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "limit_primitive_cache", lambda: calls.append("cap"))
+    monkeypatch.setattr(runtime, "cpu_bf16_is_fast", lambda: calls.append("probe") or True)
+    monkeypatch.setattr(runtime, "tune_malloc", lambda *thresholds: calls.append("malloc"))
+    cli._cpu_precision({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}})
+    assert calls == ["cap", "probe"]  # oneDNN reads the capacity at its first primitive: the probe's
+    for trainer in ({"precision": "32-true", "accelerator": "cpu"}, {"precision": "bf16-mixed", "accelerator": "gpu"}):
+        calls.clear()
+        cli._cpu_precision({"trainer": trainer})
+        assert "cap" not in calls, trainer
+
+
 def test_float32_training_on_the_cpu_sets_the_float32_malloc_thresholds(monkeypatch, capsys):
     from translator import cli, runtime
 
     calls = []
+    monkeypatch.setattr(runtime, "limit_primitive_cache", lambda: None)
     monkeypatch.setattr(runtime, "tune_malloc", lambda *thresholds: calls.append(thresholds))
     monkeypatch.setattr(runtime, "cpu_bf16_is_fast", lambda: False)  # an AVX2-only CPU
     config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}

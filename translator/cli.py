@@ -383,21 +383,24 @@ def _cpu_precision(config: Any) -> None:
     """bf16 on a CPU that only emulates it (AVX2) runs ~40x slower than float32: train in float32 there.
 
     A float32 run on the CPU (so fallen back, or asked for) gets its own malloc thresholds
-    (cpu_fastpaths.FP32_MMAP_THRESHOLD)."""
+    (cpu_fastpaths.FP32_MMAP_THRESHOLD); a bf16 run on the CPU a small oneDNN primitive cache
+    (cpu_fastpaths.BF16_PRIMITIVE_CACHE)."""
     import torch
 
-    from translator.runtime import FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD, cpu_bf16_is_fast, tune_malloc
+    from translator import runtime
 
     trainer = config.get("trainer") if hasattr(config, "get") else None
     precision = str(trainer.get("precision") or "") if trainer is not None else ""
     accelerator = str(trainer.get("accelerator") or "auto") if trainer is not None else "auto"
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if precision.startswith("bf16") and on_cpu and not cpu_bf16_is_fast():
+    if precision.startswith("bf16") and on_cpu:
+        runtime.limit_primitive_cache()  # before the probe's bf16 products: oneDNN reads its capacity once
+    if precision.startswith("bf16") and on_cpu and not runtime.cpu_bf16_is_fast():
         print(f"translator: note: this CPU has no native bf16 (measured slower than float32), so "
               f"--trainer.precision {precision} becomes 32-true", file=sys.stderr)
         trainer["precision"] = precision = "32-true"
     if on_cpu and not precision.startswith(("bf16", "16")):  # "", "32", "32-true", "64-true": full-width floats
-        tune_malloc(FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD)
+        runtime.tune_malloc(runtime.FP32_MMAP_THRESHOLD, runtime.FP32_TRIM_THRESHOLD)
 
 
 # ---- function commands: parsed from the signature by jsonargparse ------------------------------
