@@ -395,10 +395,10 @@ def _cpu_precision(config: Any) -> None:
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if precision.startswith("bf16") and on_cpu:
         runtime.limit_primitive_cache()  # before the probe's bf16 products: oneDNN reads its capacity once
-    if precision.startswith("bf16") and on_cpu and not runtime.cpu_bf16_is_fast():
-        print(f"translator: note: this CPU has no native bf16 (measured slower than float32), so "
-              f"--trainer.precision {precision} becomes 32-true", file=sys.stderr)
-        trainer["precision"] = precision = "32-true"
+        if not runtime.cpu_bf16_is_fast():
+            print(f"translator: note: this CPU has no native bf16 (measured slower than float32), so "
+                  f"--trainer.precision {precision} becomes 32-true", file=sys.stderr)
+            trainer["precision"] = precision = "32-true"
     if on_cpu and not precision.startswith(("bf16", "16")):  # "", "32", "32-true", "64-true": full-width floats
         runtime.tune_malloc(runtime.FP32_MMAP_THRESHOLD, runtime.FP32_TRIM_THRESHOLD)
 

@@ -168,12 +168,10 @@ FP32_MMAP_THRESHOLD, FP32_TRIM_THRESHOLD = 4 << 20, 2**31 - 1
 
 #: Compiled oneDNN primitives kept per process when a training runs in bf16 on the CPU (oneDNN's default: 1,024).
 #: bf16 matrix products on the CPU go through oneDNN, which caches each shape's compiled primitive together with
-#: its buffers, and token-budget batches come in hundreds of shapes. chatbot-ko, 300 steps in bf16 on a Zen 4
-#: EPYC, two runs side by side (`python benchmarks/memory.py --config translator/configs/chat_chatbot_ko.yaml
-#: --steps 300 --no_val`, benchmarks/RESULTS.md, "bf16 training's memory: oneDNN's primitive cache"): peak
-#: 1,653 MB with the default (783 MB of heap in use) and 1,230 MB with 8 (494 MB in use), at 9% more tokens per
-#: CPU second. One (256 -> 1024) bf16 Linear run forward and backward at 200 batch sizes holds 589 MB after a
-#: heap trim with the default and 406 MB with 8.
+#: its buffers, and token-budget batches come in hundreds of shapes. bf16 on a Zen 4 EPYC, default against 8, side
+#: by side (benchmarks/RESULTS.md, "bf16 training's memory: oneDNN's primitive cache"): chatbot-ko's whole run
+#: peaked at 1,837 / 1,299 MiB (float32: 866) in 580.8 / 563.7 CPU s with the same val loss; DailyDialog's first 80
+#: steps at 1.92 / 1.54 GB (heap in use 794 / 503 MB) at 12.6% more tokens per CPU second with 8.
 BF16_PRIMITIVE_CACHE = 8
 _PRIMITIVE_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
 
