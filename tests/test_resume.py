@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from helpers import write_multi30k_like
-from translator.artifacts.checkpoint import atomic_torch_save, read_checkpoint
+from translator.artifacts.checkpoint import atomic_torch_save, load_bundle, read_checkpoint
 from translator.training.callbacks import collect_random_states, restore_random_states
 from translator.training.resume import resumed_lr_factor, schedule_anchor
 from translator.training.system import lr_factor
@@ -42,6 +42,7 @@ model:
   lr_schedule: cosine
   val_bleu: false
   compile_loss: false
+  weight_average: {average}
 data:
   dataset: multi30k
   data_dir: "{data}"
@@ -51,9 +52,9 @@ data:
 """
 
 
-def _config(tmp: Path, name: str, data: Path, steps: int = STEPS) -> Path:
+def _config(tmp: Path, name: str, data: Path, steps: int = STEPS, average: float = 0.0) -> Path:
     path = tmp / f"{name}.yaml"
-    path.write_text(CONFIG.format(steps=steps, ckpt=tmp / name, data=data, cache=tmp / "cache"))
+    path.write_text(CONFIG.format(steps=steps, ckpt=tmp / name, data=data, cache=tmp / "cache", average=average))
     return path
 
 
@@ -64,18 +65,21 @@ def _fit(tmp: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return read_checkpoint(path)["state_dict"]
+def _weights(path: Path, key: str = "state_dict") -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)[key]
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("average", [0.0, 3.0], ids=["last-weights", "weight-average"])
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path, average):
+    """With --model.weight_average the checkpoint's weights are the average and the raw weights ride along:
+    both continue bit for bit."""
     data = write_multi30k_like(tmp_path / "data", n_train=300, n_val=10, n_test=10)
-    whole = _fit(tmp_path, "--config", str(_config(tmp_path, "whole", data)))
+    whole = _fit(tmp_path, "--config", str(_config(tmp_path, "whole", data, average=average)))
     out, _ = whole.communicate(timeout=600)
     assert whole.returncode == 0, out
 
-    killed = _fit(tmp_path / "data", "--config", str(_config(tmp_path, "killed", data)))
+    killed = _fit(tmp_path / "data", "--config", str(_config(tmp_path, "killed", data, average=average)))
     deadline = time.time() + 300
     while not (tmp_path / "killed" / "step035.ckpt").exists():  # mid-epoch 2 (25 batches an epoch)
         assert killed.poll() is None, killed.communicate()[0]
@@ -86,14 +90,21 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     last = tmp_path / "killed" / "last.ckpt"
     step = read_checkpoint(last)["global_step"]  # loadable whenever the kill landed
     assert 30 <= step < STEPS, step  # the step checkpoint is written just before last.ckpt
-    resumed = _fit(tmp_path / "data", "--config", str(_config(tmp_path, "killed", data)), "--ckpt_path", str(last))
+    resumed = _fit(tmp_path / "data", "--config", str(_config(tmp_path, "killed", data, average=average)),
+                   "--ckpt_path", str(last))
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
 
-    a, b = _weights(tmp_path / "whole" / "last.ckpt"), _weights(last)
     assert read_checkpoint(last)["global_step"] == STEPS
-    difference = max(float((a[k] - b[k]).abs().max()) for k in a)
-    assert difference == 0.0, f"max weight difference {difference} after resuming from step {step}"
+    for key in ["state_dict"] + (["current_model_state"] if average else []):
+        a, b = _weights(tmp_path / "whole" / "last.ckpt", key), _weights(last, key)
+        difference = max(float((a[k] - b[k]).abs().max()) for k in a)
+        assert difference == 0.0, f"{key}: max weight difference {difference} after resuming from step {step}"
+    if average:  # the average is not the last weights, and it is what inference loads
+        a, b = _weights(last), _weights(last, "current_model_state")
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-4
+        loaded = load_bundle(last).model.state_dict()
+        assert all(torch.equal(loaded[k.removeprefix("model.")], v) for k, v in a.items())
 
 
 def test_new_run_length_continues_the_cosine_without_a_jump():

@@ -62,6 +62,26 @@ def test_lr_schedules_warm_up_then_decay():
         lr_factor(0, 1, "x", 0)
 
 
+
+def test_weight_average_follows_the_run_and_forgets_its_start():
+    """The polynomial-decay average (--model.weight_average eta): eta -> 0 is the plain running mean; for eta > 0
+    most of the weight is on the run's last 1 / (eta + 1), whatever its length, and the start is forgotten."""
+    from translator.training.callbacks import polynomial_decay_weight
+
+    for eta, steps in ((1e-9, 50), (3.0, 200), (3.0, 4000), (9.0, 4000)):
+        weights = torch.zeros(steps, dtype=torch.float64)  # each update's share of the average after `steps`
+        for t in range(steps):
+            w = polynomial_decay_weight(eta, t)
+            weights *= 1 - w
+            weights[t] = w
+        assert weights.sum() == pytest.approx(1.0)
+        if eta < 1e-6:
+            assert torch.allclose(weights, torch.full_like(weights, 1 / steps))
+            continue
+        tail = int(steps / (eta + 1))
+        assert weights[-tail:].sum() > 0.6 and weights[: steps // 10].sum() < 1e-3
+        assert bool((weights[1:] >= weights[:-1]).all())  # newer updates never weigh less
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
 def test_every_yaml_parses(config: Path, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -11,6 +11,8 @@ loud data problems.
   Lightning's "No training batches" warning and exit 0) when nothing is left to train on.
 - `TrimHeap`: on the CPU, glibc's heap gives its free pages back when the holes that batches of many
   shapes leave in it grow (the policy and its measurements: `translator.cpu_fastpaths.HeapTrim`).
+- `PolynomialAverage` (with `--model.weight_average ETA`): Lightning's `WeightAveraging` keeping a
+  polynomial-decay average of the weights, which validation, the full checkpoints and inference use.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -192,3 +195,31 @@ class TrimHeap(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.policy is not None:
             self.policy.trim()
+
+
+# ---- weight averaging --------------------------------------------------------------------------
+def polynomial_decay_weight(eta: float, n_averaged: int) -> float:
+    """The weight of the newest weights in the polynomial-decay average after `n_averaged` earlier updates:
+    (eta + 1) / (t + eta) at update t = n_averaged + 1 (Shamir & Zhang 2013, "optimal averaging schemes").
+    The average weighs update s by about s**eta: it follows the run, whatever its length, over roughly its
+    last 1 / (eta + 1), so the random start never lingers (an EMA of fixed decay keeps 0.999**t of it)."""
+    return (eta + 1.0) / (n_averaged + 1.0 + eta)
+
+
+class PolynomialAverage(WeightAveraging):
+    """Lightning's `WeightAveraging` with the polynomial-decay average of `polynomial_decay_weight`, updated
+    after every optimizer step: validation (so `loss-min.ckpt` too) runs on the average, full checkpoints
+    store it as their weights (the raw weights ride along for an exact resume, `current_model_state`), and
+    the model ends the run holding it. `epochNN.ckpt` (weights only) keep each epoch's raw weights.
+
+    For a run stopped by time, where no schedule anneals the learning rate: DailyDialog's one-hour recipe
+    (benchmarks/RESULTS.md, "Weight averaging for the one-hour chat recipe")."""
+
+    def __init__(self, eta: float) -> None:
+        if not (isinstance(eta, (int, float)) and 0.0 < eta < float("inf")):
+            raise ValueError(f"weight_average (eta) must be a finite number > 0, got {eta!r}")
+        self.eta = float(eta)
+        super().__init__(use_buffers=False, multi_avg_fn=self._update)
+
+    def _update(self, averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        torch._foreach_lerp_(averaged, current, polynomial_decay_weight(self.eta, int(n_averaged)))

@@ -19,7 +19,7 @@ from translator.artifacts.checkpoint import BUNDLE_KEY, CheckpointMeta, make_bun
 from translator.decoding import DecodeConfig, with_recipe
 from translator.models.base import Seq2Seq
 from translator.tokenizer import Tokenizer
-from translator.training.callbacks import DataReport, RandomStates, TrimHeap, note
+from translator.training.callbacks import DataReport, PolynomialAverage, RandomStates, TrimHeap, note
 from translator.training.finetune import lineage, read_parent, report_coverage
 from translator.training.loss import (contrastive_loss, label_smoothed_loss, projected_smoothed_cross_entropy,
                                       symmetric_kl)
@@ -68,6 +68,7 @@ class Seq2SeqSystem(L.LightningModule):
         contrastive_weight: float = 0.0,
         decoding: dict[str, Any] | None = None,
         init_from: str | None = None,
+        weight_average: float = 0.0,
     ):
         """
         Args:
@@ -106,6 +107,10 @@ class Seq2SeqSystem(L.LightningModule):
                 split. Options given on the command line still win. None = the task's default.
             init_from: fine-tune: start from the weights of this checkpoint, with its model configuration and
                 its tokenizer, a new optimizer and schedule (translator/training/finetune.py); None = random weights.
+            weight_average: eta > 0 keeps a polynomial-decay average of the weights over the run, about its last
+                1 / (eta + 1) (`translator.training.callbacks.PolynomialAverage`); validation, the full checkpoints
+                and inference use the average. For runs stopped by time with no annealed learning rate
+                (`chat_dailydialog.yaml`); 0 = off (the last weights).
         """
         super().__init__()
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
@@ -118,6 +123,8 @@ class Seq2SeqSystem(L.LightningModule):
             raise ValueError(f"rdrop_alpha must be a finite number >= 0 (0 = off), got {rdrop_alpha!r}")
         if not (isinstance(contrastive_weight, (int, float)) and 0.0 <= contrastive_weight < math.inf):
             raise ValueError(f"contrastive_weight must be a finite number >= 0 (0 = off), got {contrastive_weight!r}")
+        if not (isinstance(weight_average, (int, float)) and 0.0 <= weight_average < math.inf):
+            raise ValueError(f"weight_average must be a finite number >= 0 (eta; 0 = off), got {weight_average!r}")
         if decoding is not None:
             with_recipe(DecodeConfig(), decoding)  # unknown fields or bad values: one message now, not at the first decode
         if rdrop_alpha and contrastive_weight:
@@ -134,9 +141,10 @@ class Seq2SeqSystem(L.LightningModule):
         self.parent: dict[str, Any] | None = None  # lineage of the checkpoint this run was fine-tuned from
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """Exact resume (every random state in the checkpoint, atomic writes), the data report, and on the CPU a
-        heap that gives its holes back."""
-        return [RandomStates(), DataReport(), TrimHeap()]
+        """Exact resume (every random state in the checkpoint, atomic writes), the data report, on the CPU a
+        heap that gives its holes back, and the weight average when `weight_average` is set."""
+        eta = self.hparams.get("weight_average") or 0.0
+        return [RandomStates(), DataReport(), TrimHeap()] + ([PolynomialAverage(eta)] if eta else [])
 
     # ---- wiring ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
