@@ -81,6 +81,12 @@ def test_weight_average_follows_the_run_and_forgets_its_start():
         tail = int(steps / (eta + 1))
         assert weights[-tail:].sum() > 0.6 and weights[: steps // 10].sum() < 1e-3
         assert bool((weights[1:] >= weights[:-1]).all())  # newer updates never weigh less
+    from helpers import TINY_MODELS
+    from translator.training.system import Seq2SeqSystem
+
+    for bad in (-1.0, float("inf"), float("nan"), "10"):
+        with pytest.raises(ValueError, match="weight_average must be a finite number >= 0"):
+            Seq2SeqSystem(TINY_MODELS["transformer"](50, 0), weight_average=bad)
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
 def test_every_yaml_parses(config: Path, capsys):
