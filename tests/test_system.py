@@ -62,7 +62,6 @@ def test_lr_schedules_warm_up_then_decay():
         lr_factor(0, 1, "x", 0)
 
 
-
 def test_weight_average_follows_the_run_and_forgets_its_start():
     """The polynomial-decay average (--model.weight_average eta): eta -> 0 is the plain running mean; for eta > 0
     most of the weight is on the run's last 1 / (eta + 1), whatever its length, and the start is forgotten."""
@@ -87,6 +86,7 @@ def test_weight_average_follows_the_run_and_forgets_its_start():
     for bad in (-1.0, float("inf"), float("nan"), "10"):
         with pytest.raises(ValueError, match="weight_average must be a finite number >= 0"):
             Seq2SeqSystem(TINY_MODELS["transformer"](50, 0), weight_average=bad)
+
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
 def test_every_yaml_parses(config: Path, capsys):

@@ -212,8 +212,8 @@ class PolynomialAverage(WeightAveraging):
     store it as their weights (the raw weights ride along for an exact resume, `current_model_state`), and
     the model ends the run holding it. `epochNN.ckpt` (weights only) keep each epoch's raw weights.
 
-    For a run stopped by time, where no schedule anneals the learning rate: DailyDialog's one-hour recipe
-    (benchmarks/RESULTS.md, "Weight averaging for the one-hour chat recipe")."""
+    For runs that end at a high learning rate (no annealing schedule, or stopped on time): both chat configs
+    (benchmarks/RESULTS.md, "Weight averaging for the chat recipes")."""
 
     def __init__(self, eta: float) -> None:
         if not (isinstance(eta, (int, float)) and 0.0 < eta < float("inf")):

@@ -109,8 +109,8 @@ class Seq2SeqSystem(L.LightningModule):
                 its tokenizer, a new optimizer and schedule (translator/training/finetune.py); None = random weights.
             weight_average: eta > 0 keeps a polynomial-decay average of the weights over the run, about its last
                 1 / (eta + 1) (`translator.training.callbacks.PolynomialAverage`); validation, the full checkpoints
-                and inference use the average. For runs stopped by time with no annealed learning rate
-                (`chat_dailydialog.yaml`); 0 = off (the last weights).
+                and inference use the average. For runs that end at a high learning rate (both chat
+                configs: eta 10); 0 = off (the last weights).
         """
         super().__init__()
         if not 0.0 <= teacher_forcing_ratio <= 1.0:
